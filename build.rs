@@ -1,0 +1,22 @@
+//! Compiles the public API in `proto/` with protox (pure Rust, no `protoc` needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = [
+        "proto/connectors/v1/common.proto",
+        "proto/connectors/v1/entity.proto",
+        "proto/connectors/v1/action.proto",
+        "proto/connectors/v1/connection.proto",
+    ];
+    let file_descriptors = protox::compile(protos, ["proto"])?;
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("connectors_descriptor.bin"),
+        prost::Message::encode_to_vec(&file_descriptors),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(file_descriptors)?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

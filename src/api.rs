@@ -1,0 +1,3 @@
+//! The gRPC edge: the only user of generated types and of `tonic::Status`.
+
+pub mod pb;

@@ -1,0 +1,3 @@
+//! Connections: their settings, validation, persistence and the live registry.
+
+pub mod model;

@@ -1,0 +1,178 @@
+//! The connection as the runtime sees it: plain data, no I/O.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Default minimum node count of a connection's pool.
+pub const fn default_min_nodes() -> u32 {
+    2
+}
+
+/// Default maximum node count of a connection's pool.
+pub const fn default_max_nodes() -> u32 {
+    50
+}
+
+/// Default verbosity (1–5).
+pub const fn default_verbosity() -> u8 {
+    1
+}
+
+/// Stripe's production API base URL.
+pub const STRIPE_API_BASE_URL: &str = "https://api.stripe.com";
+
+/// A reference to a secret: `<secret_dir>/<secret>/<version>`, or `env:VAR` for an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub secret: String,
+    /// A version number or `latest`.
+    #[serde(default = "default_version")]
+    pub version: String,
+}
+
+fn default_version() -> String {
+    "latest".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProxyAuthScheme {
+    Basic,
+    Digest,
+    #[default]
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProxySslType {
+    #[default]
+    Auto,
+    Always,
+    Never,
+    Tunnel,
+}
+
+/// Proxy settings of a connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub auth_scheme: ProxyAuthScheme,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    #[serde(default)]
+    pub ssl_type: ProxySslType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// Node pool bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    #[serde(default = "default_min_nodes")]
+    pub min_node_count: u32,
+    #[serde(default = "default_max_nodes")]
+    pub max_node_count: u32,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self { min_node_count: default_min_nodes(), max_node_count: default_max_nodes() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LogLevel {
+    #[default]
+    Error,
+    Warning,
+    Info,
+    Debug,
+}
+
+/// Where a connection's definition comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    ConfigFile,
+    Api,
+    Embedded,
+}
+
+/// One connection's settings. `id` is the short name (`stripe-eu`), the resource name is `connections/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSpec {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_connector")]
+    pub connector: String,
+    #[serde(default = "default_connector_version")]
+    pub connector_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The Stripe key. `None` only for the embedded sandbox connection, which uses the sandbox's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<SecretRef>,
+    #[serde(default = "default_verbosity")]
+    pub verbosity: u8,
+    #[serde(default)]
+    pub log_level: LogLevel,
+    #[serde(default)]
+    pub proxy: ProxySettings,
+    #[serde(default)]
+    pub nodes: NodeSettings,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default = "default_base_url")]
+    pub api_base_url: String,
+}
+
+fn default_connector() -> String {
+    "stripe".to_owned()
+}
+
+fn default_connector_version() -> String {
+    "1".to_owned()
+}
+
+fn default_base_url() -> String {
+    STRIPE_API_BASE_URL.to_owned()
+}
+
+impl ConnectionSpec {
+    /// A connection with every default and the given id.
+    pub fn with_id(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            description: String::new(),
+            connector: default_connector(),
+            connector_version: default_connector_version(),
+            account_id: None,
+            api_key: None,
+            verbosity: default_verbosity(),
+            log_level: LogLevel::default(),
+            proxy: ProxySettings::default(),
+            nodes: NodeSettings::default(),
+            labels: BTreeMap::new(),
+            api_base_url: default_base_url(),
+        }
+    }
+
+    /// `connections/{id}`.
+    pub fn resource_name(&self) -> String {
+        format!("connections/{}", self.id)
+    }
+}

@@ -1,0 +1,16 @@
+//! connector-runtime: a Stripe integration-connector runtime with a gRPC interface modelled on
+//! Google Integration Connectors.
+//!
+//! Dependencies point one way: `api → engine → {spec, throttle, stripe}`; nothing imports `api` or `app`.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod connections;
+pub mod engine;
+pub mod sandbox;
+pub mod secrets;
+pub mod spec;
+pub mod stripe;
+pub mod throttle;

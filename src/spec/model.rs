@@ -1,0 +1,253 @@
+//! The connector spec as data: what `connector-spec/<connector>/` holds once loaded.
+//!
+//! Pure types, no I/O. The generator (`spec generate`) writes these, the loader reads and validates
+//! them, the engine executes them and the sandbox serves them. Field and parameter names facing users
+//! are PascalCase (`Id`, `Email`, `PaymentIntentId`); `source` keeps Stripe's own snake_case name.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A whole connector: its metadata, entity types and actions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSpec {
+    pub connector: ConnectorMeta,
+    pub entities: Vec<EntitySpec>,
+    pub actions: Vec<ActionSpec>,
+}
+
+/// Identity of the connector and the upstream API version its shapes are pinned to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorMeta {
+    /// Connector name, e.g. `stripe`.
+    pub name: String,
+    /// Connector version exposed on connections, e.g. `1`.
+    pub version: String,
+    /// Upstream API version (sent as `Stripe-Version`), e.g. `2023-08-16`.
+    pub api_version: String,
+    /// Default upstream base URL, e.g. `https://api.stripe.com`.
+    pub default_base_url: String,
+}
+
+/// JDBC-style data types, as in Google Integration Connectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DataType {
+    Varchar,
+    Bigint,
+    Integer,
+    Double,
+    Decimal,
+    Boolean,
+    Timestamp,
+    Struct,
+    Array,
+    Json,
+}
+
+/// The standard operations an entity type may support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperationKind {
+    List,
+    Get,
+    Create,
+    Update,
+    Delete,
+}
+
+/// HTTP method of an upstream operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Delete,
+}
+
+/// Where a parameter travels in the upstream request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamLocation {
+    /// Substituted into `{source}` in the operation's path.
+    Path,
+    /// Query string (GET/DELETE), bracket-encoded when nested.
+    Query,
+    /// Form-encoded body (POST), bracket-encoded when nested.
+    Body,
+}
+
+/// One entity type, e.g. `Customer` or the nested `CustomerTaxId`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntitySpec {
+    /// Singular PascalCase name, e.g. `PaymentIntent`.
+    pub name: String,
+    /// Stripe's `object` value for this resource, e.g. `payment_intent`.
+    pub object: String,
+    /// Prefix of Stripe ids for this resource without the underscore, e.g. `pi`, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_prefix: Option<String>,
+    /// Collection path with placeholders for parent ids, e.g. `/v1/customers/{customer}/tax_ids`.
+    pub collection_path: String,
+    /// Item path, e.g. `/v1/customers/{customer}/tax_ids/{id}`; absent for list-only resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_path: Option<String>,
+    /// Name of the placeholder in `item_path` that carries this entity's own id, e.g. `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_id_param: Option<String>,
+    /// Parent keys of nested collections, in path order (empty for top-level resources).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<ParentKey>,
+    /// Search endpoint (`/v1/<collection>/search`) when the resource supports Stripe's search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_path: Option<String>,
+    /// The entity's fields (the key `Id` first).
+    pub fields: Vec<FieldSpec>,
+    /// Upstream operations backing each supported standard operation.
+    pub operations: Operations,
+}
+
+/// A parent id that a nested collection's path needs, e.g. `Customer` → `{customer}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParentKey {
+    /// Field name callers use (a key field of the entity and a required filter for List), e.g. `Customer`.
+    pub field: String,
+    /// Placeholder name in the paths, e.g. `customer`.
+    pub param: String,
+    /// Entity type the parent id refers to, when it is one, e.g. `Customer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+}
+
+/// One field of an entity type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// PascalCase name, e.g. `Email`.
+    pub name: String,
+    /// Stripe's name, e.g. `email`.
+    pub source: String,
+    pub data_type: DataType,
+    #[serde(default)]
+    pub key: bool,
+    #[serde(default)]
+    pub nullable: bool,
+    /// True when no Create or Update operation accepts the field.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Entity type the field's id refers to (expandable fields), e.g. `Customer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// JSON schema of the value (types, enums, nested properties; no prose).
+    pub json_schema: Value,
+}
+
+/// The upstream operations behind an entity type's standard operations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operations {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<OperationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub get: Option<OperationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<OperationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<OperationSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<OperationSpec>,
+}
+
+impl Operations {
+    /// The supported operations with their specs, in LIST, GET, CREATE, UPDATE, DELETE order.
+    pub fn iter(&self) -> impl Iterator<Item = (OperationKind, &OperationSpec)> {
+        [
+            (OperationKind::List, self.list.as_ref()),
+            (OperationKind::Get, self.get.as_ref()),
+            (OperationKind::Create, self.create.as_ref()),
+            (OperationKind::Update, self.update.as_ref()),
+            (OperationKind::Delete, self.delete.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, op)| op.map(|op| (kind, op)))
+    }
+
+    pub fn get(&self, kind: OperationKind) -> Option<&OperationSpec> {
+        match kind {
+            OperationKind::List => self.list.as_ref(),
+            OperationKind::Get => self.get.as_ref(),
+            OperationKind::Create => self.create.as_ref(),
+            OperationKind::Update => self.update.as_ref(),
+            OperationKind::Delete => self.delete.as_ref(),
+        }
+    }
+}
+
+/// One upstream HTTP operation and the parameters it accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationSpec {
+    pub method: HttpMethod,
+    /// Path with `{placeholders}`, e.g. `/v1/payment_intents/{intent}/confirm`.
+    pub path: String,
+    /// Stripe's operationId, e.g. `PostPaymentIntentsIntentConfirm`, for tracing and checks.
+    pub operation_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<ParamSpec>,
+}
+
+/// One parameter of an upstream operation or action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    /// PascalCase name callers use, e.g. `PaymentIntentId`, `ReturnUrl`.
+    pub name: String,
+    /// Stripe's name, e.g. `intent`, `return_url`.
+    pub source: String,
+    pub location: ParamLocation,
+    #[serde(default)]
+    pub required: bool,
+    pub data_type: DataType,
+    pub json_schema: Value,
+}
+
+/// How an action's upstream response becomes its result row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ResultShape {
+    /// `{"Success": "true", <the object's fields flattened with dots, scalars as strings>}`.
+    Flatten,
+    /// `{"Success": "true"}` only.
+    SuccessOnly,
+    /// `{"Success": "true"}` plus selected fields: output name → dotted source path in the object.
+    Select { fields: Vec<SelectedField> },
+}
+
+/// One selected result field, e.g. `InvoiceId` ← `invoice`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectedField {
+    pub name: String,
+    pub source: String,
+}
+
+/// A custom verb, e.g. `ConfirmPaymentIntent` → `POST /v1/payment_intents/{intent}/confirm`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionSpec {
+    /// Verb + object, e.g. `ConfirmPaymentIntent`.
+    pub name: String,
+    /// Human name, e.g. `Confirm payment intent`.
+    pub display_name: String,
+    /// Entity type the action acts on, when it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+    pub operation: OperationSpec,
+    pub result: ResultShape,
+    /// Fields of the object the upstream call returns (result metadata).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub result_fields: Vec<FieldSpec>,
+}
