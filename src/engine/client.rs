@@ -1,0 +1,451 @@
+//! The upstream HTTP client: one pooled reqwest client per connection's settings, Stripe's headers,
+//! deadlines, and retries with exponential backoff and full jitter.
+//!
+//! Secrets (the API key, proxy passwords) live here only as `Redacted` values and in request
+//! headers; they never reach a log line or an error.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::error::EngineError;
+use super::request::UpstreamRequest;
+use super::retry::{self, Decision, Outcome};
+use crate::spec::model::HttpMethod;
+use crate::stripe::error::StripeError;
+use crate::stripe::{form, headers};
+
+/// A secret string whose Debug and Display never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(String);
+
+impl Redacted {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Proxy settings with the password already resolved.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// `http://host:port` or `https://host:port` (TLS to the proxy).
+    pub url: String,
+    pub basic_auth: Option<(String, Redacted)>,
+}
+
+/// How to reach the upstream and how hard to try.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub base_url: String,
+    pub api_key: Redacted,
+    pub account_id: Option<String>,
+    pub api_version: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_retries: u32,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    pub proxy: Option<ProxyOptions>,
+    /// Extra CA certificate (PEM) trusted besides the system's roots.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// 1–5: how much of each exchange is logged (secrets always redacted).
+    pub verbosity: u8,
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// Sent as `Idempotency-Key` on POST, the same on every retry of this call.
+    pub idempotency_key: Option<String>,
+    /// The caller's deadline; no attempt or backoff runs past it.
+    pub deadline: Option<Instant>,
+}
+
+/// A successful (2xx) upstream answer.
+#[derive(Debug, Clone)]
+pub struct UpstreamResponse {
+    pub status: u16,
+    pub body: Value,
+    pub request_id: Option<String>,
+    /// Stripe replayed a stored response for the idempotency key.
+    pub replayed: bool,
+    /// Attempts made (1 = no retry).
+    pub attempts: u32,
+}
+
+/// Installs rustls' ring provider once per process (reqwest is built without a default provider).
+pub fn ensure_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider was installed first, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The client of one connection.
+#[derive(Debug, Clone)]
+pub struct UpstreamClient {
+    http: reqwest::Client,
+    options: ClientOptions,
+}
+
+/// Error building a client from its options.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBuildError {
+    #[error("invalid proxy settings: {0}")]
+    Proxy(String),
+    #[error("invalid extra CA certificate: {0}")]
+    Certificate(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Build(String),
+}
+
+impl UpstreamClient {
+    pub fn new(options: ClientOptions) -> Result<Self, ClientBuildError> {
+        ensure_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .user_agent(concat!("connector-runtime/", env!("CARGO_PKG_VERSION")));
+        builder = match &options.proxy {
+            Some(proxy) => {
+                let mut p = reqwest::Proxy::all(&proxy.url)
+                    .map_err(|e| ClientBuildError::Proxy(e.to_string()))?;
+                if let Some((user, password)) = &proxy.basic_auth {
+                    p = p.basic_auth(user, password.expose());
+                }
+                builder.proxy(p)
+            }
+            None => builder.no_proxy(),
+        };
+        if let Some(pem) = &options.extra_ca_pem {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| ClientBuildError::Certificate(e.to_string()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientBuildError::Build(e.to_string()))?;
+        Ok(Self { http, options })
+    }
+
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
+    }
+
+    /// Sends the request, retrying what is safe to retry within the deadline.
+    pub async fn send(
+        &self,
+        request: &UpstreamRequest,
+        call: &CallOptions,
+    ) -> Result<UpstreamResponse, EngineError> {
+        let is_post = request.method == HttpMethod::Post;
+        // A POST is only ever retried with an Idempotency-Key.
+        let may_retry = !is_post || call.idempotency_key.is_some();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let remaining = match call.deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(EngineError::DeadlineExceeded(format!(
+                            "{} {} not completed before the deadline ({} attempts)",
+                            method_name(request.method),
+                            request.operation_id,
+                            attempt - 1
+                        )));
+                    }
+                    Some(deadline - now)
+                }
+                None => None,
+            };
+            let timeout = remaining.map_or(self.options.request_timeout, |r| {
+                r.min(self.options.request_timeout)
+            });
+            let result = self.attempt(request, call, timeout).await;
+            let (outcome, error) = match result {
+                Ok(Attempt::Success(mut response)) => {
+                    response.attempts = attempt;
+                    return Ok(response);
+                }
+                Ok(Attempt::Failure {
+                    error,
+                    should_retry,
+                    retry_after,
+                }) => (
+                    Outcome::Response {
+                        status: error.http_status,
+                        should_retry,
+                        retry_after,
+                    },
+                    EngineError::Upstream(error),
+                ),
+                Err(error) => (Outcome::Transport, error),
+            };
+            let Decision::Retry { at_least } = retry::decide(outcome) else {
+                return Err(error);
+            };
+            if !may_retry || attempt > self.options.max_retries {
+                return Err(error);
+            }
+            let unit: f64 = rand::rng().random();
+            let wait = retry::backoff(
+                attempt - 1,
+                self.options.backoff_base,
+                self.options.backoff_cap,
+                at_least,
+                unit,
+            );
+            if let Some(deadline) = call.deadline {
+                if Instant::now() + wait >= deadline {
+                    return Err(error);
+                }
+            }
+            tracing::debug!(
+                operation = %request.operation_id,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                error = %error,
+                "retrying upstream call"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        request: &UpstreamRequest,
+        call: &CallOptions,
+        timeout: Duration,
+    ) -> Result<Attempt, EngineError> {
+        let url = format!(
+            "{}{}",
+            self.options.base_url.trim_end_matches('/'),
+            request.path
+        );
+        let method = match request.method {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Delete => reqwest::Method::DELETE,
+        };
+        let mut builder = self
+            .http
+            .request(method, &url)
+            .timeout(timeout)
+            .bearer_auth(self.options.api_key.expose())
+            .header(headers::HEADER_STRIPE_VERSION, &self.options.api_version);
+        if !request.query.is_empty() {
+            builder = builder.query(&request.query);
+        }
+        if let Some(account) = &self.options.account_id {
+            builder = builder.header(headers::HEADER_STRIPE_ACCOUNT, account);
+        }
+        if request.method == HttpMethod::Post {
+            // Always send the form content type, even with an empty body: strict servers reject none.
+            builder = builder
+                .header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(form::encode(&request.form));
+            if let Some(key) = &call.idempotency_key {
+                builder = builder.header(headers::HEADER_IDEMPOTENCY_KEY, key);
+            }
+        }
+        if self.options.verbosity >= 3 {
+            tracing::info!(
+                operation = %request.operation_id,
+                method = method_name(request.method),
+                path = %request.path,
+                "upstream request"
+            );
+        }
+        if self.options.verbosity >= 5 {
+            tracing::debug!(
+                operation = %request.operation_id,
+                query = %redact_pairs(&request.query),
+                form = %redact_pairs(&request.form),
+                "upstream request detail"
+            );
+        }
+        let response = builder.send().await.map_err(|e| transport_error(&e))?;
+        let status = response.status().as_u16();
+        let request_id = headers::request_id(response.headers());
+        let replayed = response
+            .headers()
+            .get(headers::HEADER_IDEMPOTENT_REPLAYED)
+            .is_some();
+        let should_retry = headers::should_retry(response.headers());
+        let retry_after = headers::retry_after(response.headers());
+        let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
+        if self.options.verbosity >= 5 {
+            tracing::debug!(status, request_id = ?request_id, body = %redact_body(&bytes), "upstream response detail");
+        }
+        if (200..300).contains(&status) {
+            let body = serde_json::from_slice(&bytes).map_err(|e| {
+                EngineError::BadResponse(format!("HTTP {status} body is not JSON: {e}"))
+            })?;
+            Ok(Attempt::Success(UpstreamResponse {
+                status,
+                body,
+                request_id,
+                replayed,
+                attempts: 1,
+            }))
+        } else {
+            Ok(Attempt::Failure {
+                error: StripeError::from_response(status, &bytes, request_id),
+                should_retry,
+                retry_after,
+            })
+        }
+    }
+}
+
+enum Attempt {
+    Success(UpstreamResponse),
+    Failure {
+        error: StripeError,
+        should_retry: Option<bool>,
+        retry_after: Option<Duration>,
+    },
+}
+
+fn method_name(method: HttpMethod) -> &'static str {
+    match method {
+        HttpMethod::Get => "GET",
+        HttpMethod::Post => "POST",
+        HttpMethod::Delete => "DELETE",
+    }
+}
+
+/// reqwest's error text can include the URL but never headers, so it carries no key.
+fn transport_error(error: &reqwest::Error) -> EngineError {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else {
+        "transport error"
+    };
+    let mut message = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        message.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    EngineError::Unavailable {
+        message,
+        retry_after: None,
+    }
+}
+
+/// Names whose values are never logged, in form pairs or JSON bodies.
+const SENSITIVE: [&str; 8] = [
+    "number",
+    "cvc",
+    "client_secret",
+    "password",
+    "secret",
+    "token",
+    "exp_month",
+    "exp_year",
+];
+
+fn is_sensitive(key: &str) -> bool {
+    let leaf = key
+        .rsplit(['[', '.'])
+        .next()
+        .unwrap_or(key)
+        .trim_end_matches(']');
+    SENSITIVE
+        .iter()
+        .any(|s| leaf.eq_ignore_ascii_case(s) || leaf.ends_with("_secret"))
+}
+
+/// Form pairs for logs, with sensitive values replaced.
+pub fn redact_pairs(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            if is_sensitive(k) {
+                format!("{k}=[redacted]")
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn redact_value(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                if is_sensitive(key) && !inner.is_null() {
+                    *inner = Value::String("[redacted]".to_owned());
+                } else {
+                    redact_value(inner);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_value),
+        _ => {}
+    }
+}
+
+/// A response body for logs, with sensitive values replaced.
+pub fn redact_body(bytes: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(mut value) => {
+            redact_value(&mut value);
+            value.to_string()
+        }
+        Err(_) => format!("<{} bytes, not JSON>", bytes.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_card_numbers_and_client_secrets() {
+        let pairs = vec![
+            ("card[number]".to_owned(), "4242424242424242".to_owned()),
+            ("card[cvc]".to_owned(), "123".to_owned()),
+            ("amount".to_owned(), "100".to_owned()),
+        ];
+        let text = redact_pairs(&pairs);
+        assert!(
+            !text.contains("4242424242424242") && !text.contains("=123"),
+            "{text}"
+        );
+        assert!(text.contains("amount=100"));
+        let body = redact_body(br#"{"id":"pi_1","client_secret":"pi_1_secret_abc","nested":{"webhook_secret":"whsec_x"}}"#);
+        assert!(
+            !body.contains("pi_1_secret_abc") && !body.contains("whsec_x"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn redacted_values_do_not_print() {
+        let key = Redacted::new("sk_test_very_secret");
+        assert_eq!(format!("{key:?}"), "[redacted]");
+    }
+}

@@ -1,0 +1,77 @@
+//! What can go wrong executing an entity operation or an action. Mapped to gRPC in `api::status`.
+
+use std::time::Duration;
+
+use crate::spec::model::OperationKind;
+use crate::stripe::error::StripeError;
+
+/// One invalid input, named by the caller's field path (e.g. `Amount`, `Shipping.address.line1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: &str, description: String) -> Self {
+        Self {
+            field: field.to_owned(),
+            description,
+        }
+    }
+}
+
+/// Errors of the generic engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Inputs failed the schema before any upstream call.
+    #[error("invalid input: {}", summarize(.0))]
+    InvalidInput(Vec<FieldViolation>),
+    /// No connection with this id.
+    #[error("connection {0:?} not found")]
+    ConnectionNotFound(String),
+    /// No entity type with this name in the connector spec.
+    #[error("entity type {0:?} not found")]
+    EntityTypeNotFound(String),
+    /// No action with this name in the connector spec.
+    #[error("action {0:?} not found")]
+    ActionNotFound(String),
+    /// The entity type does not support the operation.
+    #[error("entity type {entity} does not support {operation:?}")]
+    OperationNotSupported {
+        entity: String,
+        operation: OperationKind,
+    },
+    /// Stripe answered with an error object.
+    #[error("{0}")]
+    Upstream(StripeError),
+    /// The upstream could not be reached or did not answer in time.
+    #[error("upstream unavailable: {message}")]
+    Unavailable {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The caller's deadline passed before the call completed.
+    #[error("deadline exceeded: {0}")]
+    DeadlineExceeded(String),
+    /// The upstream answered something that is not Stripe's shape.
+    #[error("unexpected upstream response: {0}")]
+    BadResponse(String),
+    /// The connection cannot serve calls (e.g. its secret does not resolve).
+    #[error("connection not ready: {0}")]
+    NotReady(String),
+}
+
+fn summarize(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl EngineError {
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        Self::InvalidInput(vec![FieldViolation::new(field, description.into())])
+    }
+}

@@ -1,0 +1,176 @@
+//! Turns Stripe objects into entity fields and action result rows. Pure, no I/O.
+
+use serde_json::{Map, Value};
+
+use crate::spec::model::{EntitySpec, ResultShape};
+
+/// `payment_method_types` → `PaymentMethodTypes`; used for fields the spec does not list.
+pub fn pascal_case(snake: &str) -> String {
+    snake
+        .split(['_', '.'])
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+/// An entity's fields under PascalCase names, with native JSON values. Members the spec does not
+/// know (a newer API version) are kept under a derived PascalCase name rather than dropped.
+pub fn entity_fields(entity: &EntitySpec, object: &Map<String, Value>) -> Map<String, Value> {
+    let mut fields = Map::with_capacity(object.len());
+    for field in &entity.fields {
+        if let Some(value) = object.get(&field.source) {
+            fields.insert(field.name.clone(), value.clone());
+        }
+    }
+    for (key, value) in object {
+        if !entity.fields.iter().any(|f| &f.source == key) {
+            fields
+                .entry(pascal_case(key))
+                .or_insert_with(|| value.clone());
+        }
+    }
+    fields
+}
+
+/// Google's connector shape: nested keys joined with dots, scalars as strings, nulls kept.
+/// Empty lists and empty objects become null; non-empty lists become their JSON text, so no
+/// value is lost.
+pub fn flatten(object: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::with_capacity(object.len());
+    for (key, value) in object {
+        flatten_value(key, value, &mut out);
+    }
+    out
+}
+
+fn flatten_value(key: &str, value: &Value, out: &mut Map<String, Value>) {
+    match value {
+        Value::Object(map) if map.is_empty() => {
+            out.insert(key.to_owned(), Value::Null);
+        }
+        Value::Object(map) => {
+            for (inner_key, inner) in map {
+                flatten_value(&format!("{key}.{inner_key}"), inner, out);
+            }
+        }
+        Value::Array(items) if items.is_empty() => {
+            out.insert(key.to_owned(), Value::Null);
+        }
+        Value::Array(_) => {
+            out.insert(key.to_owned(), Value::String(value.to_string()));
+        }
+        Value::Null => {
+            out.insert(key.to_owned(), Value::Null);
+        }
+        Value::Bool(b) => {
+            out.insert(key.to_owned(), Value::String(b.to_string()));
+        }
+        Value::Number(n) => {
+            out.insert(key.to_owned(), Value::String(n.to_string()));
+        }
+        Value::String(s) => {
+            out.insert(key.to_owned(), Value::String(s.clone()));
+        }
+    }
+}
+
+/// Looks up a dotted path (`invoice`, `latest_charge.id`) in an object.
+fn lookup<'a>(object: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut current = object.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
+}
+
+/// The result row of an action, shaped as the spec says.
+pub fn action_row(shape: &ResultShape, object: &Map<String, Value>) -> Map<String, Value> {
+    let mut row = Map::new();
+    match shape {
+        ResultShape::SuccessOnly => {
+            row.insert("Success".to_owned(), Value::String("true".to_owned()));
+        }
+        ResultShape::Select { fields } => {
+            for field in fields {
+                let value = match lookup(object, &field.source) {
+                    Some(Value::Object(expanded)) => {
+                        expanded.get("id").cloned().unwrap_or(Value::Null)
+                    }
+                    Some(Value::Number(n)) => Value::String(n.to_string()),
+                    Some(Value::Bool(b)) => Value::String(b.to_string()),
+                    Some(other) => other.clone(),
+                    None => Value::Null,
+                };
+                row.insert(field.name.clone(), value);
+            }
+            row.insert("Success".to_owned(), Value::String("true".to_owned()));
+        }
+        ResultShape::Flatten => {
+            row.insert("Success".to_owned(), Value::String("true".to_owned()));
+            row.extend(flatten(object));
+        }
+    }
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::model::SelectedField;
+    use serde_json::json;
+
+    fn object(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn flattens_like_the_seed_output() {
+        let pi = object(json!({
+            "id": "pi_1", "amount": 33000, "livemode": false, "canceled_at": null,
+            "payment_method_options": {"card": {"installments": null}},
+            "payment_method_types": [], "metadata": {}
+        }));
+        let row = action_row(&ResultShape::Flatten, &pi);
+        assert_eq!(
+            Value::Object(row),
+            json!({
+                "Success": "true", "id": "pi_1", "amount": "33000", "livemode": "false", "canceled_at": null,
+                "payment_method_options.card.installments": null, "payment_method_types": null, "metadata": null
+            })
+        );
+    }
+
+    #[test]
+    fn keeps_non_empty_lists_as_json_text() {
+        let row = flatten(&object(json!({"payment_method_types": ["card"]})));
+        assert_eq!(row["payment_method_types"], json!("[\"card\"]"));
+    }
+
+    #[test]
+    fn accept_quote_selects_the_invoice_id() {
+        let shape = ResultShape::Select {
+            fields: vec![SelectedField {
+                name: "InvoiceId".to_owned(),
+                source: "invoice".to_owned(),
+            }],
+        };
+        let row = action_row(&shape, &object(json!({"id": "qt_1", "invoice": "in_9"})));
+        assert_eq!(
+            Value::Object(row),
+            json!({"InvoiceId": "in_9", "Success": "true"})
+        );
+    }
+
+    #[test]
+    fn pascal_cases_snake_names() {
+        assert_eq!(pascal_case("payment_method_types"), "PaymentMethodTypes");
+        assert_eq!(pascal_case("id"), "Id");
+    }
+}
