@@ -12,3 +12,4 @@ pub mod request;
 pub mod result;
 pub mod retry;
 pub mod schema;
+pub use error::{EngineError, FieldViolation};

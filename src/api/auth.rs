@@ -1,0 +1,104 @@
+//! The gRPC side of caller authentication: a tower layer that checks the bearer token against the
+//! role the method needs (`crate::auth`) before the call reaches any service.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use tonic::Code;
+use tower::{Layer, Service};
+
+use super::status;
+use crate::auth::{AuthError, TokenTable, required_role};
+
+/// Maps an authentication failure: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for a
+/// valid token with the wrong role.
+pub fn auth_status(error: &AuthError) -> tonic::Status {
+    match error {
+        AuthError::MissingToken => status::status(
+            Code::Unauthenticated,
+            "MISSING_TOKEN",
+            error.to_string(),
+            HashMap::new(),
+        ),
+        AuthError::UnknownToken => status::status(
+            Code::Unauthenticated,
+            "INVALID_TOKEN",
+            error.to_string(),
+            HashMap::new(),
+        ),
+        AuthError::Forbidden { needs, .. } => status::status(
+            Code::PermissionDenied,
+            "ROLE_REQUIRED",
+            error.to_string(),
+            HashMap::from([(
+                "required_role".to_owned(),
+                format!("{needs:?}").to_lowercase(),
+            )]),
+        ),
+    }
+}
+
+/// Checks every call's token.
+#[derive(Clone, Debug)]
+pub struct AuthLayer {
+    tokens: Arc<TokenTable>,
+}
+
+impl AuthLayer {
+    pub fn new(tokens: Arc<TokenTable>) -> Self {
+        Self { tokens }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            tokens: self.tokens.clone(),
+        }
+    }
+}
+
+/// The service `AuthLayer` wraps around the router.
+#[derive(Clone, Debug)]
+pub struct AuthService<S> {
+    inner: S,
+    tokens: Arc<TokenTable>,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for AuthService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        if let Some(role) = required_role(request.uri().path()) {
+            let header = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if let Err(error) = self.tokens.authorize(header, role) {
+                let response = auth_status(&error).into_http();
+                return Box::pin(async move { Ok(response) });
+            }
+        }
+        // The clone is ready only after poll_ready; swap so the ready one serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(inner.call(request))
+    }
+}
