@@ -1,6 +1,8 @@
 //! The connection as the runtime sees it: plain data, no I/O.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +38,13 @@ fn default_version() -> String {
     "latest".to_owned()
 }
 
+/// Names the reference (never a value): ``secret `stripe-key` version `3` ``.
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "secret `{}` version `{}`", self.secret, self.version)
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ProxyAuthScheme {
@@ -69,9 +78,19 @@ pub struct ProxySettings {
     pub password: Option<SecretRef>,
     #[serde(default)]
     pub ssl_type: ProxySslType,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Proxy host name or IP address (`server_host` in the proto; accepted as an alias).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "server_host"
+    )]
     pub host: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Proxy port (`server_port` in the proto; accepted as an alias).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "server_port"
+    )]
     pub port: Option<u16>,
 }
 
@@ -87,7 +106,10 @@ pub struct NodeSettings {
 
 impl Default for NodeSettings {
     fn default() -> Self {
-        Self { min_node_count: default_min_nodes(), max_node_count: default_max_nodes() }
+        Self {
+            min_node_count: default_min_nodes(),
+            max_node_count: default_max_nodes(),
+        }
     }
 }
 
@@ -132,7 +154,8 @@ pub struct ConnectionSpec {
     pub log_level: LogLevel,
     #[serde(default)]
     pub proxy: ProxySettings,
-    #[serde(default)]
+    /// Node pool bounds (`node_config` in the proto; accepted as an alias).
+    #[serde(default, alias = "node_config")]
     pub nodes: NodeSettings,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -174,5 +197,27 @@ impl ConnectionSpec {
     /// `connections/{id}`.
     pub fn resource_name(&self) -> String {
         format!("connections/{}", self.id)
+    }
+}
+
+/// A connection as the runtime keeps it: its settings plus where they came from and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredConnection {
+    pub spec: ConnectionSpec,
+    pub origin: Origin,
+    /// When the connection was created (for config-file connections never changed through the
+    /// API: when the runtime loaded it).
+    #[serde(with = "humantime_serde")]
+    pub create_time: SystemTime,
+    /// When the connection last changed.
+    #[serde(with = "humantime_serde")]
+    pub update_time: SystemTime,
+}
+
+impl StoredConnection {
+    /// The short id, e.g. `stripe-eu`.
+    pub fn id(&self) -> &str {
+        &self.spec.id
     }
 }

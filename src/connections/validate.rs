@@ -1,0 +1,443 @@
+//! Validation of a connection's settings: every rule, every problem reported at once.
+//!
+//! Pure apart from resolving secret references (to prove they resolve; values are dropped at
+//! once and never reported). Field paths are the proto's (`node_config.max_node_count`,
+//! `proxy.server_host`, `api_key`), so the gRPC edge can return them as `BadRequest` field
+//! violations unchanged; the configuration file prefixes them with `connections[i].`.
+
+use std::fmt;
+
+use crate::connections::model::{ConnectionSpec, ProxyAuthScheme, SecretRef};
+use crate::secrets::SecretResolver;
+
+/// Longest connection name (Google's limit).
+pub const MAX_NAME_LEN: usize = 49;
+/// Most nodes a connection may have (the platform limit).
+pub const MAX_NODE_COUNT_LIMIT: u32 = 100;
+/// Verbosity bounds.
+pub const VERBOSITY_RANGE: std::ops::RangeInclusive<u8> = 1..=5;
+/// The one connector this runtime serves.
+pub const CONNECTOR: &str = "stripe";
+/// Connector versions this runtime knows.
+pub const CONNECTOR_VERSIONS: &[&str] = &["1"];
+/// Longest label key or value, in characters (Google's label rules).
+pub const MAX_LABEL_LEN: usize = 63;
+/// Most labels on one connection (Google's label rules).
+pub const MAX_LABELS: usize = 64;
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_LEN: usize = 2048;
+
+/// One broken rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Proto field path, e.g. `node_config.min_node_count`.
+    pub field: String,
+    /// UPPER_SNAKE reason, e.g. `INVALID_NAME`.
+    pub reason: &'static str,
+    /// What is wrong and what is accepted, in words. Never contains a secret value.
+    pub description: String,
+}
+
+impl Violation {
+    fn new(field: impl Into<String>, reason: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            reason,
+            description: description.into(),
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} ({})", self.field, self.description, self.reason)
+    }
+}
+
+/// Checks a connection that must carry its own Stripe key (every connection from the
+/// configuration file or the API). Returns every violation found.
+pub fn validate(spec: &ConnectionSpec, secrets: &SecretResolver) -> Result<(), Vec<Violation>> {
+    let mut out = Vec::new();
+    check_all(spec, secrets, true, &mut out);
+    if out.is_empty() { Ok(()) } else { Err(out) }
+}
+
+/// Like [`validate`], but a missing `api_key` is allowed: for the embedded connection the
+/// runtime wires to its built-in sandbox, whose key it generates itself.
+pub fn validate_embedded(
+    spec: &ConnectionSpec,
+    secrets: &SecretResolver,
+) -> Result<(), Vec<Violation>> {
+    let mut out = Vec::new();
+    check_all(spec, secrets, false, &mut out);
+    if out.is_empty() { Ok(()) } else { Err(out) }
+}
+
+/// Checks a connection name (the `{id}` of `connections/{id}`) on its own, e.g. for a
+/// `connection_id` in a create request. Returns every violation.
+pub fn validate_name(field: &str, name: &str) -> Vec<Violation> {
+    let mut out = Vec::new();
+    check_name(field, name, &mut out);
+    out
+}
+
+fn check_all(
+    spec: &ConnectionSpec,
+    secrets: &SecretResolver,
+    require_key: bool,
+    out: &mut Vec<Violation>,
+) {
+    check_name("name", &spec.id, out);
+    if spec.description.chars().count() > MAX_DESCRIPTION_LEN {
+        out.push(Violation::new(
+            "description",
+            "DESCRIPTION_TOO_LONG",
+            format!("the description is longer than {MAX_DESCRIPTION_LEN} characters"),
+        ));
+    }
+    check_connector(spec, out);
+    check_account_id(spec.account_id.as_deref(), out);
+    check_api_key(spec.api_key.as_ref(), secrets, require_key, out);
+    if !VERBOSITY_RANGE.contains(&spec.verbosity) {
+        out.push(Violation::new(
+            "verbosity",
+            "INVALID_VERBOSITY",
+            format!("verbosity must be between 1 and 5, got {}", spec.verbosity),
+        ));
+    }
+    check_nodes(spec, out);
+    check_proxy(spec, secrets, out);
+    check_labels(spec, out);
+    check_base_url(&spec.api_base_url, out);
+}
+
+fn check_name(field: &str, name: &str, out: &mut Vec<Violation>) {
+    if name.is_empty() {
+        out.push(Violation::new(
+            field,
+            "MISSING_NAME",
+            "a connection name is required",
+        ));
+        return;
+    }
+    let len = name.chars().count();
+    if len > MAX_NAME_LEN {
+        out.push(Violation::new(
+            field,
+            "NAME_TOO_LONG",
+            format!("the name has {len} characters; at most {MAX_NAME_LEN} are allowed"),
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        out.push(Violation::new(
+            field,
+            "INVALID_NAME",
+            format!(
+                "`{}` may only contain lowercase letters, digits and hyphens",
+                name.escape_debug()
+            ),
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        out.push(Violation::new(
+            field,
+            "INVALID_NAME_START",
+            "the name must start with a lowercase letter",
+        ));
+    }
+    if !name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        out.push(Violation::new(
+            field,
+            "INVALID_NAME_END",
+            "the name must end with a lowercase letter or a digit",
+        ));
+    }
+}
+
+fn check_connector(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
+    if spec.connector != CONNECTOR {
+        out.push(Violation::new(
+            "connector",
+            "UNKNOWN_CONNECTOR",
+            format!(
+                "unknown connector `{}`; this runtime serves `{CONNECTOR}`",
+                spec.connector.escape_debug()
+            ),
+        ));
+    } else if !CONNECTOR_VERSIONS.contains(&spec.connector_version.as_str()) {
+        out.push(Violation::new(
+            "connector_version",
+            "UNKNOWN_CONNECTOR_VERSION",
+            format!(
+                "unknown connector version `{}`; known versions: {}",
+                spec.connector_version.escape_debug(),
+                CONNECTOR_VERSIONS.join(", ")
+            ),
+        ));
+    }
+}
+
+fn check_account_id(account_id: Option<&str>, out: &mut Vec<Violation>) {
+    let Some(id) = account_id else { return };
+    let valid = id.strip_prefix("acct_").is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    });
+    if !valid {
+        out.push(Violation::new(
+            "account_id",
+            "INVALID_ACCOUNT_ID",
+            "a Stripe account ID looks like `acct_` followed by letters and digits; leave it unset for the key's own account",
+        ));
+    }
+}
+
+fn check_api_key(
+    key: Option<&SecretRef>,
+    secrets: &SecretResolver,
+    require: bool,
+    out: &mut Vec<Violation>,
+) {
+    let Some(key) = key else {
+        if require {
+            out.push(Violation::new(
+                "api_key",
+                "MISSING_API_KEY",
+                "a Stripe API key (secret reference) is required",
+            ));
+        }
+        return;
+    };
+    let Some(value) = check_secret("api_key", key, secrets, out) else {
+        return;
+    };
+    let value = value.expose();
+    if value.starts_with("pk_") {
+        out.push(Violation::new(
+            "api_key",
+            "PUBLISHABLE_API_KEY",
+            format!("{key} holds a publishable key (`pk_…`); use a secret (`sk_…`) or restricted (`rk_…`) key"),
+        ));
+    } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        out.push(Violation::new(
+            "api_key",
+            "INVALID_API_KEY",
+            format!("{key} contains whitespace or control characters"),
+        ));
+    }
+}
+
+/// Resolves a reference, reporting a violation when it does not resolve.
+fn check_secret(
+    field: &str,
+    reference: &SecretRef,
+    secrets: &SecretResolver,
+    out: &mut Vec<Violation>,
+) -> Option<crate::secrets::Secret> {
+    match secrets.resolve(reference) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            let path = match &err {
+                crate::secrets::SecretError::BadName { .. } => format!("{field}.secret"),
+                e if e.is_malformed() => format!("{field}.version"),
+                _ => field.to_owned(),
+            };
+            out.push(Violation::new(path, err.reason(), err.to_string()));
+            None
+        }
+    }
+}
+
+fn check_nodes(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
+    let nodes = spec.nodes;
+    if nodes.min_node_count < 1 {
+        out.push(Violation::new(
+            "node_config.min_node_count",
+            "MIN_NODE_COUNT_TOO_LOW",
+            "the minimum node count must be at least 1",
+        ));
+    }
+    if nodes.max_node_count > MAX_NODE_COUNT_LIMIT {
+        out.push(Violation::new(
+            "node_config.max_node_count",
+            "MAX_NODE_COUNT_TOO_HIGH",
+            format!(
+                "the maximum node count is {}; at most {MAX_NODE_COUNT_LIMIT} are allowed",
+                nodes.max_node_count
+            ),
+        ));
+    }
+    if nodes.max_node_count < nodes.min_node_count {
+        out.push(Violation::new(
+            "node_config.max_node_count",
+            "MAX_NODE_COUNT_BELOW_MIN",
+            format!(
+                "the maximum node count ({}) is below the minimum ({})",
+                nodes.max_node_count, nodes.min_node_count
+            ),
+        ));
+    }
+}
+
+fn check_proxy(spec: &ConnectionSpec, secrets: &SecretResolver, out: &mut Vec<Violation>) {
+    let proxy = &spec.proxy;
+    if !proxy.enabled {
+        return;
+    }
+    match proxy.host.as_deref() {
+        None | Some("") => out.push(Violation::new(
+            "proxy.server_host",
+            "MISSING_PROXY_HOST",
+            "a proxy host is required when the proxy is enabled",
+        )),
+        Some(host) if !is_host(host) => out.push(Violation::new(
+            "proxy.server_host",
+            "INVALID_PROXY_HOST",
+            format!(
+                "`{}` is not a host name or IP address (no scheme, port or path)",
+                host.escape_debug()
+            ),
+        )),
+        Some(_) => {}
+    }
+    if matches!(proxy.port, None | Some(0)) {
+        out.push(Violation::new(
+            "proxy.server_port",
+            "MISSING_PROXY_PORT",
+            "a proxy port (1-65535) is required when the proxy is enabled",
+        ));
+    }
+    if matches!(
+        proxy.auth_scheme,
+        ProxyAuthScheme::Basic | ProxyAuthScheme::Digest
+    ) {
+        if proxy.user.as_deref().is_none_or(str::is_empty) {
+            out.push(Violation::new(
+                "proxy.user",
+                "MISSING_PROXY_USER",
+                "a proxy user is required with BASIC or DIGEST authentication",
+            ));
+        }
+        match &proxy.password {
+            None => out.push(Violation::new(
+                "proxy.password",
+                "MISSING_PROXY_PASSWORD",
+                "a proxy password (secret reference) is required with BASIC or DIGEST authentication",
+            )),
+            Some(password) => {
+                check_secret("proxy.password", password, secrets, out);
+            }
+        }
+    }
+}
+
+/// A DNS name or an IP address (IPv6 with or without brackets).
+fn is_host(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn check_labels(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
+    if spec.labels.len() > MAX_LABELS {
+        out.push(Violation::new(
+            "labels",
+            "TOO_MANY_LABELS",
+            format!(
+                "{} labels; at most {MAX_LABELS} are allowed",
+                spec.labels.len()
+            ),
+        ));
+    }
+    let label_char = |c: char| (c.is_alphanumeric() && !c.is_uppercase()) || c == '_' || c == '-';
+    for (key, value) in &spec.labels {
+        let field = format!("labels[{key:?}]");
+        let starts_ok = key
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() && !c.is_uppercase());
+        if key.chars().count() > MAX_LABEL_LEN || !starts_ok || !key.chars().all(label_char) {
+            out.push(Violation::new(
+                field.clone(),
+                "INVALID_LABEL_KEY",
+                format!(
+                    "label keys have 1 to {MAX_LABEL_LEN} characters, start with a lowercase letter and contain only lowercase letters, digits, `_` and `-`"
+                ),
+            ));
+        }
+        if value.chars().count() > MAX_LABEL_LEN || !value.chars().all(label_char) {
+            out.push(Violation::new(
+                field,
+                "INVALID_LABEL_VALUE",
+                format!(
+                    "label values have at most {MAX_LABEL_LEN} characters and contain only lowercase letters, digits, `_` and `-`"
+                ),
+            ));
+        }
+    }
+}
+
+fn check_base_url(raw: &str, out: &mut Vec<Violation>) {
+    const FIELD: &str = "api_base_url";
+    let url = match url::Url::parse(raw) {
+        Ok(url) => url,
+        Err(err) => {
+            // Echo the URL only when it cannot carry credentials.
+            let shown = if raw.contains('@') {
+                "the URL".to_owned()
+            } else {
+                format!("`{}`", raw.escape_debug())
+            };
+            out.push(Violation::new(
+                FIELD,
+                "INVALID_URL",
+                format!("{shown} is not an absolute URL: {err}"),
+            ));
+            return;
+        }
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        out.push(Violation::new(
+            FIELD,
+            "UNSUPPORTED_URL_SCHEME",
+            format!("the scheme must be http or https, got `{}`", url.scheme()),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        out.push(Violation::new(FIELD, "INVALID_URL", "the URL has no host"));
+    }
+    // Credentials in a URL end up in logs; keys belong in `api_key`.
+    if !url.username().is_empty() || url.password().is_some() {
+        out.push(Violation::new(
+            FIELD,
+            "URL_HAS_CREDENTIALS",
+            "the URL must not carry a user or password; put the key in `api_key`",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        out.push(Violation::new(
+            FIELD,
+            "INVALID_URL",
+            "the base URL must not have a query or fragment",
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests;
