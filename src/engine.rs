@@ -12,4 +12,759 @@ pub mod request;
 pub mod result;
 pub mod retry;
 pub mod schema;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::spec::model::{
+    ActionSpec, ConnectorSpec, EntitySpec, OperationKind, OperationSpec, ParamLocation,
+};
+use crate::stripe::headers::MAX_IDEMPOTENCY_KEY_LEN;
+use crate::throttle::{AccountBudget, NodePool};
+use client::{CallOptions, UpstreamClient, UpstreamResponse};
+use conditions::{Condition, Op};
 pub use error::{EngineError, FieldViolation};
+use paging::PageToken;
+use request::UpstreamRequest;
+
+/// Default and maximum page sizes of ListEntities (Google's: 25 and 200).
+pub const DEFAULT_PAGE_SIZE: usize = 25;
+pub const MAX_PAGE_SIZE: usize = 200;
+/// Upstream pages one ListEntities call may read while filtering, before returning what it has.
+const MAX_UPSTREAM_PAGES_PER_CALL: usize = 10;
+/// Most entities the *WithConditions methods will touch in one call.
+pub const MAX_CONDITIONAL_ENTITIES: usize = 1000;
+
+/// An entity id: the parent ids of nested types, then the entity's own id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityId {
+    pub parents: Vec<String>,
+    pub id: String,
+}
+
+impl EntityId {
+    /// Parses `cus_1/txi_2` for a type with one parent, `cus_1` for a top-level type.
+    pub fn parse(entity: &EntitySpec, text: &str) -> Result<Self, EngineError> {
+        let parts: Vec<&str> = text.split('/').collect();
+        if parts.iter().any(|p| p.is_empty()) || parts.len() != entity.parents.len() + 1 {
+            let shape = entity
+                .parents
+                .iter()
+                .map(|p| format!("{{{}}}", p.field))
+                .chain(std::iter::once("{Id}".to_owned()))
+                .collect::<Vec<_>>()
+                .join("/");
+            return Err(EngineError::invalid(
+                "name",
+                format!("entity id of {} must look like {shape}", entity.name),
+            ));
+        }
+        let (id, parents) = parts
+            .split_last()
+            .map(|(id, rest)| (*id, rest))
+            .unwrap_or(("", &[]));
+        Ok(Self {
+            parents: parents.iter().map(|s| (*s).to_owned()).collect(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for EntityId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for parent in &self.parents {
+            write!(f, "{parent}/")?;
+        }
+        f.write_str(&self.id)
+    }
+}
+
+/// One entity as the engine returns it.
+#[derive(Debug, Clone)]
+pub struct EntityRecord {
+    pub id: EntityId,
+    /// PascalCase fields with native JSON values.
+    pub fields: Map<String, Value>,
+    /// Stripe's request id of the call that produced it.
+    pub request_id: Option<String>,
+}
+
+/// A page of ListEntities.
+#[derive(Debug, Clone)]
+pub struct EntityPage {
+    pub entities: Vec<EntityRecord>,
+    pub next_page_token: Option<String>,
+}
+
+/// ListEntities' inputs.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub page_size: i32,
+    pub page_token: String,
+    pub conditions: String,
+    pub sort_by: Vec<String>,
+    pub sort_order: Vec<String>,
+}
+
+/// A connection as the engine uses it: its upstream client, node pool and Stripe budget.
+#[derive(Debug)]
+pub struct ConnectionRuntime {
+    pub id: String,
+    pub client: UpstreamClient,
+    pub pool: Arc<NodePool>,
+    pub budget: Arc<AccountBudget>,
+}
+
+impl ConnectionRuntime {
+    /// One transaction: a node admits it, then the account's Stripe budget, then it is sent.
+    pub async fn call(
+        &self,
+        request: &UpstreamRequest,
+        options: &CallOptions,
+    ) -> Result<UpstreamResponse, EngineError> {
+        let _admission = self.pool.admit(options.deadline).await?;
+        self.budget.admit(options.deadline).await?;
+        self.client.send(request, options).await
+    }
+}
+
+/// Executes a connector spec.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    spec: Arc<ConnectorSpec>,
+}
+
+fn idempotency_key(connection: &str, request_id: Option<&str>) -> Result<String, EngineError> {
+    match request_id.filter(|r| !r.is_empty()) {
+        Some(rid) => {
+            let key = format!("{connection}:{rid}");
+            if key.len() > MAX_IDEMPOTENCY_KEY_LEN || !rid.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(EngineError::invalid(
+                    "request_id",
+                    format!(
+                        "must be printable ASCII of at most {} characters",
+                        MAX_IDEMPOTENCY_KEY_LEN - connection.len() - 1
+                    ),
+                ));
+            }
+            Ok(key)
+        }
+        None => Ok(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+fn object_of(
+    response: UpstreamResponse,
+) -> Result<(Map<String, Value>, Option<String>), EngineError> {
+    match response.body {
+        Value::Object(map) => Ok((map, response.request_id)),
+        other => Err(EngineError::BadResponse(format!(
+            "expected a JSON object, got {other}"
+        ))),
+    }
+}
+
+impl Engine {
+    pub fn new(spec: Arc<ConnectorSpec>) -> Self {
+        Self { spec }
+    }
+
+    pub fn spec(&self) -> &ConnectorSpec {
+        &self.spec
+    }
+
+    pub fn entity(&self, name: &str) -> Result<&EntitySpec, EngineError> {
+        self.spec
+            .entities
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| EngineError::EntityTypeNotFound(name.to_owned()))
+    }
+
+    pub fn action(&self, name: &str) -> Result<&ActionSpec, EngineError> {
+        self.spec
+            .actions
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| EngineError::ActionNotFound(name.to_owned()))
+    }
+
+    fn operation<'a>(
+        entity: &'a EntitySpec,
+        kind: OperationKind,
+    ) -> Result<&'a OperationSpec, EngineError> {
+        entity
+            .operations
+            .get(kind)
+            .ok_or_else(|| EngineError::OperationNotSupported {
+                entity: entity.name.clone(),
+                operation: kind,
+            })
+    }
+
+    /// Path placeholders for an existing entity: its parents and its own id.
+    fn item_path_values<'a>(entity: &'a EntitySpec, id: &'a EntityId) -> Vec<(&'a str, &'a str)> {
+        let mut values: Vec<(&str, &str)> = entity
+            .parents
+            .iter()
+            .zip(&id.parents)
+            .map(|(p, v)| (p.param.as_str(), v.as_str()))
+            .collect();
+        if let Some(param) = &entity.item_id_param {
+            values.push((param.as_str(), id.id.as_str()));
+        }
+        values
+    }
+
+    fn record(
+        entity: &EntitySpec,
+        parents: Vec<String>,
+        object: &Map<String, Value>,
+        request_id: Option<String>,
+    ) -> Result<EntityRecord, EngineError> {
+        let id = object
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                EngineError::BadResponse(format!("{} object without an id", entity.name))
+            })?
+            .to_owned();
+        let mut fields = result::entity_fields(entity, object);
+        for (parent, value) in entity.parents.iter().zip(&parents) {
+            fields
+                .entry(parent.field.clone())
+                .or_insert_with(|| Value::String(value.clone()));
+        }
+        Ok(EntityRecord {
+            id: EntityId { parents, id },
+            fields,
+            request_id,
+        })
+    }
+
+    pub async fn get(
+        &self,
+        conn: &ConnectionRuntime,
+        entity_name: &str,
+        id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<EntityRecord, EngineError> {
+        let entity = self.entity(entity_name)?;
+        let op = Self::operation(entity, OperationKind::Get)?;
+        let id = EntityId::parse(entity, id)?;
+        let request = request::build(op, &Map::new(), &Self::item_path_values(entity, &id))
+            .map_err(EngineError::InvalidInput)?;
+        let (object, request_id) = object_of(
+            conn.call(
+                &request,
+                &CallOptions {
+                    idempotency_key: None,
+                    deadline,
+                },
+            )
+            .await?,
+        )?;
+        Self::record(entity, id.parents, &object, request_id)
+    }
+
+    pub async fn create(
+        &self,
+        conn: &ConnectionRuntime,
+        entity_name: &str,
+        fields: Map<String, Value>,
+        request_id: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<EntityRecord, EngineError> {
+        let entity = self.entity(entity_name)?;
+        let op = Self::operation(entity, OperationKind::Create)?;
+        let parents: Vec<String> = entity
+            .parents
+            .iter()
+            .map(|p| {
+                fields
+                    .get(&p.field)
+                    .or_else(|| fields.get(&p.param))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        EngineError::invalid(
+                            &p.field,
+                            format!("is required to create a {}", entity.name),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let request = request::build(op, &fields, &[]).map_err(EngineError::InvalidInput)?;
+        let options = CallOptions {
+            idempotency_key: Some(idempotency_key(&conn.id, request_id)?),
+            deadline,
+        };
+        let (object, request_id) = object_of(conn.call(&request, &options).await?)?;
+        Self::record(entity, parents, &object, request_id)
+    }
+
+    pub async fn update(
+        &self,
+        conn: &ConnectionRuntime,
+        entity_name: &str,
+        id: &str,
+        fields: Map<String, Value>,
+        request_id: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<EntityRecord, EngineError> {
+        let entity = self.entity(entity_name)?;
+        let op = Self::operation(entity, OperationKind::Update)?;
+        let id = EntityId::parse(entity, id)?;
+        // Key fields name the entity; they are not changes.
+        let changes: Map<String, Value> = fields
+            .into_iter()
+            .filter(|(k, _)| {
+                !(k == "Id"
+                    || k == "id"
+                    || entity
+                        .parents
+                        .iter()
+                        .any(|p| &p.field == k || &p.param == k))
+            })
+            .collect();
+        let request = request::build(op, &changes, &Self::item_path_values(entity, &id))
+            .map_err(EngineError::InvalidInput)?;
+        let options = CallOptions {
+            idempotency_key: Some(idempotency_key(&conn.id, request_id)?),
+            deadline,
+        };
+        let (object, request_id) = object_of(conn.call(&request, &options).await?)?;
+        Self::record(entity, id.parents, &object, request_id)
+    }
+
+    pub async fn delete(
+        &self,
+        conn: &ConnectionRuntime,
+        entity_name: &str,
+        id: &str,
+        request_id: Option<&str>,
+        deadline: Option<Instant>,
+    ) -> Result<(), EngineError> {
+        let entity = self.entity(entity_name)?;
+        let op = Self::operation(entity, OperationKind::Delete)?;
+        let id = EntityId::parse(entity, id)?;
+        let request = request::build(op, &Map::new(), &Self::item_path_values(entity, &id))
+            .map_err(EngineError::InvalidInput)?;
+        // DELETE is idempotent upstream; a key is still sent when the method is POST-shaped.
+        let key = match op.method {
+            crate::spec::model::HttpMethod::Post => Some(idempotency_key(&conn.id, request_id)?),
+            _ => None,
+        };
+        conn.call(
+            &request,
+            &CallOptions {
+                idempotency_key: key,
+                deadline,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Executes an action. `native` returns Stripe's object as it is instead of the flattened row.
+    pub async fn execute(
+        &self,
+        conn: &ConnectionRuntime,
+        action_name: &str,
+        parameters: Map<String, Value>,
+        request_id: Option<&str>,
+        native: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Map<String, Value>>, EngineError> {
+        let action = self.action(action_name)?;
+        let request = request::build(&action.operation, &parameters, &[])
+            .map_err(EngineError::InvalidInput)?;
+        let key = match action.operation.method {
+            crate::spec::model::HttpMethod::Post => Some(idempotency_key(&conn.id, request_id)?),
+            _ => None,
+        };
+        let (object, _request_id) = object_of(
+            conn.call(
+                &request,
+                &CallOptions {
+                    idempotency_key: key,
+                    deadline,
+                },
+            )
+            .await?,
+        )?;
+        Ok(vec![if native {
+            object
+        } else {
+            result::action_row(&action.result, &object)
+        }])
+    }
+
+    /// Lists one page of entities, pushing what it can of `conditions` upstream and filtering the
+    /// rest here.
+    pub async fn list(
+        &self,
+        conn: &ConnectionRuntime,
+        entity_name: &str,
+        query: &ListQuery,
+        deadline: Option<Instant>,
+    ) -> Result<EntityPage, EngineError> {
+        let entity = self.entity(entity_name)?;
+        let op = Self::operation(entity, OperationKind::List)?;
+        let page_size = match query.page_size {
+            n if n < 0 => return Err(EngineError::invalid("page_size", "must not be negative")),
+            0 => DEFAULT_PAGE_SIZE,
+            n => (n as usize).min(MAX_PAGE_SIZE),
+        };
+        check_sort(entity, &query.sort_by, &query.sort_order)?;
+        let condition = conditions::parse(&query.conditions)
+            .map_err(|e| EngineError::invalid("conditions", e.to_string()))?;
+        let plan = plan_list(entity, op, condition.as_ref())?;
+        let fingerprint = paging::fingerprint(&[
+            &conn.id,
+            &entity.name,
+            &query.conditions,
+            &query.sort_by.join(","),
+            &query.sort_order.join(","),
+        ]);
+        let mut cursor = if query.page_token.is_empty() {
+            None
+        } else {
+            let token = PageToken::decode(&query.page_token)
+                .map_err(|e| EngineError::invalid("page_token", e))?;
+            if token.fingerprint != fingerprint {
+                return Err(EngineError::invalid(
+                    "page_token",
+                    "was issued for a different request",
+                ));
+            }
+            Some(token.after)
+        };
+
+        let mut entities = Vec::with_capacity(page_size);
+        let mut next = None;
+        for _ in 0..MAX_UPSTREAM_PAGES_PER_CALL {
+            let mut inputs = plan.inputs.clone();
+            let want = (page_size - entities.len()).clamp(1, 100);
+            // When filtering here, read full upstream pages to need fewer of them.
+            let limit = if plan.residual { 100 } else { want };
+            inputs.insert("limit".to_owned(), Value::from(limit as u64));
+            if let Some(after) = &cursor {
+                inputs.insert("starting_after".to_owned(), Value::String(after.clone()));
+            }
+            let request = request::build(op, &inputs, &plan.path_values())
+                .map_err(EngineError::InvalidInput)?;
+            let response = conn
+                .call(
+                    &request,
+                    &CallOptions {
+                        idempotency_key: None,
+                        deadline,
+                    },
+                )
+                .await?;
+            let request_id = response.request_id.clone();
+            let (body, _) = object_of(response)?;
+            let data = body
+                .get("data")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let has_more = body
+                .get("has_more")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let mut last_seen = None;
+            let mut filled = false;
+            for item in &data {
+                let Some(object) = item.as_object() else {
+                    continue;
+                };
+                let record =
+                    Self::record(entity, plan.parent_ids.clone(), object, request_id.clone())?;
+                last_seen = Some(record.id.id.clone());
+                if condition.as_ref().is_none_or(|c| c.matches(&record.fields)) {
+                    entities.push(record);
+                    if entities.len() == page_size {
+                        filled = true;
+                        break;
+                    }
+                }
+            }
+            let more_upstream = has_more
+                || (filled
+                    && last_seen.as_deref()
+                        != data
+                            .last()
+                            .and_then(|d| d.get("id"))
+                            .and_then(Value::as_str));
+            match (last_seen, more_upstream) {
+                (Some(after), true) => {
+                    cursor = Some(after.clone());
+                    next = Some(
+                        PageToken {
+                            after,
+                            fingerprint: fingerprint.clone(),
+                        }
+                        .encode(),
+                    );
+                }
+                _ => {
+                    next = None;
+                    break;
+                }
+            }
+            if filled {
+                break;
+            }
+        }
+        Ok(EntityPage {
+            entities,
+            next_page_token: next,
+        })
+    }
+
+    /// Every entity matching `conditions` (required), up to MAX_CONDITIONAL_ENTITIES.
+    async fn select(
+        &self,
+        conn: &ConnectionRuntime,
+        entity_name: &str,
+        conditions: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<EntityRecord>, EngineError> {
+        if conditions.trim().is_empty() {
+            return Err(EngineError::invalid(
+                "conditions",
+                "is required; an empty condition never means all entities",
+            ));
+        }
+        let mut query = ListQuery {
+            page_size: MAX_PAGE_SIZE as i32,
+            conditions: conditions.to_owned(),
+            ..ListQuery::default()
+        };
+        let mut selected = Vec::new();
+        loop {
+            let page = self.list(conn, entity_name, &query, deadline).await?;
+            selected.extend(page.entities);
+            if selected.len() > MAX_CONDITIONAL_ENTITIES {
+                return Err(EngineError::invalid(
+                    "conditions",
+                    format!("matches more than {MAX_CONDITIONAL_ENTITIES} entities; narrow it"),
+                ));
+            }
+            match page.next_page_token {
+                Some(token) => query.page_token = token,
+                None => return Ok(selected),
+            }
+        }
+    }
+
+    /// Updates every matching entity; returns the ids updated.
+    pub async fn update_with_conditions(
+        &self,
+        conn: &ConnectionRuntime,
+        entity_name: &str,
+        conditions: &str,
+        fields: Map<String, Value>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<String>, EngineError> {
+        let entity = self.entity(entity_name)?;
+        Self::operation(entity, OperationKind::Update)?;
+        let mut updated = Vec::new();
+        for record in self.select(conn, entity_name, conditions, deadline).await? {
+            let id = record.id.to_string();
+            self.update(conn, entity_name, &id, fields.clone(), None, deadline)
+                .await?;
+            updated.push(id);
+        }
+        Ok(updated)
+    }
+
+    /// Deletes every matching entity; returns the ids deleted.
+    pub async fn delete_with_conditions(
+        &self,
+        conn: &ConnectionRuntime,
+        entity_name: &str,
+        conditions: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<String>, EngineError> {
+        let entity = self.entity(entity_name)?;
+        Self::operation(entity, OperationKind::Delete)?;
+        let mut deleted = Vec::new();
+        for record in self.select(conn, entity_name, conditions, deadline).await? {
+            let id = record.id.to_string();
+            self.delete(conn, entity_name, &id, None, deadline).await?;
+            deleted.push(id);
+        }
+        Ok(deleted)
+    }
+}
+
+/// Stripe returns lists newest first; that is the only order it can serve without reading all.
+fn check_sort(
+    entity: &EntitySpec,
+    sort_by: &[String],
+    sort_order: &[String],
+) -> Result<(), EngineError> {
+    if sort_by.len() > 1 {
+        return Err(EngineError::invalid("sort_by", "at most one sort column"));
+    }
+    if let Some(column) = sort_by.first() {
+        let created = entity
+            .fields
+            .iter()
+            .any(|f| f.source == "created" && (&f.name == column || &f.source == column));
+        let descending = sort_order
+            .first()
+            .is_none_or(|o| o.eq_ignore_ascii_case("DESC"));
+        if !created || !descending {
+            return Err(EngineError::invalid(
+                "sort_by",
+                format!(
+                    "{} lists can be sorted by Created DESC only (Stripe's order)",
+                    entity.name
+                ),
+            ));
+        }
+    }
+    if let Some(order) = sort_order.first() {
+        if !order.eq_ignore_ascii_case("ASC") && !order.eq_ignore_ascii_case("DESC") {
+            return Err(EngineError::invalid("sort_order", "must be ASC or DESC"));
+        }
+    }
+    Ok(())
+}
+
+/// What ListEntities sends upstream for a clause.
+#[derive(Debug)]
+struct ListPlan {
+    inputs: Map<String, Value>,
+    parent_params: Vec<String>,
+    parent_ids: Vec<String>,
+    /// True when some of the clause is evaluated here rather than upstream.
+    residual: bool,
+}
+
+impl ListPlan {
+    fn path_values(&self) -> Vec<(&str, &str)> {
+        self.parent_params
+            .iter()
+            .zip(&self.parent_ids)
+            .map(|(p, v)| (p.as_str(), v.as_str()))
+            .collect()
+    }
+}
+
+fn plan_list(
+    entity: &EntitySpec,
+    op: &OperationSpec,
+    condition: Option<&Condition>,
+) -> Result<ListPlan, EngineError> {
+    // Every field named in the clause must exist.
+    let mut violations = Vec::new();
+    if let Some(condition) = condition {
+        for comparison in condition.comparisons() {
+            let head = comparison.field.split('.').next().unwrap_or_default();
+            let known =
+                entity.fields.iter().any(|f| {
+                    f.name.eq_ignore_ascii_case(head) || f.source.eq_ignore_ascii_case(head)
+                }) || entity.parents.iter().any(|p| {
+                    p.field.eq_ignore_ascii_case(head) || p.param.eq_ignore_ascii_case(head)
+                });
+            if !known {
+                violations.push(FieldViolation::new(
+                    "conditions",
+                    format!("{} has no field {:?}", entity.name, comparison.field),
+                ));
+            }
+        }
+    }
+    if !violations.is_empty() {
+        return Err(EngineError::InvalidInput(violations));
+    }
+    let conjuncts = condition.map(Condition::conjuncts).unwrap_or_default();
+    let all_conjuncts = condition.is_none_or(|c| matches!(c, Condition::Compare(_)) || matches!(c, Condition::And(t) if t.iter().all(|x| matches!(x, Condition::Compare(_)))));
+
+    let mut parent_ids = Vec::new();
+    for parent in &entity.parents {
+        let value = conjuncts
+            .iter()
+            .find(|c| {
+                c.op == Op::Eq
+                    && (c.field.eq_ignore_ascii_case(&parent.field)
+                        || c.field.eq_ignore_ascii_case(&parent.param))
+            })
+            .and_then(|c| c.value.as_str());
+        match value {
+            Some(id) => parent_ids.push(id.to_owned()),
+            None => {
+                return Err(EngineError::invalid(
+                    "conditions",
+                    format!(
+                        "listing {} needs {} = '<id>' in conditions",
+                        entity.name, parent.field
+                    ),
+                ));
+            }
+        }
+    }
+
+    let mut inputs = Map::new();
+    let mut pushed = 0usize;
+    for comparison in &conjuncts {
+        let Some(field) = entity.fields.iter().find(|f| {
+            f.name.eq_ignore_ascii_case(&comparison.field)
+                || f.source.eq_ignore_ascii_case(&comparison.field)
+        }) else {
+            // Parent keys were pushed into the path above.
+            pushed += usize::from(entity.parents.iter().any(|p| {
+                p.field.eq_ignore_ascii_case(&comparison.field)
+                    || p.param.eq_ignore_ascii_case(&comparison.field)
+            }));
+            continue;
+        };
+        let Some(param) = op
+            .params
+            .iter()
+            .find(|p| p.source == field.source && p.location == ParamLocation::Query)
+        else {
+            continue;
+        };
+        let range_key = match comparison.op {
+            Op::Gt => Some("gt"),
+            Op::Ge => Some("gte"),
+            Op::Lt => Some("lt"),
+            Op::Le => Some("lte"),
+            _ => None,
+        };
+        let accepts_range = param.json_schema.to_string().contains("\"gte\"");
+        match (comparison.op, range_key, &comparison.value) {
+            (Op::Eq, _, value @ (Value::String(_) | Value::Number(_) | Value::Bool(_)))
+                if !inputs.contains_key(&param.source) =>
+            {
+                inputs.insert(param.source.clone(), value.clone());
+                pushed += 1;
+            }
+            (_, Some(key), value @ Value::Number(_)) if accepts_range => {
+                let range = inputs
+                    .entry(param.source.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(range) = range {
+                    range.insert(key.to_owned(), value.clone());
+                    pushed += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let residual = condition.is_some() && !(all_conjuncts && pushed == conjuncts.len());
+    Ok(ListPlan {
+        inputs,
+        parent_params: entity.parents.iter().map(|p| p.param.clone()).collect(),
+        parent_ids,
+        residual,
+    })
+}

@@ -11,6 +11,7 @@ pub mod connections;
 pub mod engine;
 pub mod sandbox;
 pub mod secrets;
+pub mod registry;
 pub mod spec;
 pub mod stripe;
 pub mod throttle;

@@ -11,6 +11,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::engine::result::pascal_case;
 use crate::engine::{EngineError, FieldViolation};
 use crate::stripe::error::StripeError;
+use crate::throttle::Throttled;
 
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const DOMAIN: &str = "connector-runtime";
@@ -169,6 +170,23 @@ pub fn stripe_error(error: &StripeError) -> Status {
     }
 }
 
+/// RESOURCE_EXHAUSTED with RetryInfo (when capacity frees) and QuotaFailure (which limit).
+pub fn throttled_status(throttled: &Throttled) -> Status {
+    let reason = throttled.reason.as_str();
+    let metadata = HashMap::from([
+        ("limit".to_owned(), throttled.limit.clone()),
+        ("cause".to_owned(), throttled.cause.to_string()),
+        (
+            "retry_after_ms".to_owned(),
+            throttled.retry_after.as_millis().max(1).to_string(),
+        ),
+    ]);
+    let mut details = ErrorDetails::with_error_info(reason, DOMAIN, metadata);
+    details.set_retry_info(Some(throttled.retry_after));
+    details.add_quota_failure_violation(reason, throttled.limit.clone());
+    Status::with_error_details(Code::ResourceExhausted, throttled.to_string(), details)
+}
+
 /// Maps every engine error.
 pub fn engine_error(error: &EngineError) -> Status {
     let one = |key: &str, value: &str| HashMap::from([(key.to_owned(), value.to_owned())]);
@@ -225,6 +243,7 @@ pub fn engine_error(error: &EngineError) -> Status {
             error.to_string(),
             HashMap::new(),
         ),
+        EngineError::Throttled(throttled) => throttled_status(throttled),
         EngineError::NotReady(_) => status(
             Code::FailedPrecondition,
             "CONNECTION_NOT_READY",

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::spec::model::OperationKind;
 use crate::stripe::error::StripeError;
+use crate::throttle::Throttled;
 
 /// One invalid input, named by the caller's field path (e.g. `Amount`, `Shipping.address.line1`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,9 @@ pub enum EngineError {
     /// The upstream answered something that is not Stripe's shape.
     #[error("unexpected upstream response: {0}")]
     BadResponse(String),
+    /// The connection's pool or Stripe budget has no capacity in time.
+    #[error(transparent)]
+    Throttled(#[from] Throttled),
     /// The connection cannot serve calls (e.g. its secret does not resolve).
     #[error("connection not ready: {0}")]
     NotReady(String),
