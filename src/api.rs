@@ -1,6 +1,11 @@
 //! The gRPC edge: the only user of generated types and of `tonic::Status`.
 
 pub mod auth;
+pub mod connection_convert;
 pub mod convert;
+pub mod deadline;
+pub mod names;
 pub mod pb;
+pub mod schema;
+pub mod services;
 pub mod status;
