@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::nodes::NodeSet;
-use super::queue::{Capacity, WaitingRoom, queue_lower_bound};
+use super::queue::{Capacity, Shape, WaitingRoom};
 use super::settings::BudgetSettings;
 use super::{ThrottleReason, Throttled};
 
@@ -105,8 +105,12 @@ impl Capacity for AccountBudget {
         self.limiter.try_take()
     }
 
-    fn lower_bound_wait(&self, ahead: usize) -> Duration {
-        queue_lower_bound(ahead, 1, self.burst, self.limiter.emission_interval())
+    fn shape(&self) -> Shape {
+        Shape {
+            nodes: 1,
+            burst: self.burst,
+            interval: self.limiter.emission_interval(),
+        }
     }
 
     fn may_grow_before(&self, _deadline: Instant) -> bool {

@@ -12,7 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::budget::AccountBudget;
 use super::nodes::NodeSet;
 use super::policy::{ScaleDecision, ScaleInput, ScalePolicy};
-use super::queue::{Capacity, Refused, WaitingRoom, queue_lower_bound};
+use super::queue::{Capacity, Refused, Shape, WaitingRoom};
 use super::settings::{
     InvalidPoolSettings, PoolMode, PoolSettings, validate_bounds, validate_rate,
 };
@@ -330,10 +330,13 @@ impl Capacity for NodePool {
         self.read_nodes().try_take()
     }
 
-    fn lower_bound_wait(&self, ahead: usize) -> Duration {
+    fn shape(&self) -> Shape {
         let nodes = self.read_nodes();
-        let burst = self.node_burst.load(Ordering::Acquire);
-        queue_lower_bound(ahead, nodes.len(), burst, nodes.emission_interval())
+        Shape {
+            nodes: nodes.len(),
+            burst: self.node_burst.load(Ordering::Acquire),
+            interval: nodes.emission_interval(),
+        }
     }
 
     fn may_grow_before(&self, deadline: Instant) -> bool {

@@ -1,10 +1,12 @@
 //! The bounded FIFO waiting room in front of a capacity (a node pool or an account budget): calls
 //! that find no free capacity queue in arrival order, the head of the queue sleeps (on tokio's
-//! clock) until the earliest moment capacity frees up, and a call that certainly cannot be served
-//! before its deadline is refused at once instead of sleeping until the deadline to find out.
+//! clock, whose timer resolution is one millisecond) until the earliest moment capacity frees up,
+//! and a call that certainly cannot be served before its deadline is refused at once instead of
+//! sleeping until the deadline to find out.
 
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::PoisonError;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify};
@@ -17,17 +19,23 @@ pub(crate) trait Capacity {
     /// Takes one transaction now (`Ok(slot)`), or says when the earliest slot frees (`Err`).
     fn try_take(&self) -> Result<usize, Instant>;
 
-    /// A lower bound of how long until the call with `ahead` calls before it can be served, if
-    /// capacity does not grow (see [`queue_lower_bound`]).
-    fn lower_bound_wait(&self, ahead: usize) -> Duration;
+    /// The capacity's make-up: limiters, burst of each, time between two transactions of one.
+    fn shape(&self) -> Shape;
 
     /// Whether capacity may grow (e.g. an autoscaler tick) before `deadline`.
     fn may_grow_before(&self, deadline: Instant) -> bool;
 }
 
-/// When the call with `ahead` calls before it can be served at the earliest by `nodes` limiters of
-/// burst `burst` each freeing one transaction per `interval`: at best every node is idle with a full
-/// burst (`nodes × burst` calls at once), then `nodes` more calls every `interval`.
+/// `nodes` limiters of burst `burst`, each freeing one transaction per `interval` when saturated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub(crate) nodes: usize,
+    pub(crate) burst: u32,
+    pub(crate) interval: Duration,
+}
+
+/// How long after the earliest moment any node can serve the call with `ahead` calls before it is
+/// served at the earliest: `nodes × burst` calls can go at once, then `nodes` more every `interval`.
 pub(crate) fn queue_lower_bound(
     ahead: usize,
     nodes: usize,
@@ -54,6 +62,13 @@ pub(crate) struct Taken {
     pub(crate) waited: Duration,
 }
 
+/// The last time every node was seen busy, and when the first would free up. Valid only for the
+/// generation of capacity it was observed on: adding nodes or changing the rate clears it.
+#[derive(Debug, Default)]
+struct BusyObservation {
+    free_at: Option<Instant>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct WaitingRoom {
     /// Tokio's mutex serves waiters in the order they asked: that is the FIFO.
@@ -61,6 +76,9 @@ pub(crate) struct WaitingRoom {
     /// Calls inside the room (waiting for the turnstile or holding it).
     queued: AtomicUsize,
     capacity_changed: Notify,
+    /// Bumped (under `busy`'s lock) whenever capacity changes.
+    generation: AtomicU64,
+    busy: std::sync::Mutex<BusyObservation>,
 }
 
 /// Leaves the room on every path out, including the caller dropping the future.
@@ -77,9 +95,37 @@ impl WaitingRoom {
         self.queued.load(Ordering::Acquire)
     }
 
-    /// Wakes the head of the queue to look again (nodes added, rate raised).
+    /// Forgets what was known of the nodes and wakes the head of the queue to look again (nodes
+    /// added or removed, rate changed).
     pub(crate) fn capacity_changed(&self) {
+        {
+            let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            busy.free_at = None;
+        }
         self.capacity_changed.notify_waiters();
+    }
+
+    fn observe_busy(&self, generation: u64, free_at: Instant) {
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.generation.load(Ordering::Acquire) == generation {
+            busy.free_at = Some(free_at);
+        }
+    }
+
+    /// A lower bound of when the call with `ahead` calls before it can be served, unless capacity
+    /// grows. Once every node was seen busy, each frees one transaction per interval from the
+    /// moment it frees (no more bursts); otherwise assume idle nodes with full bursts.
+    fn earliest_turn(&self, shape: Shape, ahead: usize, now: Instant) -> Instant {
+        let busy_free_at = self
+            .busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .free_at;
+        match busy_free_at {
+            Some(free_at) => free_at + queue_lower_bound(ahead, shape.nodes, 1, shape.interval),
+            None => now + queue_lower_bound(ahead, shape.nodes, shape.burst, shape.interval),
+        }
     }
 
     /// Gets one transaction of `capacity` no later than `deadline`, queueing behind earlier calls.
@@ -91,33 +137,39 @@ impl WaitingRoom {
     ) -> Result<Taken, Refused> {
         let entered = Instant::now();
         // Only an empty room may be bypassed, so waiting calls keep their turn.
-        if self.queued() == 0
-            && let Ok(slot) = capacity.try_take()
-        {
-            return Ok(Taken {
-                slot,
-                waited: Duration::ZERO,
-            });
+        if self.queued() == 0 {
+            let generation = self.generation.load(Ordering::Acquire);
+            match capacity.try_take() {
+                Ok(slot) => {
+                    return Ok(Taken {
+                        slot,
+                        waited: Duration::ZERO,
+                    });
+                }
+                Err(free_at) => self.observe_busy(generation, free_at),
+            }
         }
         let ahead = self.queued.fetch_add(1, Ordering::AcqRel);
         let _seat = Seat(&self.queued);
+        let turn = self.earliest_turn(capacity.shape(), ahead, entered);
+        let retry_after = turn.saturating_duration_since(entered);
         if ahead >= max_queue {
-            let retry_after = capacity.lower_bound_wait(ahead);
             return Err(Refused {
                 cause: ThrottleCause::QueueFull,
                 retry_after,
             });
         }
-        let bound = capacity.lower_bound_wait(ahead);
-        if entered + bound > deadline && !capacity.may_grow_before(deadline) {
+        if turn > deadline && !capacity.may_grow_before(deadline) {
             return Err(Refused {
                 cause: ThrottleCause::DeadlineTooSoon,
-                retry_after: bound,
+                retry_after,
             });
         }
         let Ok(_turn) = tokio::time::timeout_at(deadline, self.turnstile.lock()).await else {
+            let now = Instant::now();
             let ahead_now = self.queued().saturating_sub(1);
-            let retry_after = capacity.lower_bound_wait(ahead_now);
+            let turn = self.earliest_turn(capacity.shape(), ahead_now, now);
+            let retry_after = turn.saturating_duration_since(now);
             return Err(Refused {
                 cause: ThrottleCause::WaitExpired,
                 retry_after,
@@ -127,6 +179,7 @@ impl WaitingRoom {
             let mut changed = pin!(self.capacity_changed.notified());
             // Register before looking, so a change between the look and the sleep is not missed.
             changed.as_mut().enable();
+            let generation = self.generation.load(Ordering::Acquire);
             let now = Instant::now();
             let free_at = match capacity.try_take() {
                 Ok(slot) => {
@@ -137,16 +190,17 @@ impl WaitingRoom {
                 }
                 Err(free_at) => free_at,
             };
+            self.observe_busy(generation, free_at);
             let retry_after = free_at.saturating_duration_since(now);
-            if now >= deadline {
-                return Err(Refused {
-                    cause: ThrottleCause::WaitExpired,
-                    retry_after,
-                });
-            }
             if free_at > deadline && !capacity.may_grow_before(deadline) {
                 return Err(Refused {
                     cause: ThrottleCause::DeadlineTooSoon,
+                    retry_after,
+                });
+            }
+            if now >= deadline {
+                return Err(Refused {
+                    cause: ThrottleCause::WaitExpired,
                     retry_after,
                 });
             }
