@@ -1,6 +1,7 @@
 //! The gRPC edge: the only user of generated types and of `tonic::Status`.
 
 pub mod auth;
+pub mod client;
 pub mod connection_convert;
 pub mod convert;
 pub mod deadline;
