@@ -1,3 +1,17 @@
-//! Connector specs: the data model, loading and validation. No I/O beyond reading spec files.
+//! Connector specs: the data model, the generator that derives a spec from Stripe's OpenAPI
+//! description, and loading and validating the committed spec files. No I/O beyond reading the
+//! input files and reading and writing spec files.
 
+mod error;
+mod files;
+pub mod generate;
 pub mod model;
+pub mod naming;
+pub mod openapi;
+pub mod overlay;
+mod validate;
+
+pub use error::SpecError;
+pub use files::{STRIPE_SPEC_DIR, load_dir, stripe, to_file_text, write_spec};
+pub use generate::{generate, generate_from};
+pub use validate::validate;

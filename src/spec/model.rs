@@ -103,6 +103,10 @@ pub struct EntitySpec {
     /// Search endpoint (`/v1/<collection>/search`) when the resource supports Stripe's search.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_path: Option<String>,
+    /// Field names (PascalCase) that Stripe's search query language accepts for this resource
+    /// (`email:'a@b.c'`, `created>123`, `metadata['k']:'v'`); empty without `search_path`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search_fields: Vec<String>,
     /// The entity's fields (the key `Id` first).
     pub fields: Vec<FieldSpec>,
     /// Upstream operations backing each supported standard operation.
@@ -250,4 +254,66 @@ pub struct ActionSpec {
     /// Fields of the object the upstream call returns (result metadata).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub result_fields: Vec<FieldSpec>,
+}
+
+impl ConnectorSpec {
+    /// The entity type named `name` (exact, case-sensitive PascalCase).
+    pub fn entity(&self, name: &str) -> Option<&EntitySpec> {
+        self.entities.iter().find(|entity| entity.name == name)
+    }
+
+    /// The action named `name` (exact, case-sensitive PascalCase).
+    pub fn action(&self, name: &str) -> Option<&ActionSpec> {
+        self.actions.iter().find(|action| action.name == name)
+    }
+}
+
+impl EntitySpec {
+    /// The field whose PascalCase `name` or Stripe `source` is `name_or_source` (`Email` or `email`).
+    pub fn field(&self, name_or_source: &str) -> Option<&FieldSpec> {
+        self.fields
+            .iter()
+            .find(|field| field.name == name_or_source)
+            .or_else(|| {
+                self.fields
+                    .iter()
+                    .find(|field| field.source == name_or_source)
+            })
+    }
+
+    /// The key fields: `Id` and, for nested collections, the parent keys.
+    pub fn key_fields(&self) -> impl Iterator<Item = &FieldSpec> {
+        self.fields.iter().filter(|field| field.key)
+    }
+
+    /// The parent key whose field is `field`, for nested collections.
+    pub fn parent(&self, field: &str) -> Option<&ParentKey> {
+        self.parents.iter().find(|parent| parent.field == field)
+    }
+
+    /// Whether the entity type supports `kind`.
+    pub fn supports(&self, kind: OperationKind) -> bool {
+        self.operations.get(kind).is_some()
+    }
+}
+
+impl OperationSpec {
+    /// The parameter named `name` (PascalCase).
+    pub fn param(&self, name: &str) -> Option<&ParamSpec> {
+        self.params.iter().find(|param| param.name == name)
+    }
+
+    /// The parameter whose Stripe name is `source` in `location`.
+    pub fn param_by_source(&self, location: ParamLocation, source: &str) -> Option<&ParamSpec> {
+        self.params
+            .iter()
+            .find(|param| param.location == location && param.source == source)
+    }
+}
+
+impl ActionSpec {
+    /// The input parameter named `name` (PascalCase).
+    pub fn param(&self, name: &str) -> Option<&ParamSpec> {
+        self.operation.param(name)
+    }
 }
