@@ -86,6 +86,10 @@ pub fn build(
                 )),
             },
             ParamLocation::Query => form::flatten_into(&param.source, value, &mut query),
+            // Stripe reads the parameters of a GET or DELETE from the query string, as its SDKs send them.
+            ParamLocation::Body if op.method != HttpMethod::Post => {
+                form::flatten_into(&param.source, value, &mut query)
+            }
             ParamLocation::Body => form::flatten_into(&param.source, value, &mut body),
         }
     }

@@ -1,0 +1,272 @@
+//! Shared test harness: starts the real service on 127.0.0.1:0 (with the built-in sandbox when
+//! asked) and gives typed gRPC clients. No sleeps: the listener is bound before serving.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use connector_runtime::api::convert::{from_proto_struct, to_proto_struct};
+use connector_runtime::api::pb;
+use connector_runtime::api::pb::action_service_client::ActionServiceClient;
+use connector_runtime::api::pb::connection_service_client::ConnectionServiceClient;
+use connector_runtime::api::pb::entity_service_client::EntityServiceClient;
+use connector_runtime::app::{self, Running};
+use connector_runtime::auth::Role;
+use connector_runtime::config::{Settings, TokenSettings};
+use connector_runtime::connections::model::SecretRef;
+use serde_json::{Map, Value};
+use tonic::Request;
+use tonic::transport::Channel;
+
+pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
+pub const INVOKER_TOKEN: &str = "invoker-token-0123456789";
+
+/// Every log line the test process writes, for checking that no secret leaks.
+pub fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || CaptureWriter(writer.clone()))
+            .try_init();
+        buffer
+    })
+    .clone()
+}
+
+pub fn logs_text() -> String {
+    String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned()
+}
+
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A temporary home: data dir and secret dir.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+        Self { dir }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.dir.path().join("secrets")
+    }
+
+    /// Writes `<secrets>/<name>/<version>`.
+    pub fn put_secret(&self, name: &str, version: &str, value: &str) {
+        let dir = self.secrets_dir().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(version), value).unwrap();
+    }
+
+    /// Settings for a test service: this home's dirs; tokens when `auth`.
+    pub fn settings(&self, auth: bool) -> Settings {
+        let mut settings = Settings::default();
+        settings.data_dir = self.data_dir();
+        settings.secrets.dir = Some(self.secrets_dir());
+        settings.sandbox.rate_limit = 0;
+        if auth {
+            self.put_secret("admin-token", "1", ADMIN_TOKEN);
+            self.put_secret("invoker-token", "1", INVOKER_TOKEN);
+            settings.auth.tokens = vec![
+                TokenSettings {
+                    name: "ops".to_owned(),
+                    role: Role::Admin,
+                    token: secret("admin-token"),
+                },
+                TokenSettings {
+                    name: "flows".to_owned(),
+                    role: Role::Invoker,
+                    token: secret("invoker-token"),
+                },
+            ];
+        }
+        settings
+    }
+}
+
+pub fn secret(name: &str) -> SecretRef {
+    SecretRef {
+        secret: name.to_owned(),
+        version: "latest".to_owned(),
+    }
+}
+
+/// A running service with clients.
+pub struct Service {
+    pub running: Option<Running>,
+    pub channel: Channel,
+    pub token: Option<String>,
+}
+
+pub async fn start(settings: Settings) -> Service {
+    captured_logs();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = app::start(settings, false, listener, std::future::pending())
+        .await
+        .unwrap();
+    let channel = Channel::from_shared(format!("http://{}", running.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Service {
+        running: Some(running),
+        channel,
+        token: None,
+    }
+}
+
+impl Service {
+    /// Stops the service gracefully.
+    pub async fn shutdown(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await.unwrap();
+        }
+    }
+
+    /// Another caller of the same service, with another token.
+    pub fn as_caller(&self, token: &str) -> Service {
+        Service {
+            running: None,
+            channel: self.channel.clone(),
+            token: Some(token.to_owned()),
+        }
+    }
+
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_owned());
+        self
+    }
+
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        request
+    }
+
+    pub fn entities(&self) -> EntityServiceClient<Channel> {
+        EntityServiceClient::new(self.channel.clone())
+    }
+
+    pub fn actions(&self) -> ActionServiceClient<Channel> {
+        ActionServiceClient::new(self.channel.clone())
+    }
+
+    pub fn connections(&self) -> ConnectionServiceClient<Channel> {
+        ConnectionServiceClient::new(self.channel.clone())
+    }
+
+    pub async fn execute(
+        &self,
+        connection: &str,
+        action: &str,
+        parameters: Value,
+    ) -> Result<Vec<Map<String, Value>>, tonic::Status> {
+        let response = self
+            .actions()
+            .execute_action(self.request(pb::ExecuteActionRequest {
+                name: format!("connections/{connection}/actions/{action}"),
+                parameters: Some(to_proto_struct(parameters.as_object().unwrap())),
+                ..Default::default()
+            }))
+            .await?;
+        Ok(response
+            .into_inner()
+            .results
+            .iter()
+            .map(from_proto_struct)
+            .collect())
+    }
+
+    pub async fn create(
+        &self,
+        connection: &str,
+        entity_type: &str,
+        fields: Value,
+    ) -> Result<(String, Map<String, Value>), tonic::Status> {
+        let response = self
+            .entities()
+            .create_entity(self.request(pb::CreateEntityRequest {
+                parent: format!("connections/{connection}/entityTypes/{entity_type}"),
+                entity: Some(pb::Entity {
+                    fields: Some(to_proto_struct(fields.as_object().unwrap())),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            }))
+            .await?
+            .into_inner();
+        Ok((
+            response.name,
+            from_proto_struct(response.fields.as_ref().unwrap()),
+        ))
+    }
+
+    pub async fn get(
+        &self,
+        connection: &str,
+        entity_type: &str,
+        id: &str,
+    ) -> Result<Map<String, Value>, tonic::Status> {
+        let response = self
+            .entities()
+            .get_entity(self.request(pb::GetEntityRequest {
+                name: format!("connections/{connection}/entityTypes/{entity_type}/entities/{id}"),
+            }))
+            .await?
+            .into_inner();
+        Ok(from_proto_struct(response.fields.as_ref().unwrap()))
+    }
+}
+
+/// The ErrorInfo reason of a status.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default()
+}
+
+/// The field names of a status's BadRequest violations.
+pub fn violation_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+pub fn path_exists(path: &Path) -> bool {
+    path.exists()
+}

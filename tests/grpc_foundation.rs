@@ -1,0 +1,470 @@
+//! The service foundation over real sockets: health, reflection, connections, validation,
+//! authentication, persistence, secrets and graceful drain.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use connector_runtime::api::pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+const STRIPE_KEY: &str = "sk_test_51SECRETVALUEnever_to_be_seen_0123456789";
+
+fn stripe_connection(id: &str) -> pb::Connection {
+    pb::Connection {
+        name: format!("connections/{id}"),
+        description: "EU account".to_owned(),
+        api_key: Some(pb::SecretRef {
+            secret: "stripe-key".to_owned(),
+            version: "1".to_owned(),
+        }),
+        verbosity: 5,
+        node_config: Some(pb::NodeConfig {
+            min_node_count: 2,
+            max_node_count: 10,
+        }),
+        labels: [("team".to_owned(), "payments".to_owned())].into(),
+        ..Default::default()
+    }
+}
+
+async fn create(
+    service: &Service,
+    connection: pb::Connection,
+) -> Result<pb::Connection, tonic::Status> {
+    service
+        .connections()
+        .create_connection(service.request(pb::CreateConnectionRequest {
+            connection_id: String::new(),
+            connection: Some(connection),
+        }))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn health_serves_and_reflection_lists_the_api_in_v1_and_v1alpha() {
+    let home = Home::new();
+    let service = start(home.settings(false)).await;
+    let mut health = HealthClient::new(service.channel.clone());
+    for name in [
+        "",
+        "connectors.v1.EntityService",
+        "connectors.v1.ActionService",
+        "connectors.v1.ConnectionService",
+    ] {
+        let response = health
+            .check(HealthCheckRequest {
+                service: name.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.status, ServingStatus::Serving as i32, "{name:?}");
+    }
+
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient as V1;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest as V1Request;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse as V1Response;
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(V1Request::ListServices(String::new())),
+    };
+    let mut stream = V1::new(service.channel.clone())
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(V1Response::ListServicesResponse(list)) =
+        stream.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "connectors.v1.EntityService",
+        "connectors.v1.ActionService",
+        "connectors.v1.ConnectionService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.contains(&expected.to_owned()),
+            "{expected} missing from {names:?}"
+        );
+    }
+
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as V1Alpha;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaResponse;
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(AlphaRequest::FileContainingSymbol(
+            "connectors.v1.ActionService".to_owned(),
+        )),
+    };
+    let mut stream = V1Alpha::new(service.channel.clone())
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(AlphaResponse::FileDescriptorResponse(files)) =
+        stream.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected file descriptors");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_are_created_read_listed_updated_and_deleted() {
+    let home = Home::new();
+    home.put_secret("stripe-key", "1", STRIPE_KEY);
+    let service = start(home.settings(true)).await.with_token(ADMIN_TOKEN);
+    let created = create(&service, stripe_connection("stripe-eu"))
+        .await
+        .unwrap();
+    assert_eq!(created.name, "connections/stripe-eu");
+    assert_eq!(created.connector, "stripe");
+    assert_eq!(created.api_base_url, "https://api.stripe.com");
+    assert_eq!(created.api_key.as_ref().unwrap().secret, "stripe-key");
+    assert_eq!(created.node_status.unwrap().current_nodes, 2);
+
+    let mut client = service.connections();
+    let got = client
+        .get_connection(service.request(pb::GetConnectionRequest {
+            name: "connections/stripe-eu".to_owned(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.description, "EU account");
+    assert_eq!(got.labels.get("team").map(String::as_str), Some("payments"));
+
+    let listed = client
+        .list_connections(service.request(pb::ListConnectionsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = listed.connections.iter().map(|c| c.name.as_str()).collect();
+    assert!(names.contains(&"connections/stripe-eu"), "{names:?}");
+
+    let mut change = got.clone();
+    change.node_config = Some(pb::NodeConfig {
+        min_node_count: 3,
+        max_node_count: 20,
+    });
+    change.description = "ignored: not in the mask".to_owned();
+    let updated = client
+        .update_connection(service.request(pb::UpdateConnectionRequest {
+            connection: Some(change),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["node_config".to_owned()],
+            }),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.node_config.unwrap().max_node_count, 20);
+    assert_eq!(updated.description, "EU account");
+    assert_eq!(
+        updated.node_status.unwrap().current_nodes,
+        3,
+        "a new minimum applies live"
+    );
+
+    client
+        .delete_connection(service.request(pb::DeleteConnectionRequest {
+            name: "connections/stripe-eu".to_owned(),
+        }))
+        .await
+        .unwrap();
+    let missing = client
+        .get_connection(service.request(pb::GetConnectionRequest {
+            name: "connections/stripe-eu".to_owned(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(reason(&missing), "CONNECTION_NOT_FOUND");
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_validation_rule_is_its_own_field_violation() {
+    let home = Home::new();
+    home.put_secret("stripe-key", "1", STRIPE_KEY);
+    let service = start(home.settings(true)).await.with_token(ADMIN_TOKEN);
+    let cases: Vec<(&str, pb::Connection, &str)> = vec![
+        (
+            "uppercase name",
+            stripe_connection("Stripe-EU"),
+            "connection.name",
+        ),
+        (
+            "name ending in a hyphen",
+            stripe_connection("stripe-"),
+            "connection.name",
+        ),
+        (
+            "name starting with a digit",
+            stripe_connection("1stripe"),
+            "connection.name",
+        ),
+        (
+            "name of 50 characters",
+            stripe_connection(&format!("s{}", "a".repeat(49))),
+            "connection.name",
+        ),
+        (
+            "verbosity 6",
+            pb::Connection {
+                verbosity: 6,
+                ..stripe_connection("v6")
+            },
+            "connection.verbosity",
+        ),
+        (
+            "min above max",
+            pb::Connection {
+                node_config: Some(pb::NodeConfig {
+                    min_node_count: 5,
+                    max_node_count: 3,
+                }),
+                ..stripe_connection("minmax")
+            },
+            "connection.node_config.min_node_count",
+        ),
+        (
+            "unknown enum value",
+            pb::Connection {
+                log_level: 42,
+                ..stripe_connection("loglevel")
+            },
+            "log_level",
+        ),
+        (
+            "secret that does not resolve",
+            pb::Connection {
+                api_key: Some(pb::SecretRef {
+                    secret: "nope".to_owned(),
+                    version: "1".to_owned(),
+                }),
+                ..stripe_connection("nosecret")
+            },
+            "connection.api_key",
+        ),
+        (
+            "unresolvable secret version",
+            pb::Connection {
+                api_key: Some(pb::SecretRef {
+                    secret: "stripe-key".to_owned(),
+                    version: "7".to_owned(),
+                }),
+                ..stripe_connection("noversion")
+            },
+            "connection.api_key",
+        ),
+    ];
+    for (case, connection, field) in cases {
+        let status = create(&service, connection).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+        let fields = violation_fields(&status);
+        assert!(
+            fields.iter().any(|f| f.starts_with(field)),
+            "{case}: expected a violation on {field}, got {fields:?}"
+        );
+    }
+    let duplicate = create(&service, stripe_connection("stripe-dup"))
+        .await
+        .unwrap();
+    assert_eq!(duplicate.name, "connections/stripe-dup");
+    let again = create(&service, stripe_connection("stripe-dup"))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists);
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn callers_without_a_token_or_the_right_role_are_refused() {
+    let home = Home::new();
+    home.put_secret("stripe-key", "1", STRIPE_KEY);
+    let service = start(home.settings(true)).await;
+    let anonymous = create(&service, stripe_connection("anon"))
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    let wrong = service.as_caller("not-a-token");
+    let unknown = create(&wrong, stripe_connection("anon")).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::Unauthenticated);
+    let invoker = service.as_caller(INVOKER_TOKEN);
+    let denied = create(&invoker, stripe_connection("anon"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert_eq!(reason(&denied), "ROLE_REQUIRED");
+    // Invokers may read.
+    invoker
+        .connections()
+        .list_connections(invoker.request(pb::ListConnectionsRequest::default()))
+        .await
+        .unwrap();
+    // Health stays open for probes.
+    HealthClient::new(service.channel.clone())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap();
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_created_at_run_time_survive_a_restart() {
+    let home = Home::new();
+    home.put_secret("stripe-key", "1", STRIPE_KEY);
+    let service = start(home.settings(true)).await.with_token(ADMIN_TOKEN);
+    create(&service, stripe_connection("stripe-kept"))
+        .await
+        .unwrap();
+    service.shutdown().await;
+
+    let service = start(home.settings(true)).await.with_token(ADMIN_TOKEN);
+    let got = service
+        .connections()
+        .get_connection(service.request(pb::GetConnectionRequest {
+            name: "connections/stripe-kept".to_owned(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.description, "EU account");
+    assert_eq!(got.origin, pb::connection::Origin::Api as i32);
+    service.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_secret_value_never_appears_in_responses_or_logs() {
+    let home = Home::new();
+    home.put_secret("stripe-key", "1", STRIPE_KEY);
+    let service = start(home.settings(true)).await.with_token(ADMIN_TOKEN);
+    let mut seen = Vec::new();
+    seen.push(format!(
+        "{:?}",
+        create(&service, stripe_connection("secretive"))
+            .await
+            .unwrap()
+    ));
+    seen.push(format!(
+        "{:?}",
+        create(
+            &service,
+            pb::Connection {
+                verbosity: 9,
+                ..stripe_connection("secretive-bad")
+            }
+        )
+        .await
+        .unwrap_err()
+    ));
+    let mut client = service.connections();
+    seen.push(format!(
+        "{:?}",
+        client
+            .list_connections(service.request(pb::ListConnectionsRequest::default()))
+            .await
+            .unwrap()
+    ));
+    // CheckStatus reaches out to the (unreachable here) upstream with the key at verbosity 5.
+    let status = client
+        .check_status(service.request(pb::CheckStatusRequest {
+            name: "connections/secretive".to_owned(),
+        }))
+        .await
+        .unwrap();
+    seen.push(format!("{status:?}"));
+    for text in seen.iter().chain(std::iter::once(&logs_text())) {
+        assert!(!text.contains(STRIPE_KEY), "the key leaked: {text}");
+        assert!(!text.contains(ADMIN_TOKEN), "a token leaked: {text}");
+    }
+    service.shutdown().await;
+}
+
+/// An upstream that answers a customer after a delay, to keep a call in flight.
+async fn slow_upstream(delay: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let _ = socket.read(&mut buffer).await;
+                tokio::time::sleep(delay).await;
+                let body = r#"{"id":"cus_slow","object":"customer","created":1700000000,"livemode":false,"email":"slow@example.com"}"#;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn graceful_shutdown_reports_not_serving_and_completes_in_flight_calls() {
+    let home = Home::new();
+    home.put_secret("stripe-key", "1", STRIPE_KEY);
+    let mut settings = home.settings(false);
+    let mut connection = connector_runtime::connections::model::ConnectionSpec::with_id("slow");
+    connection.api_key = Some(secret("stripe-key"));
+    connection.api_base_url = slow_upstream(Duration::from_millis(600)).await;
+    settings.connections = vec![connection];
+    let mut service = start(settings).await;
+
+    let mut watch = HealthClient::new(service.channel.clone())
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first: HealthCheckResponse = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+
+    let entities = service.entities();
+    let in_flight = tokio::spawn(async move {
+        let mut entities = entities;
+        entities
+            .get_entity(pb::GetEntityRequest {
+                name: "connections/slow/entityTypes/Customer/entities/cus_slow".to_owned(),
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let shutdown = tokio::spawn(service.running.take().unwrap().shutdown());
+
+    let next = watch.message().await.unwrap().unwrap();
+    assert_eq!(
+        next.status,
+        ServingStatus::NotServing as i32,
+        "health goes NOT_SERVING while draining"
+    );
+    let entity = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight call completes")
+        .into_inner();
+    assert_eq!(
+        entity.name,
+        "connections/slow/entityTypes/Customer/entities/cus_slow"
+    );
+    shutdown.await.unwrap().unwrap();
+}
