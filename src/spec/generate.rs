@@ -327,7 +327,7 @@ impl<'a> Generator<'a> {
         let op = self.operation(path?, method)?;
         match method {
             HttpMethod::Delete => Some(op),
-            _ if op.returns(schema) => Some(op),
+            _ if op.returns(self.api, schema) => Some(op),
             _ => None,
         }
     }
@@ -670,7 +670,7 @@ impl<'a> Generator<'a> {
             let Some((collection, entity, on_item)) = found else {
                 continue;
             };
-            if !op.returns(collection.schema) {
+            if !op.returns(self.api, collection.schema) {
                 continue;
             }
             actions.push(self.action(op, entity, on_item)?);

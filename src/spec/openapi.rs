@@ -116,7 +116,9 @@ impl OpenApi {
             return DataType::Varchar;
         }
         if let Some(branches) = schema.get("anyOf").and_then(Value::as_array) {
-            return match branches.as_slice() {
+            // `anyOf: [X, {enum: [""]}]` is X that an empty string unsets: its type is X's.
+            let typed: Vec<&Value> = branches.iter().filter(|b| !is_empty_marker(b)).collect();
+            return match typed.as_slice() {
                 [only] => self.data_type(only),
                 _ => DataType::Json,
             };
@@ -230,16 +232,11 @@ impl<'a> Operation<'a> {
     }
 
     /// Whether the 200 response is the object `schema`, alone or as one branch of a union
-    /// (Stripe answers `GET /v1/customers/{id}` with a customer or a deleted customer).
-    pub fn returns(&self, schema: &str) -> bool {
-        let Some(response) = self.response_schema() else {
-            return false;
-        };
-        ref_name(response) == Some(schema)
-            || response
-                .get("anyOf")
-                .and_then(Value::as_array)
-                .is_some_and(|branches| branches.iter().any(|b| ref_name(b) == Some(schema)))
+    /// (Stripe answers `GET /v1/customers/{id}` with a customer or a deleted customer, and
+    /// `POST /v1/customers/{id}/cards` with the polymorphic `payment_source`).
+    pub fn returns(&self, api: &OpenApi, schema: &str) -> bool {
+        self.response_schema()
+            .is_some_and(|response| union_contains(api, response, schema, 3))
     }
 
     /// For list responses (`{object: "list", data: [...]}`): the schema name of the items, or
@@ -251,6 +248,34 @@ impl<'a> Operation<'a> {
         let items = data.get("items")?;
         Some(ref_name(items).ok_or(()))
     }
+}
+
+/// Stripe's `{"type": "string", "enum": [""]}` branch: send an empty string to unset a value.
+fn is_empty_marker(schema: &Value) -> bool {
+    schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .is_some_and(|values| values.len() == 1 && values[0] == "")
+}
+
+fn union_contains(api: &OpenApi, schema: &Value, name: &str, depth: usize) -> bool {
+    if let Some(target) = schema.get("$ref").and_then(Value::as_str) {
+        let target = target.trim_start_matches("#/components/schemas/");
+        return target == name
+            || (depth > 0
+                && api
+                    .schema(target)
+                    .is_some_and(|resolved| union_contains(api, resolved, name, depth - 1)));
+    }
+    depth > 0
+        && schema
+            .get("anyOf")
+            .and_then(Value::as_array)
+            .is_some_and(|branches| {
+                branches
+                    .iter()
+                    .any(|branch| union_contains(api, branch, name, depth - 1))
+            })
 }
 
 /// The schema name a `$ref` (or an `anyOf` with one `$ref` branch) points to.
