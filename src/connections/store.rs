@@ -90,7 +90,7 @@ struct Record {
 }
 
 enum Loaded {
-    Connection(StoredConnection),
+    Connection(Box<StoredConnection>),
     Tombstone,
 }
 
@@ -179,7 +179,7 @@ impl ConnectionStore {
         }
         for (id, loaded) in on_disk {
             if let Loaded::Connection(stored) = loaded {
-                live.insert(id, Arc::new(stored));
+                live.insert(id, Arc::from(stored));
             }
         }
         let (live, _) = watch::channel(Arc::new(live));
@@ -403,7 +403,7 @@ fn load_dir(dir: &Path) -> Result<BTreeMap<String, Loaded>, StoreError> {
             return Err(corrupt("unsupported record format"));
         }
         let loaded = match (record.connection, record.tombstone) {
-            (Some(c), None) if c.spec.id == id => Loaded::Connection(c),
+            (Some(c), None) if c.spec.id == id => Loaded::Connection(Box::new(c)),
             (None, Some(t)) if t.id == id => Loaded::Tombstone,
             (Some(_), None) | (None, Some(_)) => {
                 return Err(corrupt("the id inside differs from the file name"));
