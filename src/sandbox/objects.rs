@@ -1,0 +1,253 @@
+//! Shaping stored objects: a new object carries every field of its entity's schema (null when
+//! nullable, a sensible empty value otherwise); parameters merge into it the way Stripe merges
+//! them; `expand[]` replaces ids with the objects they name. No I/O.
+
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::schema;
+use super::store::Store;
+use crate::spec::model::{DataType, EntitySpec, FieldSpec};
+
+/// A new object of `object_type` with Stripe's common fields and every field of `entity`.
+pub(crate) fn blank(entity: Option<&EntitySpec>, object_type: &str, id: &str, created: i64) -> Map<String, Value> {
+    let mut object = Map::new();
+    object.insert("id".into(), Value::String(id.to_owned()));
+    object.insert("object".into(), Value::String(object_type.to_owned()));
+    for field in entity.map(|e| e.fields.as_slice()).unwrap_or_default() {
+        let mut parts = field.source.split('.');
+        let Some(first) = parts.next() else { continue };
+        if parts.next().is_some() {
+            // A flattened nested field (`address.city`): its parent carries it.
+            object.entry(first.to_owned()).or_insert(Value::Null);
+            continue;
+        }
+        object.entry(first.to_owned()).or_insert_with(|| default_value(field, id));
+    }
+    if entity.is_some_and(|e| e.fields.iter().any(|f| f.source == "created")) || entity.is_none() {
+        object.insert("created".into(), json!(created));
+    }
+    if entity.is_some_and(|e| e.fields.iter().any(|f| f.source == "livemode")) || entity.is_none() {
+        object.insert("livemode".into(), Value::Bool(false));
+    }
+    object
+}
+
+fn default_value(field: &FieldSpec, id: &str) -> Value {
+    if schema::is_list_object(&field.json_schema) {
+        return empty_list(&format!("/v1/{}/{id}", field.source));
+    }
+    if field.nullable {
+        return Value::Null;
+    }
+    let types = schema::types(&field.json_schema);
+    let first_enum = schema::branches(&field.json_schema)
+        .into_iter()
+        .find_map(|b| b.get("enum").and_then(Value::as_array).and_then(|v| v.first().cloned()));
+    match types.first().copied() {
+        Some("boolean") => Value::Bool(false),
+        Some("integer") | Some("number") => json!(0),
+        Some("array") => json!([]),
+        Some("object") => json!({}),
+        Some("string") => first_enum.unwrap_or_else(|| Value::String(String::new())),
+        _ => match field.data_type {
+            DataType::Boolean => Value::Bool(false),
+            DataType::Bigint | DataType::Integer | DataType::Double | DataType::Decimal | DataType::Timestamp => {
+                json!(0)
+            }
+            DataType::Array => json!([]),
+            DataType::Struct | DataType::Json => json!({}),
+            DataType::Varchar => Value::String(String::new()),
+        },
+    }
+}
+
+/// Stripe's list object.
+pub(crate) fn empty_list(url: &str) -> Value {
+    json!({"object": "list", "data": [], "has_more": false, "url": url})
+}
+
+/// Merges request parameters into an object: only the entity's own fields are stored (or every
+/// parameter when the object has no entity); `metadata` merges key by key and an empty value
+/// removes a key; an empty top-level value unsets the field.
+pub(crate) fn apply(object: &mut Map<String, Value>, entity: Option<&EntitySpec>, params: &Map<String, Value>) {
+    for (key, value) in params {
+        if key == "expand" {
+            continue;
+        }
+        let known = match entity {
+            Some(entity) => entity.fields.iter().any(|f| f.source.split('.').next() == Some(key.as_str())),
+            None => true,
+        };
+        if !known {
+            continue;
+        }
+        if key == "metadata" {
+            merge_metadata(object, value);
+            continue;
+        }
+        let is_list = object.get(key).is_some_and(|v| v.get("object").and_then(Value::as_str) == Some("list"));
+        match (is_list, value) {
+            (true, Value::Array(items)) => {
+                if let Some(list) = object.get_mut(key) {
+                    list["data"] = Value::Array(items.clone());
+                }
+            }
+            _ => {
+                object.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+fn merge_metadata(object: &mut Map<String, Value>, value: &Value) {
+    let entry = object.entry("metadata").or_insert_with(|| json!({}));
+    if !entry.is_object() {
+        *entry = json!({});
+    }
+    match value {
+        Value::Object(changes) => {
+            if let Value::Object(metadata) = entry {
+                for (k, v) in changes {
+                    match v {
+                        Value::Null => {
+                            metadata.remove(k);
+                        }
+                        Value::String(s) if s.is_empty() => {
+                            metadata.remove(k);
+                        }
+                        Value::String(_) => {
+                            metadata.insert(k.clone(), v.clone());
+                        }
+                        other => {
+                            metadata.insert(k.clone(), Value::String(other.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        // `metadata=` clears every key.
+        _ => *entry = json!({}),
+    }
+}
+
+/// Applies `expand[]` paths (`customer`, `latest_charge.customer`, `data.customer` on lists).
+pub(crate) fn expand(store: &Store, value: &mut Value, paths: &[String]) -> Result<(), ApiError> {
+    for path in paths {
+        let parts: Vec<&str> = path.split('.').collect();
+        if !expand_path(store, value, &parts) {
+            return Err(ApiError::invalid(format!("This property cannot be expanded ({path}).")).with_param("expand"));
+        }
+    }
+    Ok(())
+}
+
+fn expand_path(store: &Store, value: &mut Value, parts: &[&str]) -> bool {
+    let Some((first, rest)) = parts.split_first() else {
+        return true;
+    };
+    let Value::Object(map) = value else {
+        return false;
+    };
+    if *first == "data" {
+        if let Some(Value::Array(items)) = map.get_mut("data") {
+            return items.iter_mut().all(|item| expand_path(store, item, rest));
+        }
+    }
+    let Some(field) = map.get_mut(*first) else {
+        return false;
+    };
+    if let Value::String(id) = field {
+        match store.find(id) {
+            Some(found) => *field = Value::Object(found.clone()),
+            // Stripe's test ids (e.g. `pm_card_visa`) and foreign ids stay as they are.
+            None => return rest.is_empty(),
+        }
+    }
+    match field {
+        Value::Null => true,
+        Value::Object(_) => expand_path(store, field, rest),
+        _ => rest.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::model::Operations;
+
+    fn field(source: &str, nullable: bool, schema: Value) -> FieldSpec {
+        FieldSpec {
+            name: source.to_owned(),
+            source: source.to_owned(),
+            data_type: DataType::Varchar,
+            key: source == "id",
+            nullable,
+            read_only: false,
+            reference: None,
+            json_schema: schema,
+        }
+    }
+
+    fn entity() -> EntitySpec {
+        EntitySpec {
+            name: "Customer".into(),
+            object: "customer".into(),
+            id_prefix: Some("cus".into()),
+            collection_path: "/v1/customers".into(),
+            item_path: None,
+            item_id_param: None,
+            parents: Vec::new(),
+            search_path: None,
+            search_fields: Vec::new(),
+            fields: vec![
+                field("id", false, json!({"type": "string"})),
+                field("created", false, json!({"type": "integer"})),
+                field("livemode", false, json!({"type": "boolean"})),
+                field("email", true, json!({"type": "string"})),
+                field("balance", false, json!({"type": "integer"})),
+                field("metadata", false, json!({"type": "object"})),
+                field("tax_exempt", false, json!({"type": "string", "enum": ["none", "exempt"]})),
+                field("sources", false, json!({"type": "object", "properties": {"object": {"enum": ["list"]}}})),
+            ],
+            operations: Operations::default(),
+        }
+    }
+
+    #[test]
+    fn blank_objects_have_every_field() {
+        let object = blank(Some(&entity()), "customer", "cus_1", 42);
+        assert_eq!(
+            Value::Object(object),
+            json!({"id": "cus_1", "object": "customer", "created": 42, "livemode": false, "email": null,
+                   "balance": 0, "metadata": {}, "tax_exempt": "none",
+                   "sources": {"object": "list", "data": [], "has_more": false, "url": "/v1/sources/cus_1"}})
+        );
+    }
+
+    #[test]
+    fn metadata_merges_and_empty_values_remove_keys() {
+        let entity = entity();
+        let mut object = blank(Some(&entity), "customer", "cus_1", 0);
+        apply(&mut object, Some(&entity), json!({"metadata": {"a": "1", "b": "2"}}).as_object().unwrap());
+        apply(&mut object, Some(&entity), json!({"metadata": {"a": "", "c": "3"}, "email": "x@y"}).as_object().unwrap());
+        assert_eq!(object["metadata"], json!({"b": "2", "c": "3"}));
+        assert_eq!(object["email"], "x@y");
+        apply(&mut object, Some(&entity), json!({"metadata": null, "email": null, "colour": "red"}).as_object().unwrap());
+        assert_eq!(object["metadata"], json!({}));
+        assert_eq!(object["email"], Value::Null);
+        assert!(!object.contains_key("colour"));
+    }
+
+    #[test]
+    fn expand_replaces_known_ids_and_rejects_unknown_fields() {
+        let mut store = Store::new(0);
+        store.insert("customer", "cus_1", json!({"id": "cus_1", "object": "customer"}).as_object().unwrap().clone(), vec![]);
+        let mut value = json!({"object": "list", "data": [{"customer": "cus_1", "payment_method": "pm_card_visa"}]});
+        expand(&store, &mut value, &["data.customer".into(), "data.payment_method".into()]).unwrap();
+        assert_eq!(value["data"][0]["customer"]["object"], "customer");
+        assert_eq!(value["data"][0]["payment_method"], "pm_card_visa");
+        let mut single = json!({"customer": "cus_1"});
+        assert!(expand(&store, &mut single, &["colour".into()]).is_err());
+    }
+}

@@ -1,0 +1,600 @@
+//! The payment flows: PaymentMethods with Stripe's test cards (behaviour remembered, the number
+//! never stored), PaymentIntent states (confirm, 3-D Secure, declines, manual capture, cancel) and
+//! the Charges they create. Synchronous; the caller holds the state lock.
+
+use serde_json::{Map, Value, json};
+
+use super::api::{self, Call, Ctx};
+use super::error::ApiError;
+use super::objects;
+use super::store::{CardBehaviour, unix_now};
+use crate::spec::model::EntitySpec;
+
+const AUTH_MESSAGE: &str = "This payment required an authentication action to complete, but \
+`error_on_requires_action` was set. When you're ready, you can upgrade your integration to handle \
+actions at https://stripe.com/docs/payments/payment-intents/upgrade-to-handle-actions.";
+
+const CANCELABLE: &[&str] =
+    &["requires_payment_method", "requires_capture", "requires_confirmation", "requires_action", "processing"];
+
+/// A test card: what it does and what may be shown of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TestCard {
+    pub behaviour: CardBehaviour,
+    pub brand: &'static str,
+    pub last4: &'static str,
+}
+
+const fn card(behaviour: CardBehaviour, brand: &'static str, last4: &'static str) -> TestCard {
+    TestCard { behaviour, brand, last4 }
+}
+
+/// Stripe's test PaymentMethod ids; each use clones a new `pm_...`.
+pub(crate) fn magic_payment_method(id: &str) -> Option<TestCard> {
+    use CardBehaviour::*;
+    Some(match id {
+        "pm_card_visa" => card(Succeeds, "visa", "4242"),
+        "pm_card_visa_debit" => card(Succeeds, "visa", "5556"),
+        "pm_card_mastercard" => card(Succeeds, "mastercard", "4444"),
+        "pm_card_amex" => card(Succeeds, "amex", "8431"),
+        "pm_card_visa_chargeDeclined" => card(GenericDecline, "visa", "0002"),
+        "pm_card_visa_chargeDeclinedInsufficientFunds" => card(InsufficientFunds, "visa", "9995"),
+        "pm_card_chargeDeclinedExpiredCard" => card(ExpiredCard, "visa", "0069"),
+        "pm_card_chargeDeclinedIncorrectCvc" => card(IncorrectCvc, "visa", "0127"),
+        "pm_card_chargeDeclinedProcessingError" => card(ProcessingError, "visa", "0119"),
+        "pm_card_chargeCustomerFail" => card(AttachesThenDeclines, "visa", "0341"),
+        "pm_card_authenticationRequired" => card(AuthenticationRequired, "visa", "3155"),
+        "pm_card_threeDSecure2Required" => card(AuthenticationRequired, "visa", "3220"),
+        _ => return None,
+    })
+}
+
+/// The behaviour of a card number from Stripe's testing docs; other valid numbers succeed.
+pub(crate) fn card_behaviour(number: &str) -> CardBehaviour {
+    use CardBehaviour::*;
+    match number {
+        "4000000000000002" => GenericDecline,
+        "4000000000009995" => InsufficientFunds,
+        "4000000000000069" => ExpiredCard,
+        "4000000000000127" => IncorrectCvc,
+        "4000000000000119" => ProcessingError,
+        "4000000000000341" => AttachesThenDeclines,
+        "4000002500003155" | "4000002760003184" | "4000000000003220" => AuthenticationRequired,
+        _ => Succeeds,
+    }
+}
+
+fn brand_of(number: &str) -> &'static str {
+    if number.starts_with('4') {
+        "visa"
+    } else if number.starts_with("34") || number.starts_with("37") {
+        "amex"
+    } else if number.starts_with('5') || number.starts_with('2') {
+        "mastercard"
+    } else if number.starts_with("6011") || number.starts_with("65") {
+        "discover"
+    } else {
+        "unknown"
+    }
+}
+
+/// Luhn check of a card number.
+pub(crate) fn luhn_valid(number: &str) -> bool {
+    if number.len() < 12 || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let sum: u32 = number
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// The error a declining card produces.
+fn decline(behaviour: CardBehaviour) -> Option<ApiError> {
+    use CardBehaviour::*;
+    let (code, decline_code, message) = match behaviour {
+        GenericDecline | AttachesThenDeclines => ("card_declined", "generic_decline", "Your card was declined."),
+        InsufficientFunds => ("card_declined", "insufficient_funds", "Your card has insufficient funds."),
+        ExpiredCard => ("expired_card", "expired_card", "Your card has expired."),
+        IncorrectCvc => ("incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect."),
+        ProcessingError => (
+            "processing_error",
+            "processing_error",
+            "An error occurred while processing your card. Try again in a little bit.",
+        ),
+        Succeeds | AuthenticationRequired => return None,
+    };
+    Some(ApiError::card(code, Some(decline_code), message))
+}
+
+fn card_details(store_fingerprint: String, brand: &str, last4: &str, exp_month: i64, exp_year: i64) -> Value {
+    json!({
+        "brand": brand,
+        "checks": {"address_line1_check": null, "address_postal_code_check": null, "cvc_check": "pass"},
+        "country": "US",
+        "exp_month": exp_month,
+        "exp_year": exp_year,
+        "fingerprint": store_fingerprint,
+        "funding": "credit",
+        "generated_from": null,
+        "last4": last4,
+        "networks": {"available": [brand], "preferred": null},
+        "three_d_secure_usage": {"supported": true},
+        "wallet": null,
+    })
+}
+
+fn current_year() -> i64 {
+    1970 + unix_now() / 31_556_952
+}
+
+fn store_card_method(
+    ctx: &mut Ctx<'_>,
+    behaviour: CardBehaviour,
+    (brand, last4): (&str, &str),
+    (exp_month, exp_year): (i64, i64),
+    params: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut method = ctx.new_object("payment_method");
+    let entity = api::entity_by_object(ctx.spec, "payment_method");
+    let mut rest = params.clone();
+    rest.remove("card");
+    objects::apply(&mut method, entity, &rest);
+    let fingerprint = ctx.store.random_text(16);
+    method.insert("type".into(), json!("card"));
+    method.insert("card".into(), card_details(fingerprint, brand, last4, exp_month, exp_year));
+    method.entry("customer").or_insert(Value::Null);
+    let id = method["id"].as_str().unwrap_or_default().to_owned();
+    ctx.store.cards.insert(id, behaviour);
+    ctx.save(&method);
+    method
+}
+
+/// Resolves a `payment_method` parameter: test ids are cloned into a new PaymentMethod; real ids
+/// must exist and not have been detached.
+pub(crate) fn resolve_method(ctx: &mut Ctx<'_>, id: &str, param: &str) -> Result<String, ApiError> {
+    if let Some(card) = magic_payment_method(id) {
+        let method = store_card_method(ctx, card.behaviour, (card.brand, card.last4), (12, current_year() + 3), &Map::new());
+        return Ok(method["id"].as_str().unwrap_or_default().to_owned());
+    }
+    if ctx.store.get("payment_method", id).is_none() {
+        return Err(ApiError::no_such("payment_method", id, Some(param)));
+    }
+    if ctx.store.detached.contains(id) {
+        return Err(detached_error(param));
+    }
+    Ok(id.to_owned())
+}
+
+fn detached_error(param: &str) -> ApiError {
+    ApiError::invalid(
+        "This PaymentMethod was previously used without being attached to a Customer or was \
+         detached from a Customer, and may not be used again.",
+    )
+    .with_code("payment_method_unexpected_state")
+    .with_param(param)
+}
+
+/// `POST /v1/payment_methods`: cards remember their test behaviour; other types are stored as given.
+pub(crate) fn create_method(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
+    let Some(Value::Object(card)) = call.params.get("card") else {
+        return Ok(Value::Object(api::create(ctx, entity, call)?));
+    };
+    let number: String = match card.get("number") {
+        Some(Value::String(n)) => n.chars().filter(|c| !c.is_whitespace()).collect(),
+        _ => return Err(ApiError::parameter_missing("card[number]")),
+    };
+    if !luhn_valid(&number) {
+        return Err(ApiError::card("incorrect_number", None, "Your card number is incorrect.").with_param("card[number]"));
+    }
+    let exp_month = card.get("exp_month").and_then(Value::as_i64).ok_or_else(|| ApiError::parameter_missing("card[exp_month]"))?;
+    let exp_year = card.get("exp_year").and_then(Value::as_i64).ok_or_else(|| ApiError::parameter_missing("card[exp_year]"))?;
+    if !(1..=12).contains(&exp_month) {
+        return Err(ApiError::card("invalid_expiry_month", None, "Your card's expiration month is invalid.")
+            .with_param("card[exp_month]"));
+    }
+    let exp_year = if exp_year < 100 { exp_year + 2000 } else { exp_year };
+    if exp_year < current_year() {
+        return Err(ApiError::card("invalid_expiry_year", None, "Your card's expiration year is invalid.")
+            .with_param("card[exp_year]"));
+    }
+    let last4 = &number[number.len() - 4..];
+    let brand = brand_of(&number);
+    let method = store_card_method(ctx, card_behaviour(&number), (brand, last4), (exp_month, exp_year), &call.params);
+    ctx.event("payment_method.created", &method, None);
+    Ok(Value::Object(method))
+}
+
+fn method_object(ctx: &Ctx<'_>, id: &str) -> Value {
+    ctx.store.get("payment_method", id).cloned().map_or(Value::Null, Value::Object)
+}
+
+fn str_of<'m>(object: &'m Map<String, Value>, key: &str) -> &'m str {
+    object.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn int_of(object: &Map<String, Value>, key: &str) -> i64 {
+    object.get(key).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// `POST /v1/payment_intents`; `confirm=true` confirms at once.
+pub(crate) fn create_intent(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
+    let amount = call.int("amount").ok_or_else(|| ApiError::parameter_missing("amount"))?;
+    let currency = call.str("currency").ok_or_else(|| ApiError::parameter_missing("currency"))?.to_lowercase();
+    if amount < 50 && currency == "usd" {
+        return Err(ApiError::invalid("Amount must be at least $0.50 usd")
+            .with_code("amount_too_small")
+            .with_param("amount"));
+    }
+    if let Some(customer) = call.str("customer") {
+        ctx.load("customer", customer, Some("customer"))?;
+    }
+    let method = match call.str("payment_method") {
+        Some(id) => Some(resolve_method(ctx, id, "payment_method")?),
+        None => None,
+    };
+    let mut intent = ctx.new_object("payment_intent");
+    let mut rest = call.params.clone();
+    rest.remove("payment_method");
+    objects::apply(&mut intent, Some(entity), &rest);
+    let id = str_of(&intent, "id").to_owned();
+    let secret = ctx.store.random_text(25);
+    intent.insert("amount".into(), json!(amount));
+    intent.insert("currency".into(), json!(currency));
+    intent.insert("client_secret".into(), json!(format!("{id}_secret_{secret}")));
+    intent.insert("amount_capturable".into(), json!(0));
+    intent.insert("amount_received".into(), json!(0));
+    for (key, default) in [("capture_method", "automatic"), ("confirmation_method", "automatic")] {
+        if !intent.get(key).is_some_and(Value::is_string) || intent[key] == "" {
+            intent.insert(key.into(), json!(default));
+        }
+    }
+    if !intent.get("payment_method_types").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
+        intent.insert("payment_method_types".into(), json!(["card"]));
+    }
+    for key in ["latest_charge", "last_payment_error", "next_action", "canceled_at", "cancellation_reason"] {
+        intent.insert(key.into(), Value::Null);
+    }
+    let status = if method.is_some() { "requires_confirmation" } else { "requires_payment_method" };
+    intent.insert("payment_method".into(), method.map_or(Value::Null, Value::String));
+    intent.insert("status".into(), json!(status));
+    ctx.save(&intent);
+    ctx.event("payment_intent.created", &intent, None);
+    if call.flag("confirm") {
+        let mut confirm_params = call.params.clone();
+        confirm_params.remove("payment_method");
+        return confirm(ctx, &id, &confirm_params).map(Value::Object);
+    }
+    Ok(Value::Object(intent))
+}
+
+/// `POST /v1/payment_intents/{id}`: amount, currency and payment method change only before success.
+pub(crate) fn update_intent(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
+    let id = call.object_id(Some(entity)).to_owned();
+    let before = ctx.load("payment_intent", &id, Some(entity.item_id_param.as_deref().unwrap_or("intent")))?;
+    let status = str_of(&before, "status").to_owned();
+    let changes_payment = ["amount", "currency", "payment_method", "capture_method"].iter().any(|k| call.params.contains_key(*k));
+    if changes_payment && !matches!(status.as_str(), "requires_payment_method" | "requires_confirmation" | "requires_action") {
+        return Err(unexpected_state(
+            &format!("You cannot update this PaymentIntent because it has a status of {status}."),
+            &before,
+        ));
+    }
+    let mut after = before.clone();
+    let mut rest = call.params.clone();
+    if let Some(Value::String(method)) = rest.remove("payment_method") {
+        let resolved = resolve_method(ctx, &method, "payment_method")?;
+        after.insert("payment_method".into(), json!(resolved));
+        if status == "requires_payment_method" {
+            after.insert("status".into(), json!("requires_confirmation"));
+        }
+    }
+    objects::apply(&mut after, Some(entity), &rest);
+    Ok(Value::Object(api::commit_update(ctx, &before, after)))
+}
+
+fn unexpected_state(message: &str, intent: &Map<String, Value>) -> ApiError {
+    ApiError::invalid(message)
+        .with_code("payment_intent_unexpected_state")
+        .with_extra("payment_intent", Value::Object(intent.clone()))
+}
+
+/// A Charge for an intent's attempt.
+fn new_charge(ctx: &mut Ctx<'_>, intent: &Map<String, Value>, method_id: &str, failure: Option<&ApiError>, captured: bool) -> Map<String, Value> {
+    let mut charge = ctx.new_object("charge");
+    let amount = int_of(intent, "amount");
+    let card = ctx.store.get("payment_method", method_id).and_then(|m| m.get("card").cloned()).unwrap_or(Value::Null);
+    let succeeded = failure.is_none();
+    let values = json!({
+        "amount": amount,
+        "amount_captured": if succeeded && captured { amount } else { 0 },
+        "amount_refunded": 0,
+        "captured": succeeded && captured,
+        "currency": intent.get("currency"),
+        "customer": intent.get("customer"),
+        "description": intent.get("description"),
+        "failure_code": failure.and_then(|f| f.code.clone()),
+        "failure_message": failure.map(|f| f.message.clone()),
+        "invoice": intent.get("invoice").cloned().unwrap_or(Value::Null),
+        "metadata": intent.get("metadata").cloned().unwrap_or(json!({})),
+        "outcome": {
+            "network_status": if succeeded { "approved_by_network" } else { "declined_by_network" },
+            "reason": failure.and_then(|f| f.decline_code.clone()),
+            "risk_level": "normal",
+            "seller_message": if succeeded { "Payment complete." } else { "The bank did not return any further details with this decline." },
+            "type": if succeeded { "authorized" } else { "issuer_declined" },
+        },
+        "paid": succeeded,
+        "payment_intent": intent.get("id"),
+        "payment_method": method_id,
+        "payment_method_details": {"type": "card", "card": card},
+        "receipt_email": intent.get("receipt_email").cloned().unwrap_or(Value::Null),
+        "refunded": false,
+        "status": if succeeded { "succeeded" } else { "failed" },
+    });
+    if let Value::Object(values) = values {
+        charge.extend(values);
+    }
+    ctx.save(&charge);
+    ctx.event(if succeeded { "charge.succeeded" } else { "charge.failed" }, &charge, None);
+    charge
+}
+
+/// `POST /v1/payment_intents/{id}/confirm` (also `confirm=true` on create).
+pub(crate) fn confirm(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let mut intent = ctx.load("payment_intent", id, Some("intent"))?;
+    let status = str_of(&intent, "status").to_owned();
+    if !matches!(status.as_str(), "requires_payment_method" | "requires_confirmation" | "requires_action") {
+        return Err(unexpected_state(
+            &format!("You cannot confirm this PaymentIntent because it has a status of {status}."),
+            &intent,
+        ));
+    }
+    let mut rest = params.clone();
+    if let Some(Value::String(method)) = rest.remove("payment_method") {
+        let resolved = resolve_method(ctx, &method, "payment_method")?;
+        intent.insert("payment_method".into(), json!(resolved));
+    }
+    let error_on_requires_action = rest.get("error_on_requires_action").and_then(Value::as_bool).unwrap_or(false);
+    let off_session = rest.get("off_session").and_then(Value::as_bool).unwrap_or(false);
+    for key in ["confirm", "error_on_requires_action", "off_session", "return_url", "mandate", "mandate_data", "payment_method_data"] {
+        rest.remove(key);
+    }
+    objects::apply(&mut intent, api::entity_by_object(ctx.spec, "payment_intent"), &rest);
+    let Some(method_id) = intent.get("payment_method").and_then(Value::as_str).map(str::to_owned) else {
+        return Err(unexpected_state(
+            "You cannot confirm this PaymentIntent because it's missing a payment method. Update \
+             the PaymentIntent with a payment method and then confirm it again.",
+            &intent,
+        ));
+    };
+    if ctx.store.detached.contains(&method_id) {
+        return Err(detached_error("payment_method"));
+    }
+    let behaviour = ctx.store.cards.get(&method_id).copied().unwrap_or(CardBehaviour::Succeeds);
+    let authenticated = status == "requires_action";
+    if behaviour == CardBehaviour::AuthenticationRequired && !authenticated {
+        if error_on_requires_action || off_session {
+            let error = ApiError::card("authentication_required", Some("authentication_not_handled"), AUTH_MESSAGE);
+            let mut last_error = error.as_last_payment_error();
+            last_error["payment_method"] = method_object(ctx, &method_id);
+            return Err(fail(ctx, intent, error, last_error));
+        }
+        intent.insert("status".into(), json!("requires_action"));
+        intent.insert(
+            "next_action".into(),
+            json!({"type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": null}}),
+        );
+        ctx.save(&intent);
+        ctx.event("payment_intent.requires_action", &intent, None);
+        return Ok(intent);
+    }
+    if let Some(error) = decline(behaviour) {
+        let charge = new_charge(ctx, &intent, &method_id, Some(&error), false);
+        let charge_id = str_of(&charge, "id").to_owned();
+        let error = error.with_extra("charge", json!(charge_id));
+        let mut last_error = error.as_last_payment_error();
+        last_error["payment_method"] = method_object(ctx, &method_id);
+        intent.insert("latest_charge".into(), json!(charge_id));
+        return Err(fail(ctx, intent, error.with_extra("payment_method", method_object(ctx, &method_id)), last_error));
+    }
+    let manual = str_of(&intent, "capture_method") == "manual";
+    let charge = new_charge(ctx, &intent, &method_id, None, !manual);
+    let amount = int_of(&intent, "amount");
+    intent.insert("latest_charge".into(), charge["id"].clone());
+    intent.insert("last_payment_error".into(), Value::Null);
+    intent.insert("next_action".into(), Value::Null);
+    if manual {
+        intent.insert("status".into(), json!("requires_capture"));
+        intent.insert("amount_capturable".into(), json!(amount));
+        ctx.save(&intent);
+        ctx.event("payment_intent.amount_capturable_updated", &intent, None);
+    } else {
+        intent.insert("status".into(), json!("succeeded"));
+        intent.insert("amount_received".into(), json!(amount));
+        ctx.save(&intent);
+        ctx.event("payment_intent.succeeded", &intent, None);
+    }
+    Ok(intent)
+}
+
+/// A failed attempt: back to `requires_payment_method`, `last_payment_error` set, the intent embedded in the error.
+fn fail(ctx: &mut Ctx<'_>, mut intent: Map<String, Value>, error: ApiError, last_error: Value) -> ApiError {
+    intent.insert("status".into(), json!("requires_payment_method"));
+    intent.insert("last_payment_error".into(), last_error);
+    intent.insert("payment_method".into(), Value::Null);
+    intent.insert("next_action".into(), Value::Null);
+    ctx.save(&intent);
+    ctx.event("payment_intent.payment_failed", &intent, None);
+    error.with_extra("payment_intent", Value::Object(intent))
+}
+
+/// `POST /v1/payment_intents/{id}/capture`.
+pub(crate) fn capture(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let mut intent = ctx.load("payment_intent", id, Some("intent"))?;
+    let status = str_of(&intent, "status").to_owned();
+    if status != "requires_capture" {
+        return Err(unexpected_state(
+            &format!(
+                "This PaymentIntent could not be captured because it has a status of {status}. Only a \
+                 PaymentIntent with one of the following statuses may be captured: requires_capture."
+            ),
+            &intent,
+        ));
+    }
+    let capturable = int_of(&intent, "amount_capturable");
+    let amount = params.get("amount_to_capture").and_then(Value::as_i64).unwrap_or(capturable);
+    if amount > capturable || amount <= 0 {
+        return Err(ApiError::invalid(format!(
+            "The amount to capture ({amount}) must be positive and at most the amount capturable ({capturable})."
+        ))
+        .with_code("amount_too_large")
+        .with_param("amount_to_capture"));
+    }
+    let mut rest = params.clone();
+    rest.remove("amount_to_capture");
+    objects::apply(&mut intent, api::entity_by_object(ctx.spec, "payment_intent"), &rest);
+    if let Some(charge_id) = intent.get("latest_charge").and_then(Value::as_str).map(str::to_owned) {
+        if let Some(mut charge) = ctx.store.get("charge", &charge_id).cloned() {
+            let total = int_of(&charge, "amount");
+            charge.insert("captured".into(), json!(true));
+            charge.insert("amount_captured".into(), json!(amount));
+            charge.insert("amount_refunded".into(), json!(total - amount));
+            ctx.save(&charge);
+            ctx.event("charge.captured", &charge, None);
+        }
+    }
+    intent.insert("status".into(), json!("succeeded"));
+    intent.insert("amount_received".into(), json!(amount));
+    intent.insert("amount_capturable".into(), json!(0));
+    ctx.save(&intent);
+    ctx.event("payment_intent.succeeded", &intent, None);
+    Ok(intent)
+}
+
+/// `POST /v1/payment_intents/{id}/cancel`, only from Stripe's cancelable states.
+pub(crate) fn cancel(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let mut intent = ctx.load("payment_intent", id, Some("intent"))?;
+    let status = str_of(&intent, "status").to_owned();
+    if !CANCELABLE.contains(&status.as_str()) {
+        return Err(unexpected_state(
+            &format!(
+                "You cannot cancel this PaymentIntent because it has a status of {status}. Only a \
+                 PaymentIntent with one of the following statuses may be canceled: {}.",
+                CANCELABLE.join(", ")
+            ),
+            &intent,
+        ));
+    }
+    intent.insert("status".into(), json!("canceled"));
+    intent.insert("canceled_at".into(), json!(unix_now()));
+    intent.insert("cancellation_reason".into(), params.get("cancellation_reason").cloned().unwrap_or(Value::Null));
+    intent.insert("amount_capturable".into(), json!(0));
+    intent.insert("next_action".into(), Value::Null);
+    ctx.save(&intent);
+    ctx.event("payment_intent.canceled", &intent, None);
+    Ok(intent)
+}
+
+/// `POST /v1/payment_methods/{id}/attach`: declining cards fail Stripe's card check.
+pub(crate) fn attach(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+    let customer = params.get("customer").and_then(Value::as_str).ok_or_else(|| ApiError::parameter_missing("customer"))?;
+    ctx.load("customer", customer, Some("customer"))?;
+    let id = resolve_method(ctx, id, "payment_method")?;
+    let mut method = ctx.load("payment_method", &id, Some("payment_method"))?;
+    match method.get("customer").and_then(Value::as_str) {
+        Some(current) if current == customer => return Ok(method),
+        Some(_) => {
+            return Err(ApiError::invalid("The payment method you provided has already been attached to a customer.")
+                .with_code("payment_method_unexpected_state"));
+        }
+        None => {}
+    }
+    let behaviour = ctx.store.cards.get(&id).copied().unwrap_or(CardBehaviour::Succeeds);
+    if behaviour != CardBehaviour::AttachesThenDeclines {
+        if let Some(error) = decline(behaviour) {
+            return Err(error.with_param("payment_method"));
+        }
+    }
+    method.insert("customer".into(), json!(customer));
+    ctx.save(&method);
+    ctx.event("payment_method.attached", &method, None);
+    Ok(method)
+}
+
+/// `POST /v1/payment_methods/{id}/detach`: a detached method can never be used again.
+pub(crate) fn detach(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<String, Value>, ApiError> {
+    let mut method = ctx.load("payment_method", id, Some("payment_method"))?;
+    if method.get("customer").and_then(Value::as_str).is_none() {
+        return Err(ApiError::invalid(
+            "The payment method you provided is not attached to a customer so detachment is impossible.",
+        )
+        .with_code("payment_method_unexpected_state"));
+    }
+    method.insert("customer".into(), Value::Null);
+    ctx.save(&method);
+    ctx.store.detached.insert(id.to_owned());
+    ctx.event("payment_method.detached", &method, None);
+    Ok(method)
+}
+
+/// Charges `amount` to a payment method for an invoice: a confirmed PaymentIntent and its Charge.
+pub(crate) fn charge_for_invoice(
+    ctx: &mut Ctx<'_>,
+    invoice: &Map<String, Value>,
+    method_id: &str,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut intent = ctx.new_object("payment_intent");
+    let id = str_of(&intent, "id").to_owned();
+    let secret = ctx.store.random_text(25);
+    let values = json!({
+        "amount": invoice.get("amount_due"),
+        "currency": invoice.get("currency"),
+        "customer": invoice.get("customer"),
+        "invoice": invoice.get("id"),
+        "client_secret": format!("{id}_secret_{secret}"),
+        "capture_method": "automatic",
+        "confirmation_method": "automatic",
+        "payment_method_types": ["card"],
+        "payment_method": method_id,
+        "amount_capturable": 0,
+        "amount_received": 0,
+        "status": "requires_confirmation",
+    });
+    if let Value::Object(values) = values {
+        intent.extend(values);
+    }
+    ctx.save(&intent);
+    ctx.event("payment_intent.created", &intent, None);
+    confirm(ctx, &id, &Map::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_accepts_test_cards_and_rejects_typos() {
+        assert!(luhn_valid("4242424242424242"));
+        assert!(luhn_valid("4000002500003155"));
+        assert!(luhn_valid("378282246310005"));
+        assert!(!luhn_valid("4242424242424241"));
+        assert!(!luhn_valid("4242"));
+    }
+
+    #[test]
+    fn test_numbers_map_to_their_documented_behaviour() {
+        assert_eq!(card_behaviour("4242424242424242"), CardBehaviour::Succeeds);
+        assert_eq!(card_behaviour("4000000000009995"), CardBehaviour::InsufficientFunds);
+        assert_eq!(card_behaviour("4000000000000002"), CardBehaviour::GenericDecline);
+        assert_eq!(card_behaviour("4000002500003155"), CardBehaviour::AuthenticationRequired);
+        assert_eq!(magic_payment_method("pm_card_visa").map(|c| c.last4), Some("4242"));
+        assert!(magic_payment_method("pm_123").is_none());
+    }
+}

@@ -1,0 +1,484 @@
+//! Serving the sandbox over HTTP/1.1: an accept loop on hyper (so a fault can close a connection
+//! without answering), an axum router for `/_sandbox/*`, and the request pipeline for `/v1/*`:
+//! auth → rate limit → faults before → route → parameters → idempotency → latency → execute →
+//! faults after → slow response.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use base64::Engine as _;
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use super::api::{self, Call, Ctx};
+use super::config::SandboxConfig;
+use super::error::ApiError;
+use super::faults::{Fault, FaultInjector};
+use super::form::{self, Declared, FormError};
+use super::idempotency::{Begin, IdempotencyStore};
+use super::rate_limit::RateLimiter;
+use super::routes::{Matched, RouteTable, Target};
+use super::store::Store;
+use crate::spec::model::{ConnectorSpec, HttpMethod, OperationKind, OperationSpec, ParamLocation};
+
+/// Largest request body accepted (Stripe's own limit is far below this).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Request counters, by route template and status.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Stats {
+    pub requests: u64,
+    /// `"POST /v1/customers"` → `{"200": 3, "400": 1}`; `"dropped"` counts closed connections.
+    pub by_route: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Injected faults by kind.
+    pub faults: BTreeMap<String, u64>,
+    /// Requests refused by the rate limiter.
+    pub rate_limited: u64,
+    pub idempotent_replays: u64,
+}
+
+/// Schemas of the parameters every list and search endpoint understands.
+struct Builtins {
+    integer: Value,
+    string: Value,
+    strings: Value,
+    range: Value,
+}
+
+impl Builtins {
+    fn new() -> Self {
+        Self {
+            integer: json!({"type": "integer"}),
+            string: json!({"type": "string"}),
+            strings: json!({"type": "array", "items": {"type": "string"}}),
+            range: json!({"anyOf": [{"type": "object", "properties": {"gt": {"type": "integer"}, "gte": {"type": "integer"}, "lt": {"type": "integer"}, "lte": {"type": "integer"}}}, {"type": "integer"}]}),
+        }
+    }
+}
+
+/// The shared state of one running sandbox.
+pub(crate) struct Sandbox {
+    spec: Arc<ConnectorSpec>,
+    routes: RouteTable,
+    builtins: Builtins,
+    pub store: Mutex<Store>,
+    pub config: Mutex<SandboxConfig>,
+    pub limiter: Mutex<RateLimiter>,
+    pub faults: Mutex<FaultInjector>,
+    pub idempotency: Mutex<IdempotencyStore>,
+    pub stats: Mutex<Stats>,
+}
+
+/// Closes the connection a request arrived on, without a response.
+#[derive(Clone)]
+struct ConnectionKill(Arc<Notify>);
+
+/// The result of the pipeline, before it becomes a response.
+struct Outcome {
+    status: StatusCode,
+    body: Bytes,
+    label: String,
+    replayed: bool,
+    drop: bool,
+    slow: Option<Duration>,
+    fault: Option<Fault>,
+    idempotency_key: Option<String>,
+}
+
+impl Outcome {
+    fn error(error: &ApiError, label: &str) -> Self {
+        Self {
+            status: error.status,
+            body: to_json_bytes(&error.body()),
+            label: label.to_owned(),
+            replayed: false,
+            drop: false,
+            slow: None,
+            fault: None,
+            idempotency_key: None,
+        }
+    }
+
+    fn fault(fault: Fault, label: &str) -> Self {
+        let error = match fault {
+            Fault::ServerError | Fault::Drop => ApiError::server_error(),
+            Fault::RateLimit => ApiError::rate_limited(),
+            Fault::LockTimeout => ApiError::lock_timeout(),
+        };
+        let mut outcome = Self::error(&error, label);
+        outcome.drop = fault == Fault::Drop;
+        outcome.fault = Some(fault);
+        outcome
+    }
+}
+
+fn to_json_bytes(value: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec()))
+}
+
+/// Releases an idempotency reservation if the request ends before storing a result.
+struct Reservation {
+    sandbox: Arc<Sandbox>,
+    api_key: String,
+    key: String,
+    finished: bool,
+}
+
+impl Reservation {
+    fn finish(mut self, status: StatusCode, body: Bytes) {
+        lock(&self.sandbox.idempotency).finish(&self.api_key, &self.key, status.as_u16(), body);
+        self.finished = true;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.finished {
+            lock(&self.sandbox.idempotency).abandon(&self.api_key, &self.key);
+        }
+    }
+}
+
+fn random_request_id() -> String {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..14).map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())])).collect();
+    format!("req_{suffix}")
+}
+
+/// The API key from `Authorization` (Bearer, or Basic with the key as user). Only test-mode
+/// secret and restricted keys pass; nothing of a rejected key is echoed beyond its kind.
+fn authenticate(headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Err(ApiError::unauthorized(
+            "You did not provide an API key. You need to provide your API key in the Authorization \
+             header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+        ));
+    };
+    let key = if let Some(token) = value.strip_prefix("Bearer ") {
+        token.trim().to_owned()
+    } else if let Some(encoded) = value.strip_prefix("Basic ") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&decoded).into_owned();
+        text.split(':').next().unwrap_or_default().to_owned()
+    } else {
+        String::new()
+    };
+    if key.starts_with("sk_test_") || key.starts_with("rk_test_") {
+        return Ok(key);
+    }
+    let kind = ["sk_live_", "rk_live_", "pk_test_", "pk_live_"].into_iter().find(|p| key.starts_with(p));
+    Err(ApiError::unauthorized(match kind {
+        Some(prefix) => format!(
+            "Invalid API Key provided: {prefix}****. The sandbox accepts only test-mode secret keys (sk_test_...)."
+        ),
+        None => "Invalid API Key provided. The sandbox accepts only test-mode secret keys (sk_test_...).".to_owned(),
+    }))
+}
+
+fn http_method(method: &Method) -> Option<HttpMethod> {
+    match *method {
+        Method::GET => Some(HttpMethod::Get),
+        Method::POST => Some(HttpMethod::Post),
+        Method::DELETE => Some(HttpMethod::Delete),
+        _ => None,
+    }
+}
+
+fn form_error(error: FormError) -> ApiError {
+    match &error {
+        FormError::Unknown(param) => ApiError::parameter_unknown(param),
+        _ => ApiError::invalid(error.to_string()).with_code(error.code()).with_param(error.param()),
+    }
+}
+
+impl Sandbox {
+    pub fn new(spec: Arc<ConnectorSpec>, config: SandboxConfig) -> Self {
+        Self {
+            routes: RouteTable::new(&spec),
+            builtins: Builtins::new(),
+            store: Mutex::new(Store::new(config.seed)),
+            limiter: Mutex::new(RateLimiter::new(config.effective_rate_limit())),
+            faults: Mutex::new(FaultInjector::new(config.seed)),
+            idempotency: Mutex::new(IdempotencyStore::default()),
+            stats: Mutex::new(Stats::default()),
+            config: Mutex::new(config),
+            spec,
+        }
+    }
+
+    /// Replaces the configuration; a new seed restarts the fault sequence.
+    pub fn reconfigure(&self, config: SandboxConfig) {
+        let mut current = lock(&self.config);
+        if current.effective_rate_limit() != config.effective_rate_limit() {
+            lock(&self.limiter).set_rate(config.effective_rate_limit());
+        }
+        if current.seed != config.seed {
+            *lock(&self.faults) = FaultInjector::new(config.seed);
+        }
+        *current = config;
+    }
+
+    /// Forgets every object, event, idempotency key and counter; restarts the seeded sequences.
+    pub fn reset(&self) {
+        let config = lock(&self.config).clone();
+        *lock(&self.store) = Store::new(config.seed);
+        *lock(&self.faults) = FaultInjector::new(config.seed);
+        lock(&self.limiter).set_rate(config.effective_rate_limit());
+        lock(&self.idempotency).clear();
+        *lock(&self.stats) = Stats::default();
+    }
+
+    fn operation(&self, target: Target) -> Option<&OperationSpec> {
+        match target {
+            Target::Entity { entity, kind } => self.spec.entities.get(entity)?.operations.get(kind),
+            Target::Action { action } => Some(&self.spec.actions.get(action)?.operation),
+            Target::Search { .. } | Target::EventList | Target::EventGet => None,
+        }
+    }
+
+    fn builtin(&self, target: Target, name: &str) -> Option<&Value> {
+        let list = matches!(target, Target::Entity { kind: OperationKind::List, .. } | Target::EventList);
+        let search = matches!(target, Target::Search { .. });
+        match name {
+            "expand" => Some(&self.builtins.strings),
+            "limit" if list || search => Some(&self.builtins.integer),
+            "starting_after" | "ending_before" if list => Some(&self.builtins.string),
+            "query" | "page" if search => Some(&self.builtins.string),
+            "created" if matches!(target, Target::EventList) => Some(&self.builtins.range),
+            "type" if matches!(target, Target::EventList) => Some(&self.builtins.string),
+            "types" if matches!(target, Target::EventList) => Some(&self.builtins.strings),
+            _ => None,
+        }
+    }
+
+    /// Decodes the query (and, for POST, the body) against the operation's declared parameters.
+    fn parameters(&self, matched: &Matched, query: &str, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+        let operation = self.operation(matched.target);
+        let declared = |name: &str| {
+            let from_spec = operation.and_then(|op| {
+                op.params.iter().find(|p| p.source == name && p.location != ParamLocation::Path)
+            });
+            match (from_spec, self.builtin(matched.target, name)) {
+                (Some(param), _) => Declared::Schema(&param.json_schema),
+                (None, Some(schema)) => Declared::Schema(schema),
+                (None, None) => Declared::Unknown,
+            }
+        };
+        let mut params = form::decode(query.as_bytes(), declared).map_err(form_error)?;
+        params.extend(form::decode(body, declared).map_err(form_error)?);
+        if let Some(operation) = operation {
+            for param in operation.params.iter().filter(|p| p.required && p.location != ParamLocation::Path) {
+                if params.get(&param.source).is_none_or(Value::is_null) {
+                    return Err(ApiError::parameter_missing(&param.source));
+                }
+            }
+        }
+        Ok(params)
+    }
+
+    async fn process(self: &Arc<Self>, request: Request, request_id: &str) -> Outcome {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path().to_owned();
+        let mut label = format!("{} (unrecognized)", parts.method);
+        let api_key = match authenticate(&parts.headers) {
+            Ok(key) => key,
+            Err(error) => return Outcome::error(&error, &label),
+        };
+        if lock(&self.limiter).check(&api_key, Instant::now()).is_err() {
+            lock(&self.stats).rate_limited += 1;
+            return Outcome::error(&ApiError::rate_limited(), &label);
+        }
+        let config = lock(&self.config).clone();
+        let plan = lock(&self.faults).plan(&config.faults);
+        let Some(method) = http_method(&parts.method) else {
+            return Outcome::error(&ApiError::unrecognized_url(parts.method.as_str(), &path), &label);
+        };
+        let Some(matched) = self.routes.find(method, &path) else {
+            return Outcome::error(&ApiError::unrecognized_url(parts.method.as_str(), &path), &label);
+        };
+        label = format!("{} {}", parts.method, matched.template);
+        if let Some(fault) = plan.before {
+            return Outcome::fault(fault, &label);
+        }
+        let body = match to_bytes(body, MAX_BODY).await {
+            Ok(body) => body,
+            Err(_) => return Outcome::error(&ApiError::invalid("The request body could not be read."), &label),
+        };
+        let params = match self.parameters(&matched, parts.uri.query().unwrap_or_default(), &body) {
+            Ok(params) => params,
+            Err(error) => return Outcome::error(&error, &label),
+        };
+        let idempotency_key = (method == HttpMethod::Post)
+            .then(|| parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned))
+            .flatten()
+            .filter(|key| !key.is_empty());
+        let mut reservation = None;
+        let mut replay = None;
+        if let Some(key) = &idempotency_key {
+            if key.len() > 255 {
+                let error = ApiError::invalid("Idempotency keys can be at most 255 characters long.")
+                    .with_param("Idempotency-Key");
+                return Outcome::error(&error, &label);
+            }
+            let fingerprint = format!("{} {} {}", parts.method, path, Value::Object(params.clone()));
+            match lock(&self.idempotency).begin(&api_key, key, &fingerprint) {
+                Begin::Proceed => {
+                    reservation = Some(Reservation {
+                        sandbox: Arc::clone(self),
+                        api_key: api_key.clone(),
+                        key: key.clone(),
+                        finished: false,
+                    });
+                }
+                Begin::Replay { status, body } => replay = Some((status, body)),
+                Begin::InUse => return Outcome::error(&ApiError::idempotency_in_use(), &label),
+                Begin::Mismatch => return Outcome::error(&ApiError::idempotency_mismatch(key), &label),
+            }
+        }
+        if !plan.latency.is_zero() {
+            tokio::time::sleep(plan.latency).await;
+        }
+        let (status, body, replayed) = match replay {
+            Some((status, body)) => {
+                lock(&self.stats).idempotent_replays += 1;
+                (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body, true)
+            }
+            None => {
+                let call = Call { matched, path: path.clone(), params };
+                let result = {
+                    let mut store = lock(&self.store);
+                    let mut ctx = Ctx {
+                        spec: &self.spec,
+                        store: &mut store,
+                        request_id,
+                        idempotency_key: idempotency_key.as_deref(),
+                    };
+                    api::execute(&mut ctx, &call)
+                };
+                let (status, body) = match result {
+                    Ok(value) => (StatusCode::OK, to_json_bytes(&value)),
+                    Err(error) => (error.status, to_json_bytes(&error.body())),
+                };
+                if let Some(reservation) = reservation.take() {
+                    reservation.finish(status, body.clone());
+                }
+                (status, body, false)
+            }
+        };
+        if let Some(fault) = plan.after {
+            let mut outcome = Outcome::fault(fault, &label);
+            outcome.idempotency_key = idempotency_key;
+            return outcome;
+        }
+        Outcome { status, body, label, replayed, drop: false, slow: plan.slow, fault: None, idempotency_key }
+    }
+}
+
+/// `/v1/*`: the Stripe API.
+async fn handle_api(State(sandbox): State<Arc<Sandbox>>, request: Request) -> Response {
+    let request_id = random_request_id();
+    let kill = request.extensions().get::<ConnectionKill>().cloned();
+    let outcome = sandbox.process(request, &request_id).await;
+    {
+        let mut stats = lock(&sandbox.stats);
+        stats.requests += 1;
+        let status = if outcome.drop { "dropped".to_owned() } else { outcome.status.as_u16().to_string() };
+        *stats.by_route.entry(outcome.label.clone()).or_default().entry(status).or_default() += 1;
+        if let Some(fault) = outcome.fault {
+            let name = serde_json::to_value(fault).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            *stats.faults.entry(name).or_default() += 1;
+        }
+        if outcome.slow.is_some() {
+            *stats.faults.entry("slow".into()).or_default() += 1;
+        }
+    }
+    if outcome.drop {
+        if let Some(ConnectionKill(notify)) = kill {
+            notify.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+    if let Some(delay) = outcome.slow {
+        tokio::time::sleep(delay).await;
+    }
+    let mut response = Response::new(Body::from(outcome.body));
+    *response.status_mut() = outcome.status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert("request-id", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&sandbox.spec.connector.api_version) {
+        headers.insert("stripe-version", value);
+    }
+    if let Some(key) = outcome.idempotency_key.as_deref().and_then(|k| HeaderValue::from_str(k).ok()) {
+        headers.insert("idempotency-key", key);
+    }
+    if outcome.replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
+    super::admin::routes().fallback(handle_api).with_state(sandbox)
+}
+
+/// Accepts connections until `shutdown` fires (or its sender is dropped); then closes them all.
+pub(crate) async fn serve(listener: TcpListener, router: Router, mut shutdown: oneshot::Receiver<()>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(stream, router.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "sandbox: accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    connections.abort_all();
+}
+
+async fn serve_connection(stream: tokio::net::TcpStream, router: Router) {
+    let kill = Arc::new(Notify::new());
+    let handle = ConnectionKill(Arc::clone(&kill));
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(handle.clone());
+        router.clone().oneshot(request.map(Body::new))
+    });
+    let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        result = connection => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "sandbox: connection ended with an error");
+            }
+        }
+        // Dropping the connection closes the socket without a response.
+        _ = kill.notified() => {}
+    }
+}
