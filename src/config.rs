@@ -47,6 +47,14 @@ impl ConfigError {
     }
 }
 
+/// The process environment; variables whose name or value is not UTF-8 are left out (they can
+/// be neither overrides nor `env:` secrets), where `std::env::vars` would panic.
+pub(crate) fn process_env() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
 fn list(problems: &[Problem]) -> String {
     problems
         .iter()
@@ -58,7 +66,7 @@ fn list(problems: &[Problem]) -> String {
 /// Loads the settings from `path` (or only defaults and the environment when `None`) and the
 /// process environment, and checks them.
 pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
-    load_with_env(path, std::env::vars().collect())
+    load_with_env(path, process_env())
 }
 
 /// [`load`] with an explicit environment (for tests and embedding). Also the environment that

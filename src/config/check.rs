@@ -90,7 +90,7 @@ impl fmt::Display for Problem {
 /// Checks a configuration file (with the process environment's overrides) and returns every
 /// problem; empty means the runtime would start with it.
 pub fn check(path: &Path) -> Vec<Problem> {
-    check_with_env(path, std::env::vars().collect())
+    check_with_env(path, super::process_env())
 }
 
 /// [`check`] with an explicit environment.
