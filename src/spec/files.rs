@@ -71,7 +71,7 @@ const LINE_WIDTH: usize = 100;
 pub fn to_file_text<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
     let value = serde_json::to_value(value)?;
     let mut text = String::new();
-    render(&value, 0, &mut text)?;
+    render(&value, 0, 0, &mut text)?;
     text.push('\n');
     Ok(text)
 }
@@ -99,10 +99,16 @@ fn one_line(value: &Value) -> Result<String, serde_json::Error> {
     }
 }
 
-fn render(value: &Value, indent: usize, out: &mut String) -> Result<(), serde_json::Error> {
+/// Writes `value` at nesting level `indent`, after `lead` characters already on its line.
+fn render(
+    value: &Value,
+    indent: usize,
+    lead: usize,
+    out: &mut String,
+) -> Result<(), serde_json::Error> {
     let flat = one_line(value)?;
     let plain_list = matches!(value, Value::Array(items) if items.iter().all(|item| !item.is_array() && !item.is_object()));
-    if indent * 2 + flat.len() <= LINE_WIDTH || plain_list || flat.len() <= 2 {
+    if lead + flat.len() <= LINE_WIDTH || plain_list || flat.len() <= 2 {
         out.push_str(&flat);
         return Ok(());
     }
@@ -112,7 +118,7 @@ fn render(value: &Value, indent: usize, out: &mut String) -> Result<(), serde_js
             out.push_str("[\n");
             for (index, item) in items.iter().enumerate() {
                 out.push_str(&pad);
-                render(item, indent + 1, out)?;
+                render(item, indent + 1, pad.len(), out)?;
                 out.push_str(if index + 1 < items.len() { ",\n" } else { "\n" });
             }
             out.push_str(&"  ".repeat(indent));
@@ -121,10 +127,11 @@ fn render(value: &Value, indent: usize, out: &mut String) -> Result<(), serde_js
         Value::Object(map) => {
             out.push_str("{\n");
             for (index, (key, item)) in map.iter().enumerate() {
+                let key = serde_json::to_string(key)?;
                 out.push_str(&pad);
-                out.push_str(&serde_json::to_string(key)?);
+                out.push_str(&key);
                 out.push_str(": ");
-                render(item, indent + 1, out)?;
+                render(item, indent + 1, pad.len() + key.len() + 2, out)?;
                 out.push_str(if index + 1 < map.len() { ",\n" } else { "\n" });
             }
             out.push_str(&"  ".repeat(indent));
@@ -297,5 +304,53 @@ fn check_file_name(
             "name",
             format!("\"{name}\" does not match the file name"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn short_values_stay_on_one_line_and_long_ones_break() {
+        let value = json!({
+            "name": "Id",
+            "json_schema": {"type": "string"},
+            "enum": ["a_long_value_number_one", "a_long_value_number_two", "a_long_value_number_three", "four"],
+            "nested": [{"name": "x", "text": "a value long enough to push this object past the line width limit"}]
+        });
+        let text = to_file_text(&value).unwrap();
+        let expected = r#"{
+  "name": "Id",
+  "json_schema": {"type": "string"},
+  "enum": ["a_long_value_number_one", "a_long_value_number_two", "a_long_value_number_three", "four"],
+  "nested": [
+    {"name": "x", "text": "a value long enough to push this object past the line width limit"}
+  ]
+}
+"#;
+        assert_eq!(text, expected);
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
+    }
+
+    #[test]
+    fn written_specs_load_back_unchanged() {
+        let spec = stripe().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        write_spec(spec, dir.path()).unwrap();
+        assert_eq!(&load_dir(dir.path()).unwrap(), spec);
+    }
+
+    #[test]
+    fn writing_removes_stale_files_but_keeps_the_overlay() {
+        let spec = stripe().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(ENTITIES_DIR)).unwrap();
+        std::fs::write(dir.path().join("entities/Gone.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("overlay.toml"), "# kept").unwrap();
+        write_spec(spec, dir.path()).unwrap();
+        assert!(!dir.path().join("entities/Gone.json").exists());
+        assert!(dir.path().join("overlay.toml").exists());
     }
 }

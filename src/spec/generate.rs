@@ -872,36 +872,4 @@ fn method_name(method: HttpMethod) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn id_prefix_comes_from_sample_ids() {
-        assert_eq!(id_prefix("cus_Oaxlz8kB0PJWGa").as_deref(), Some("cus"));
-        assert_eq!(
-            id_prefix("cs_test_a1GY7ro6JZfWvbmbDNpILk2").as_deref(),
-            Some("cs")
-        );
-        assert_eq!(
-            id_prefix("sub_sched_1NnmX8GPxmnHQRkJ37AGvTnf").as_deref(),
-            Some("sub_sched")
-        );
-        assert_eq!(id_prefix("txcd_99999999").as_deref(), Some("txcd"));
-    }
-
-    #[test]
-    fn id_prefix_is_none_without_a_random_tail() {
-        assert_eq!(id_prefix("card_payments"), None);
-        assert_eq!(id_prefix("US"), None);
-        assert_eq!(id_prefix("balance.summary.1"), None);
-    }
-
-    #[test]
-    fn parent_path_drops_the_last_segment() {
-        assert_eq!(
-            parent_path("/v1/invoices/{invoice}/pay"),
-            Some("/v1/invoices/{invoice}")
-        );
-        assert_eq!(last_segment("/v1/invoices/{invoice}/pay"), "pay");
-    }
-}
+mod tests;
