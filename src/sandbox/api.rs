@@ -237,6 +237,12 @@ fn parents(ctx: &Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Vec<(Strin
     Ok(out)
 }
 
+/// A record belongs to a parent when it was created under it or names it (a PaymentMethod's
+/// `customer` puts it in `/v1/customers/{customer}/payment_methods`).
+fn has_parent(parents: &[(String, String)], object: &Map<String, Value>, wanted: &(String, String)) -> bool {
+    parents.contains(wanted) || object.get(&wanted.0).and_then(Value::as_str) == Some(wanted.1.as_str())
+}
+
 /// Ids given for reference fields must name stored objects (Stripe's `No such customer`).
 pub(crate) fn check_references(ctx: &Ctx<'_>, entity: &EntitySpec, params: &Map<String, Value>) -> Result<(), ApiError> {
     for field in &entity.fields {
@@ -272,7 +278,9 @@ fn load_item(ctx: &Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Map<Stri
     let id = call.object_id(Some(entity));
     let param = entity.item_id_param.as_deref().unwrap_or("id");
     match ctx.store.record(&entity.object, id) {
-        Some(record) if wanted.iter().all(|p| record.parents.contains(p)) => Ok(record.object.clone()),
+        Some(record) if wanted.iter().all(|p| has_parent(&record.parents, &record.object, p)) => {
+            Ok(record.object.clone())
+        }
         _ => Err(ApiError::no_such(&entity.object, id, Some(param))),
     }
 }
@@ -387,7 +395,7 @@ pub(crate) fn list(ctx: &mut Ctx<'_>, object_type: &str, entity: Option<&EntityS
     let all: Vec<&Map<String, Value>> = ctx
         .store
         .newest_first(object_type)
-        .filter(|(_, record)| wanted_parents.iter().all(|p| record.parents.contains(p)))
+        .filter(|(_, record)| wanted_parents.iter().all(|p| has_parent(&record.parents, &record.object, p)))
         .map(|(_, record)| &record.object)
         .collect();
     let position = |cursor: &str, param: &str| {
