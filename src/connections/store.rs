@@ -56,6 +56,10 @@ pub enum StoreError {
     NotFound { id: String },
     #[error("`{}` is not a valid connection id: {reason}", id.escape_debug())]
     InvalidId { id: String, reason: String },
+    #[error(
+        "connection `{id}` is the runtime's built-in sandbox connection and cannot be changed or deleted"
+    )]
+    Embedded { id: String },
     #[error("connection `{id}` is defined more than once in the configuration")]
     DuplicateFileConnection { id: String },
     #[error("{}: {source}", path.display())]
@@ -219,6 +223,33 @@ impl ConnectionStore {
         self.inner.live.subscribe()
     }
 
+    /// Adds the runtime's own connection to its built-in sandbox (origin [`Origin::Embedded`]).
+    /// It lives in memory only (its base URL changes with the sandbox's port) and cannot be
+    /// updated or deleted.
+    pub fn add_embedded(&self, spec: ConnectionSpec) -> Result<Arc<StoredConnection>, StoreError> {
+        check_id(&spec.id)?;
+        let _guard = self
+            .inner
+            .write
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.snapshot();
+        if current.contains_key(&spec.id) {
+            return Err(StoreError::AlreadyExists { id: spec.id });
+        }
+        let now = (self.inner.clock)();
+        let stored = Arc::new(StoredConnection {
+            spec,
+            origin: Origin::Embedded,
+            create_time: now,
+            update_time: now,
+        });
+        self.publish(&current, |map| {
+            map.insert(stored.spec.id.clone(), stored.clone());
+        });
+        Ok(stored)
+    }
+
     /// Creates a connection (origin [`Origin::Api`]) and persists it. A tombstone of the same id
     /// is replaced.
     pub fn create(&self, spec: ConnectionSpec) -> Result<Arc<StoredConnection>, StoreError> {
@@ -265,6 +296,9 @@ impl ConnectionStore {
         let Some(old) = current.get(&spec.id) else {
             return Err(StoreError::NotFound { id: spec.id });
         };
+        if old.origin == Origin::Embedded {
+            return Err(StoreError::Embedded { id: spec.id });
+        }
         let stored = Arc::new(StoredConnection {
             spec,
             origin: old.origin,
@@ -299,6 +333,9 @@ impl ConnectionStore {
         let Some(old) = current.get(id).cloned() else {
             return Err(StoreError::NotFound { id: id.to_owned() });
         };
+        if old.origin == Origin::Embedded {
+            return Err(StoreError::Embedded { id: id.to_owned() });
+        }
         if self.inner.file_ids.contains(id) || old.origin == Origin::ConfigFile {
             let tombstone = Tombstone {
                 id: id.to_owned(),

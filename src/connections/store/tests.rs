@@ -280,3 +280,34 @@ async fn subscribers_see_every_change() {
     rx.changed().await.unwrap();
     assert!(rx.borrow().is_empty());
 }
+
+#[test]
+fn the_embedded_connection_is_in_memory_only_and_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), vec![spec("from-file")]);
+    let mut sandbox = ConnectionSpec::with_id("sandbox");
+    sandbox.api_base_url = "http://127.0.0.1:41234".to_owned();
+    assert_eq!(
+        store.add_embedded(sandbox.clone()).unwrap().origin,
+        Origin::Embedded
+    );
+    assert!(matches!(
+        store.add_embedded(spec("from-file")),
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        store.update(sandbox),
+        Err(StoreError::Embedded { .. })
+    ));
+    assert!(matches!(
+        store.delete("sandbox"),
+        Err(StoreError::Embedded { .. })
+    ));
+    assert!(matches!(
+        store.create(spec("sandbox")),
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(files(&store).is_empty());
+    drop(store);
+    assert!(open(dir.path(), vec![]).get("sandbox").is_none());
+}
