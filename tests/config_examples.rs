@@ -48,8 +48,13 @@ fn full_yaml_example_passes_check() {
     secret(secrets.path(), "stripe-live-key", "3", "rk_live_example");
     secret(secrets.path(), "proxy-password", "2", "proxy-password");
     let tls = tempfile::tempdir().unwrap();
-    for name in ["server.crt", "server.key", "proxy-ca.pem"] {
-        fs::write(tls.path().join(name), "-----BEGIN-----\n").unwrap();
+    for (name, label) in [
+        ("server.crt", "CERTIFICATE"),
+        ("server.key", "PRIVATE KEY"),
+        ("proxy-ca.pem", "CERTIFICATE"),
+    ] {
+        let pem = format!("-----BEGIN {label}-----\nMIIB\n-----END {label}-----\n");
+        fs::write(tls.path().join(name), pem).unwrap();
     }
     let path = |name: &str| tls.path().join(name).display().to_string();
     let env = env(&[

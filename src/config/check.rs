@@ -343,13 +343,11 @@ fn check_server(settings: &Settings, problems: &mut Vec<Problem>) {
         )),
         _ => {}
     }
-    for (key, file) in [
-        ("server.tls.cert_file", &tls.cert_file),
-        ("server.tls.key_file", &tls.key_file),
-    ] {
-        if let Some(file) = file {
-            readable_file(key, file, problems);
-        }
+    if let Some(file) = &tls.cert_file {
+        pem_file("server.tls.cert_file", file, "CERTIFICATE", problems);
+    }
+    if let Some(file) = &tls.key_file {
+        pem_file("server.tls.key_file", file, "PRIVATE KEY", problems);
     }
     if settings.server.max_message_bytes < MIN_MESSAGE_BYTES {
         problems.push(Problem::new(
@@ -465,7 +463,7 @@ fn check_upstream(settings: &Settings, problems: &mut Vec<Problem>) {
         ));
     }
     if let Some(file) = &upstream.extra_ca_file {
-        readable_file("upstream.extra_ca_file", file, problems);
+        pem_file("upstream.extra_ca_file", file, "CERTIFICATE", problems);
     }
 }
 
@@ -504,17 +502,34 @@ fn check_connections(parsed: &Parsed, secrets: &SecretResolver, problems: &mut V
     }
 }
 
-fn readable_file(key: &str, path: &Path, problems: &mut Vec<Problem>) {
-    if let Err(e) = std::fs::File::open(path) {
-        problems.push(Problem::new(
+/// Checks that `path` is a readable PEM file holding a block whose label contains `label`
+/// (`CERTIFICATE`, `PRIVATE KEY`). Only the labels are looked at; contents are never shown.
+fn pem_file(key: &str, path: &Path, label: &str, problems: &mut Vec<Problem>) {
+    if !path.is_file() {
+        let why = if path.exists() {
+            "is not a file".to_owned()
+        } else {
+            "does not exist".to_owned()
+        };
+        problems.push(Problem::new(key, format!("{} {why}", path.display())));
+        return;
+    }
+    match std::fs::read(path) {
+        Err(e) => problems.push(Problem::new(
             key,
             format!("cannot read {}: {e}", path.display()),
-        ));
-    } else if !path.is_file() {
-        problems.push(Problem::new(
-            key,
-            format!("{} is not a file", path.display()),
-        ));
+        )),
+        Ok(bytes) => {
+            let has_block = String::from_utf8_lossy(&bytes)
+                .lines()
+                .any(|line| line.starts_with("-----BEGIN ") && line.contains(label));
+            if !has_block {
+                problems.push(Problem::new(
+                    key,
+                    format!("{} holds no PEM {label}", path.display()),
+                ));
+            }
+        }
     }
 }
 

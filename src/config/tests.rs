@@ -247,7 +247,11 @@ fn scalars_are_converted_where_unambiguous() {
 #[test]
 fn check_reports_every_problem_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = write(&dir, "server.crt", "pem");
+    let cert = write(
+        &dir,
+        "server.crt",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
     let path = write(
         &dir,
         "c.toml",
@@ -450,4 +454,58 @@ fn node_settings_become_valid_pool_and_budget_settings() {
     );
     let budget = nodes.budget_settings();
     assert_eq!((budget.test_mode_rate, budget.live_mode_rate), (25, 100));
+}
+
+#[test]
+fn tls_and_ca_files_must_hold_the_right_pem_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write(
+        &dir,
+        "server.crt",
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    let key = write(
+        &dir,
+        "server.key",
+        "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+    );
+    let ok = write(
+        &dir,
+        "ok.toml",
+        &format!(
+            "[server.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    assert_eq!(check_with_env(&ok, HashMap::new()), []);
+
+    // Swapped files: each is readable but holds the wrong block; the key's content is not shown.
+    let swapped = write(
+        &dir,
+        "swapped.toml",
+        &format!(
+            "[server.tls]\ncert_file = {:?}\nkey_file = {:?}\n[upstream]\nextra_ca_file = {:?}\n",
+            key.display().to_string(),
+            cert.display().to_string(),
+            dir.path().join("missing.pem").display().to_string()
+        ),
+    );
+    let problems = check_with_env(&swapped, HashMap::new());
+    assert_eq!(
+        keys(&problems),
+        [
+            "server.tls.cert_file",
+            "server.tls.key_file",
+            "upstream.extra_ca_file"
+        ]
+    );
+    assert!(
+        problems.iter().all(|p| !p.message.contains("MIIE")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems[2].message.contains("does not exist"),
+        "{problems:#?}"
+    );
 }
