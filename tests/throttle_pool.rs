@@ -341,7 +341,8 @@ async fn offer_for_one_second(pool: &Arc<NodePool>, calls: u32, patience: Durati
 async fn scales_up_within_one_tick_of_demand_exceeding_capacity() {
     let pool = NodePool::new(PoolSettings::default());
     let start = Instant::now();
-    offer_for_one_second(&pool, 150, Duration::from_millis(1_500)).await;
+    // Calls that cannot wait are refused, but still count as demand.
+    offer_for_one_second(&pool, 150, Duration::ZERO).await;
     sleep_until_after(start + Duration::from_secs(1)).await;
     let status = pool.status();
     // 150 calls/s at 6/s per node and 80 % target utilisation: ceil(150 / 4.8) = 32 nodes.
@@ -351,6 +352,21 @@ async fn scales_up_within_one_tick_of_demand_exceeding_capacity() {
         "two nodes ran flat out: {}",
         status.utilization
     );
+    assert!(status.throttled > 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn queued_backlog_counts_as_demand_and_is_served_by_new_nodes() {
+    let pool = NodePool::new(PoolSettings::default());
+    let start = Instant::now();
+    // Every call may wait past the first tick, so the calls two nodes cannot take queue up.
+    offer_for_one_second(&pool, 150, Duration::from_millis(1_500)).await;
+    assert!(pool.status().queued > 100);
+    sleep_until_after(start + Duration::from_secs(1)).await;
+    let status = pool.status();
+    // 150 arrivals plus a backlog of more than 100 calls need more than 50 nodes.
+    assert_eq!(status.current_nodes, 50);
+    assert_eq!((status.queued, status.throttled, status.admitted), (0, 0, 150));
 }
 
 async fn sleep_until_after(at: Instant) {
@@ -365,7 +381,7 @@ async fn scales_down_only_after_the_window_one_node_at_a_time() {
         ..PoolSettings::default()
     });
     let start = Instant::now();
-    offer_for_one_second(&pool, 150, Duration::from_millis(1_500)).await;
+    offer_for_one_second(&pool, 150, Duration::ZERO).await;
     sleep_until_after(start + Duration::from_secs(1)).await;
     assert_eq!(pool.status().current_nodes, 32);
     // Demand falls at the tick of t = 2 s; the window ends at t = 12 s.

@@ -1,6 +1,6 @@
 //! Autoscaling scenarios from `tests/data/scaling/*.toml`: each file gives per-tick demand and the
 //! node counts expected after each tick. Every scenario runs twice: through the pure
-//! [`ScalePolicy`] with a fluid model of the pool and a fake clock, and through a real [`NodePool`]
+//! [`ScalePolicy`] with a fake clock, and through a real [`NodePool`]
 //! under tokio's paused clock.
 
 use std::path::{Path, PathBuf};
@@ -144,16 +144,12 @@ fn scenarios_hold_for_the_pure_policy() {
         let mut nodes = scenario.policy.min_nodes;
         let mut below_since = None;
         for (index, step) in scenario.steps().iter().enumerate() {
-            // Fluid model of a pool that refuses what it cannot serve at once.
-            let offered = step.demand * tick.as_secs();
-            let capacity = u64::from(nodes) * u64::from(scenario.policy.node_rate) * tick.as_secs();
-            let admitted = offered.min(capacity);
+            // A pool that refuses what it cannot serve at once: no backlog.
             let input = ScaleInput {
                 now: tick * (index as u32 + 1),
                 interval: tick,
                 current_nodes: nodes,
-                admitted,
-                rejected: offered - admitted,
+                offered: step.demand * tick.as_secs(),
                 queued: 0,
                 below_since,
             };

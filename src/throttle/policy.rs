@@ -25,11 +25,11 @@ pub struct ScaleInput {
     /// The span the counts below cover.
     pub interval: Duration,
     pub current_nodes: u32,
-    /// Calls admitted during the interval.
-    pub admitted: u64,
-    /// Calls throttled during the interval (queue full, deadline, timeout in the queue).
-    pub rejected: u64,
-    /// Calls waiting for capacity at the end of the interval.
+    /// Calls that arrived during the interval, whatever became of them (admitted at once,
+    /// queued, or rejected), so that a saturated pool still sees how far demand exceeds it.
+    pub offered: u64,
+    /// Calls waiting for capacity at the end of the interval: a backlog to serve on top of the
+    /// arrivals of the next interval.
     pub queued: u64,
     /// Since when the desired size has been below the current one (from the previous decision).
     pub below_since: Option<Duration>,
@@ -49,18 +49,15 @@ pub struct ScaleDecision {
 impl ScalePolicy {
     /// Nodes needed to serve `input`'s demand at the target utilisation, clamped to `[min, max]`.
     ///
-    /// Demand counts every call that wanted a transaction: admitted, rejected and still queued,
-    /// so a saturated pool still sees how far demand exceeds it.
+    /// Demand is the interval's arrivals plus the backlog still queued, per second: the pool
+    /// must serve both in the next interval if arrivals keep their pace.
     pub fn desired_nodes(&self, input: &ScaleInput) -> u32 {
         let (min, max) = self.bounds();
         let seconds = input.interval.as_secs_f64();
         if seconds <= 0.0 {
             return input.current_nodes.clamp(min, max);
         }
-        let calls = input
-            .admitted
-            .saturating_add(input.rejected)
-            .saturating_add(input.queued);
+        let calls = input.offered.saturating_add(input.queued);
         let demand = calls as f64 / seconds;
         let per_node = f64::from(self.node_rate.max(1)) * self.target_utilization.clamp(0.01, 1.0);
         // The small epsilon keeps exact multiples (9.6 / 4.8) from rounding up by float noise.
@@ -141,8 +138,7 @@ mod tests {
             now: Duration::from_secs(now),
             interval: Duration::from_secs(1),
             current_nodes: current,
-            admitted: calls_per_second,
-            rejected: 0,
+            offered: calls_per_second,
             queued: 0,
             below_since,
         }
@@ -157,14 +153,14 @@ mod tests {
     }
 
     #[test]
-    fn counts_rejected_and_queued_calls_as_demand() {
+    fn counts_the_queued_backlog_on_top_of_arrivals() {
+        let mut backlog = input(1, 2, 10, None);
+        backlog.queued = 20;
+        // (10 + 20) calls/s at 4.8 per node.
+        assert_eq!(policy().desired_nodes(&backlog), 7);
         let mut saturated = input(1, 50, 300, None);
-        saturated.rejected = 200;
-        saturated.queued = 100;
+        saturated.queued = 500;
         assert_eq!(policy().desired_nodes(&saturated), 50);
-        let mut queued = input(1, 2, 10, None);
-        queued.queued = 20;
-        assert_eq!(policy().desired_nodes(&queued), 7);
     }
 
     #[test]
@@ -172,7 +168,7 @@ mod tests {
         // 9.6 calls/s over 5 s is exactly two nodes at 4.8 each.
         let five = ScaleInput {
             interval: Duration::from_secs(5),
-            admitted: 48,
+            offered: 48,
             ..input(5, 2, 0, None)
         };
         assert_eq!(policy().desired_nodes(&five), 2);

@@ -77,8 +77,8 @@ pub struct NodePool {
     utilization_bits: AtomicU64,
     admitted: AtomicU64,
     throttled: AtomicU64,
+    tick_offered: AtomicU64,
     tick_admitted: AtomicU64,
-    tick_rejected: AtomicU64,
     epoch: Instant,
     /// Nanoseconds after `epoch` of the next autoscaler tick; `u64::MAX` when none will come.
     next_tick: AtomicU64,
@@ -121,8 +121,8 @@ impl NodePool {
             utilization_bits: AtomicU64::new(0f64.to_bits()),
             admitted: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            tick_offered: AtomicU64::new(0),
             tick_admitted: AtomicU64::new(0),
-            tick_rejected: AtomicU64::new(0),
             epoch,
             next_tick: AtomicU64::new(u64::MAX),
             scaler: Mutex::new(ScalerState {
@@ -142,6 +142,7 @@ impl NodePool {
     /// `deadline` nor the pool's `max_wait`. Refuses at once when the queue is full or when
     /// capacity certainly cannot free up in time. Cancel-safe: dropping the future leaves the queue.
     pub async fn admit(&self, deadline: Option<Instant>) -> Result<Admission, Throttled> {
+        self.tick_offered.fetch_add(1, Ordering::Relaxed);
         let latest = Instant::now() + self.max_wait;
         let deadline = deadline.map_or(latest, |deadline| deadline.min(latest));
         match self.room.take(self, deadline, self.max_queue).await {
@@ -155,7 +156,6 @@ impl NodePool {
             }
             Err(refused) => {
                 self.throttled.fetch_add(1, Ordering::Relaxed);
-                self.tick_rejected.fetch_add(1, Ordering::Relaxed);
                 Err(self.throttled_error(refused))
             }
         }
@@ -257,18 +257,18 @@ impl NodePool {
             now: now.saturating_duration_since(self.epoch),
             interval,
             current_nodes: current,
-            admitted: self.tick_admitted.swap(0, Ordering::AcqRel),
-            rejected: self.tick_rejected.swap(0, Ordering::AcqRel),
+            offered: self.tick_offered.swap(0, Ordering::AcqRel),
             queued: self.room.queued() as u64,
             below_since: state.below_since,
         };
+        let admitted = self.tick_admitted.swap(0, Ordering::AcqRel);
         let decision = self.policy().decide(&input);
         state.below_since = decision.below_since;
         let capacity = f64::from(current)
             * f64::from(self.node_rate.load(Ordering::Acquire))
             * interval.as_secs_f64();
         let utilization = if capacity > 0.0 {
-            input.admitted as f64 / capacity
+            admitted as f64 / capacity
         } else {
             0.0
         };
