@@ -306,9 +306,9 @@ fn strip_key_suffix(message: &str) -> String {
     }
 }
 
-/// The config crate's message for a value of the wrong shape.
+/// The config crate's message for a value of the wrong shape, without its key suffix.
 fn clean(err: &config::ConfigError) -> String {
-    err.to_string()
+    strip_key_suffix(&err.to_string())
 }
 
 fn check_settings(parsed: &Parsed, secrets: &SecretResolver, problems: &mut Vec<Problem>) {

@@ -509,3 +509,29 @@ fn tls_and_ca_files_must_hold_the_right_pem_blocks() {
         "{problems:#?}"
     );
 }
+
+#[test]
+fn empty_files_mean_every_default() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["empty.toml", "empty.yaml"] {
+        let settings = load_with_env(Some(&write(&dir, name, "")), HashMap::new()).unwrap();
+        assert_eq!(settings, Settings::default(), "{name}");
+    }
+}
+
+#[test]
+fn sections_of_the_wrong_shape_are_reported_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "c.toml",
+        "auth = 3
+connections = \"none\"\nserver = \"x\"\n",
+    );
+    let problems = check_with_env(&path, HashMap::new());
+    assert_eq!(
+        keys(&problems),
+        ["auth", "connections", "server"],
+        "{problems:#?}"
+    );
+}
