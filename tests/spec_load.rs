@@ -99,6 +99,28 @@ fn nested_collections_carry_their_parent_as_a_key() {
     assert!(list.param(&lines.parents[0].field).unwrap().required);
 }
 
+#[test]
+fn path_values_bind_parents_and_ids_whatever_stripe_calls_the_placeholders() {
+    let spec = stripe().unwrap();
+    let reversal = spec.entity("TransferReversal").unwrap();
+    let parents = vec!["tr_1".to_owned()];
+    let list = reversal.operations.list.as_ref().unwrap();
+    assert_eq!(list.path, "/v1/transfers/{id}/reversals");
+    assert_eq!(list.path_values(reversal, &parents, None), [("id", "tr_1")]);
+    let get = reversal.operations.get.as_ref().unwrap();
+    assert_eq!(get.path, "/v1/transfers/{transfer}/reversals/{id}");
+    assert_eq!(
+        get.path_values(reversal, &parents, Some("trr_1")),
+        [("transfer", "tr_1"), ("id", "trr_1")]
+    );
+    let customer = spec.entity("Customer").unwrap();
+    let get = customer.operations.get.as_ref().unwrap();
+    assert_eq!(
+        get.path_values(customer, &[], Some("cus_1")),
+        [("customer", "cus_1")]
+    );
+}
+
 /// A copy of the committed spec in a temporary directory, with one file edited.
 fn broken(file: &str, edit: impl FnOnce(&mut Value)) -> (tempfile::TempDir, SpecError) {
     let dir = tempfile::tempdir().unwrap();

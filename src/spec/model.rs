@@ -303,6 +303,32 @@ impl OperationSpec {
         self.params.iter().find(|param| param.name == name)
     }
 
+    /// Placeholder values for this operation of `entity`, by placeholder name: each path
+    /// parameter named after a parent key gets that parent's id (in `parents` order), and `Id`
+    /// gets `id`. Stripe spells one resource's placeholders differently across its operations
+    /// (`/v1/transfers/{id}/reversals` vs `/v1/transfers/{transfer}/reversals/{id}`), so bind by
+    /// these names rather than by `ParentKey::param`.
+    pub fn path_values<'a>(
+        &'a self,
+        entity: &EntitySpec,
+        parents: &'a [String],
+        id: Option<&'a str>,
+    ) -> Vec<(&'a str, &'a str)> {
+        self.params
+            .iter()
+            .filter(|param| param.location == ParamLocation::Path)
+            .filter_map(|param| {
+                let value = if param.name == "Id" {
+                    id?
+                } else {
+                    let index = entity.parents.iter().position(|p| p.field == param.name)?;
+                    parents.get(index)?.as_str()
+                };
+                Some((param.source.as_str(), value))
+            })
+            .collect()
+    }
+
     /// The parameter whose Stripe name is `source` in `location`.
     pub fn param_by_source(&self, location: ParamLocation, source: &str) -> Option<&ParamSpec> {
         self.params
