@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use connector_runtime::spec::{generate, write_spec};
+use connector_runtime::spec::{OVERLAY_FILE, generate, write_spec};
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -40,7 +40,7 @@ fn regenerating_reproduces_the_committed_spec() {
         return;
     };
     let committed = crate_dir().join("connector-spec/stripe");
-    let spec = generate(&openapi, &committed.join("overlay.toml")).unwrap();
+    let spec = generate(&openapi, &committed.join(OVERLAY_FILE)).unwrap();
 
     if std::env::var_os("CONNECTOR_SPEC_BLESS").is_some() {
         write_spec(&spec, &committed).unwrap();

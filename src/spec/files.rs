@@ -17,6 +17,8 @@ use super::model::{ActionSpec, ConnectorMeta, ConnectorSpec, EntitySpec};
 use super::validate::validate;
 
 pub const CONNECTOR_FILE: &str = "connector.json";
+/// The overlay's file name inside a spec directory; `spec generate` reads it by default.
+pub const OVERLAY_FILE: &str = "overlay.toml";
 pub const ENTITIES_DIR: &str = "entities";
 pub const ACTIONS_DIR: &str = "actions";
 

@@ -17,6 +17,10 @@ use super::model::{
 use super::naming::{display_name, pascal_case, path_shape, placeholders, singular};
 use super::openapi::{ApiParam, OpenApi, Operation, expansion_targets, truncate_schema};
 use super::overlay::Overlay;
+use super::validate::validate;
+
+/// How validation errors name the spec being generated (it has no directory yet).
+const GENERATED_ROOT: &str = "<generated>";
 
 /// Stripe's sample objects, read from beside the OpenAPI file when present (for id prefixes).
 pub const FIXTURES_FILE: &str = "fixtures3.json";
@@ -79,7 +83,7 @@ pub fn generate_from(
     entities.sort_by(|a, b| a.name.cmp(&b.name));
     let mut actions = actions;
     actions.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(ConnectorSpec {
+    let spec = ConnectorSpec {
         connector: ConnectorMeta {
             name: overlay.connector.name.clone(),
             version: overlay.connector.version.clone(),
@@ -88,7 +92,10 @@ pub fn generate_from(
         },
         entities,
         actions,
-    })
+    };
+    // What the generator writes must load: catch a rule or overlay gap before it is committed.
+    validate(&spec, GENERATED_ROOT)?;
+    Ok(spec)
 }
 
 /// An entity collection found in the description, before its spec is built.
