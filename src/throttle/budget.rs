@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::nodes::NodeSet;
-use super::queue::{Capacity, Shape, WaitingRoom};
+use super::queue::{Capacity, Shape, WaitingRoom, effective_deadline};
 use super::settings::BudgetSettings;
 use super::{ThrottleReason, Throttled};
 
@@ -61,8 +61,7 @@ impl AccountBudget {
     /// Takes one request from the account's budget, waiting in FIFO order behind other calls, but
     /// never past `deadline` nor the budget's `max_wait`; refuses at once when it cannot be in time.
     pub async fn admit(&self, deadline: Option<Instant>) -> Result<(), Throttled> {
-        let latest = Instant::now() + self.max_wait;
-        let deadline = deadline.map_or(latest, |deadline| deadline.min(latest));
+        let deadline = effective_deadline(deadline, self.max_wait);
         match self.room.take(self, deadline, self.max_queue).await {
             Ok(_) => {
                 self.admitted.fetch_add(1, Ordering::Relaxed);

@@ -12,7 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::budget::AccountBudget;
 use super::nodes::NodeSet;
 use super::policy::{ScaleDecision, ScaleInput, ScalePolicy};
-use super::queue::{Capacity, Refused, Shape, WaitingRoom};
+use super::queue::{Capacity, Refused, Shape, WaitingRoom, effective_deadline};
 use super::settings::{
     InvalidPoolSettings, PoolMode, PoolSettings, validate_bounds, validate_rate,
 };
@@ -143,8 +143,7 @@ impl NodePool {
     /// capacity certainly cannot free up in time. Cancel-safe: dropping the future leaves the queue.
     pub async fn admit(&self, deadline: Option<Instant>) -> Result<Admission, Throttled> {
         self.tick_offered.fetch_add(1, Ordering::Relaxed);
-        let latest = Instant::now() + self.max_wait;
-        let deadline = deadline.map_or(latest, |deadline| deadline.min(latest));
+        let deadline = effective_deadline(deadline, self.max_wait);
         match self.room.take(self, deadline, self.max_queue).await {
             Ok(taken) => {
                 self.admitted.fetch_add(1, Ordering::Relaxed);

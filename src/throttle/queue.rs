@@ -48,6 +48,16 @@ pub(crate) fn queue_lower_bound(
     interval.saturating_mul(rounds) / u32::try_from(nodes).unwrap_or(u32::MAX)
 }
 
+/// The caller's deadline, but no later than `max_wait` from now.
+pub(crate) fn effective_deadline(deadline: Option<Instant>, max_wait: Duration) -> Instant {
+    let now = Instant::now();
+    // A configured wait of centuries must not overflow the clock.
+    let latest = now
+        .checked_add(max_wait)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
+    deadline.map_or(latest, |deadline| deadline.min(latest))
+}
+
 /// A call the waiting room refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Refused {

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 /// Largest node count a pool accepts (a sanity bound; Google's platform caps a connection at 100).
 pub const MAX_NODES_LIMIT: u32 = 1_000;
 
+/// Longest interval between autoscaling decisions.
+pub const MAX_SCALE_TICK: Duration = Duration::from_secs(3_600);
+
 /// Transactions per second one node admits.
 pub const fn default_node_rate() -> u32 {
     6
@@ -144,8 +147,8 @@ pub enum InvalidPoolSettings {
     NodeBounds { min: u32, max: u32 },
     #[error("target_utilization must be in (0, 1] (got {0})")]
     TargetUtilization(f64),
-    #[error("scale_tick must be positive")]
-    ZeroScaleTick,
+    #[error("scale_tick must be positive and at most an hour")]
+    ScaleTick,
 }
 
 impl PoolSettings {
@@ -158,8 +161,8 @@ impl PoolSettings {
                 self.target_utilization,
             ));
         }
-        if self.scale_tick.is_zero() {
-            return Err(InvalidPoolSettings::ZeroScaleTick);
+        if self.scale_tick.is_zero() || self.scale_tick > MAX_SCALE_TICK {
+            return Err(InvalidPoolSettings::ScaleTick);
         }
         Ok(())
     }
@@ -177,6 +180,7 @@ impl PoolSettings {
         if self.scale_tick.is_zero() {
             self.scale_tick = default_scale_tick();
         }
+        self.scale_tick = self.scale_tick.min(MAX_SCALE_TICK);
         self
     }
 }
