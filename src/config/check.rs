@@ -279,7 +279,10 @@ fn parse<T: DeserializeOwned>(key: &str, value: Value, problems: &mut Vec<Proble
             message = better;
         }
     }
-    let message = strip_key_suffix(&message);
+    let mut message = strip_key_suffix(&message);
+    if message.ends_with("expected a duration") {
+        message.push_str(" with a unit, e.g. `30s` or `500ms`");
+    }
     let key = if path.is_empty() || path == "." {
         key.to_owned()
     } else if path.starts_with('[') {
