@@ -100,6 +100,36 @@ fn nested_collections_carry_their_parent_as_a_key() {
 }
 
 #[test]
+fn exactly_the_searchable_resources_have_search_paths_and_fields() {
+    let spec = stripe().unwrap();
+    let searchable: Vec<&str> = spec
+        .entities
+        .iter()
+        .filter(|entity| entity.search_path.is_some())
+        .map(|entity| entity.name.as_str())
+        .collect();
+    assert_eq!(
+        searchable,
+        [
+            "Charge",
+            "Customer",
+            "Invoice",
+            "PaymentIntent",
+            "Price",
+            "Product",
+            "Subscription"
+        ]
+    );
+    for name in searchable {
+        let entity = spec.entity(name).unwrap();
+        assert!(
+            entity.search_fields.contains(&"Metadata".to_owned()),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn path_values_bind_parents_and_ids_whatever_stripe_calls_the_placeholders() {
     let spec = stripe().unwrap();
     let reversal = spec.entity("TransferReversal").unwrap();
