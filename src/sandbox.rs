@@ -42,7 +42,10 @@ pub const SANDBOX_API_KEY: &str = "sk_test_sandbox_4eC39HqLyjWDarjtT1zdp7dc";
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error("the sandbox could not listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("invalid sandbox config: {0}")]
     Config(String),
     #[error("waiting for Ctrl-C failed: {0}")]
@@ -77,19 +80,43 @@ impl SandboxHandle {
 }
 
 /// Binds `listen` (port 0 picks a free port) and serves the sandbox in a background task.
-pub async fn start(spec: Arc<ConnectorSpec>, listen: SocketAddr, config: SandboxConfig) -> Result<SandboxHandle, SandboxError> {
+pub async fn start(
+    spec: Arc<ConnectorSpec>,
+    listen: SocketAddr,
+    config: SandboxConfig,
+) -> Result<SandboxHandle, SandboxError> {
     config.validate().map_err(SandboxError::Config)?;
-    let listener = TcpListener::bind(listen).await.map_err(|source| SandboxError::Bind { addr: listen, source })?;
-    let local_addr = listener.local_addr().map_err(|source| SandboxError::Bind { addr: listen, source })?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| SandboxError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| SandboxError::Bind {
+        addr: listen,
+        source,
+    })?;
     let sandbox = Arc::new(server::Sandbox::new(spec, config));
     let (shutdown, shutdown_rx) = oneshot::channel();
-    let task = tokio::spawn(server::serve(listener, server::router(sandbox), shutdown_rx));
+    let task = tokio::spawn(server::serve(
+        listener,
+        server::router(sandbox),
+        shutdown_rx,
+    ));
     tracing::info!(base_url = %format!("http://{local_addr}"), "Stripe test-mode sandbox listening");
-    Ok(SandboxHandle { local_addr, shutdown, task })
+    Ok(SandboxHandle {
+        local_addr,
+        shutdown,
+        task,
+    })
 }
 
 /// Runs the sandbox until Ctrl-C (for `connector-runtime sandbox --listen ...`).
-pub async fn run_until_ctrl_c(spec: Arc<ConnectorSpec>, listen: SocketAddr, config: SandboxConfig) -> Result<(), SandboxError> {
+pub async fn run_until_ctrl_c(
+    spec: Arc<ConnectorSpec>,
+    listen: SocketAddr,
+    config: SandboxConfig,
+) -> Result<(), SandboxError> {
     let handle = start(spec, listen, config).await?;
     let result = tokio::signal::ctrl_c().await.map_err(SandboxError::Signal);
     handle.shutdown().await;

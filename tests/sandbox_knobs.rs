@@ -25,13 +25,27 @@ async fn the_twenty_sixth_request_within_a_second_is_rate_limited_until_tokens_r
 
     let mut other = Client::new(&sandbox);
     other.key = "sk_test_another_account".into();
-    assert_eq!(other.get("/v1/customers", &[]).await.status, 200, "limits are per key");
+    assert_eq!(
+        other.get("/v1/customers", &[]).await.status,
+        200,
+        "limits are per key"
+    );
 
     tokio::time::advance(Duration::from_millis(40)).await;
-    assert_eq!(client.get("/v1/customers", &[]).await.status, 200, "one token refills in 40 ms");
+    assert_eq!(
+        client.get("/v1/customers", &[]).await.status,
+        200,
+        "one token refills in 40 ms"
+    );
     assert_eq!(client.get("/v1/customers", &[]).await.status, 429);
 
-    client.admin(Method::POST, "/_sandbox/config", Some(json!({"rate_limit": null}))).await;
+    client
+        .admin(
+            Method::POST,
+            "/_sandbox/config",
+            Some(json!({"rate_limit": null})),
+        )
+        .await;
     for _ in 0..50 {
         assert_eq!(client.get("/v1/customers", &[]).await.status, 200);
     }
@@ -42,7 +56,12 @@ async fn the_twenty_sixth_request_within_a_second_is_rate_limited_until_tokens_r
 async fn statuses(seed: u64) -> Vec<u16> {
     let config = SandboxConfig {
         rate_limit: None,
-        faults: FaultConfig { server_error_rate: 0.2, rate_limit_rate: 0.1, lock_timeout_rate: 0.1, ..FaultConfig::default() },
+        faults: FaultConfig {
+            server_error_rate: 0.2,
+            rate_limit_rate: 0.1,
+            lock_timeout_rate: 0.1,
+            ..FaultConfig::default()
+        },
         seed,
     };
     let sandbox = start(config).await;
@@ -60,34 +79,66 @@ async fn faults_are_reproducible_from_the_seed() {
     let first = statuses(42).await;
     assert_eq!(first, statuses(42).await);
     assert_ne!(first, statuses(43).await);
-    assert!(first.contains(&500) && first.contains(&429) && first.contains(&200), "{first:?}");
+    assert!(
+        first.contains(&500) && first.contains(&429) && first.contains(&200),
+        "{first:?}"
+    );
 }
 
 #[tokio::test]
 async fn injected_lock_timeouts_and_server_errors_have_stripes_shape() {
     let config = SandboxConfig {
         rate_limit: None,
-        faults: FaultConfig { lock_timeout_rate: 1.0, ..FaultConfig::default() },
+        faults: FaultConfig {
+            lock_timeout_rate: 1.0,
+            ..FaultConfig::default()
+        },
         seed: 0,
     };
     let sandbox = start(config).await;
     let client = Client::new(&sandbox);
     let locked = client.post("/v1/customers", &[]).await;
-    assert_eq!((locked.status, locked.body["error"]["code"].as_str()), (429, Some("lock_timeout")));
-    client.admin(Method::POST, "/_sandbox/config", Some(json!({"faults": {"lock_timeout_rate": 0.0, "server_error_rate": 1.0}}))).await;
+    assert_eq!(
+        (locked.status, locked.body["error"]["code"].as_str()),
+        (429, Some("lock_timeout"))
+    );
+    client
+        .admin(
+            Method::POST,
+            "/_sandbox/config",
+            Some(json!({"faults": {"lock_timeout_rate": 0.0, "server_error_rate": 1.0}})),
+        )
+        .await;
     let failed = client.post("/v1/customers", &[]).await;
-    assert_eq!((failed.status, failed.body["error"]["type"].as_str()), (500, Some("api_error")));
+    assert_eq!(
+        (failed.status, failed.body["error"]["type"].as_str()),
+        (500, Some("api_error"))
+    );
     assert!(failed.headers.contains_key("request-id"));
-    client.admin(Method::POST, "/_sandbox/config", Some(json!({"faults": {"server_error_rate": 0.0}}))).await;
+    client
+        .admin(
+            Method::POST,
+            "/_sandbox/config",
+            Some(json!({"faults": {"server_error_rate": 0.0}})),
+        )
+        .await;
     let listed = client.get("/v1/customers", &[]).await.body;
-    assert_eq!(listed["data"].as_array().unwrap().len(), 0, "faults before execution change nothing");
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        0,
+        "faults before execution change nothing"
+    );
 }
 
 #[tokio::test]
 async fn a_dropped_connection_after_the_state_change_leaves_the_object_created() {
     let config = SandboxConfig {
         rate_limit: None,
-        faults: FaultConfig { drop_rate: 1.0, phase: FaultPhase::After, ..FaultConfig::default() },
+        faults: FaultConfig {
+            drop_rate: 1.0,
+            phase: FaultPhase::After,
+            ..FaultConfig::default()
+        },
         seed: 0,
     };
     let sandbox = start(config).await;
@@ -104,10 +155,27 @@ async fn a_dropped_connection_after_the_state_change_leaves_the_object_created()
     let error = sent.expect_err("the connection closes without a response");
     assert!(!error.is_status());
 
-    client.admin(Method::POST, "/_sandbox/config", Some(json!({"faults": {"drop_rate": 0.0}}))).await;
+    client
+        .admin(
+            Method::POST,
+            "/_sandbox/config",
+            Some(json!({"faults": {"drop_rate": 0.0}})),
+        )
+        .await;
     let listed = client.get("/v1/customers", &[]).await.body;
-    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "the customer was created before the drop");
-    let retried = client.send(Method::POST, "/v1/customers", &[("email", "d@example.com")], Some("dropped-1")).await;
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        1,
+        "the customer was created before the drop"
+    );
+    let retried = client
+        .send(
+            Method::POST,
+            "/v1/customers",
+            &[("email", "d@example.com")],
+            Some("dropped-1"),
+        )
+        .await;
     assert_eq!(retried.headers["idempotent-replayed"], "true");
     assert_eq!(retried.body["id"], listed["data"][0]["id"]);
     let stats = client.admin(Method::GET, "/_sandbox/stats", None).await;
@@ -131,7 +199,11 @@ async fn slow_responses_and_latency_are_held_on_tokios_clock() {
     let client = Client::new(&sandbox);
     let started = tokio::time::Instant::now();
     assert_eq!(client.get("/v1/customers", &[]).await.status, 200);
-    assert!(started.elapsed() >= Duration::from_millis(5200), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(5200),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -142,12 +214,35 @@ async fn the_admin_api_reads_patches_and_resets() {
     assert_eq!(config["rate_limit"], serde_json::Value::Null);
     assert_eq!(config["faults"]["slow_delay"], "2s");
 
-    let patched = client.admin(Method::POST, "/_sandbox/config", Some(json!({"rate_limit": 100, "faults": {"latency": "1ms"}}))).await;
+    let patched = client
+        .admin(
+            Method::POST,
+            "/_sandbox/config",
+            Some(json!({"rate_limit": 100, "faults": {"latency": "1ms"}})),
+        )
+        .await;
     assert_eq!(patched["rate_limit"], 100);
     assert_eq!(patched["faults"]["latency"], "1ms");
-    let invalid = client.admin(Method::POST, "/_sandbox/config", Some(json!({"faults": {"drop_rate": 2.0}}))).await;
-    assert!(invalid["error"]["message"].as_str().unwrap().contains("drop_rate"));
-    let unknown = client.admin(Method::POST, "/_sandbox/config", Some(json!({"colour": "red"}))).await;
+    let invalid = client
+        .admin(
+            Method::POST,
+            "/_sandbox/config",
+            Some(json!({"faults": {"drop_rate": 2.0}})),
+        )
+        .await;
+    assert!(
+        invalid["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("drop_rate")
+    );
+    let unknown = client
+        .admin(
+            Method::POST,
+            "/_sandbox/config",
+            Some(json!({"colour": "red"})),
+        )
+        .await;
     assert!(unknown["error"]["message"].as_str().is_some());
 
     client.customer().await;
@@ -155,9 +250,24 @@ async fn the_admin_api_reads_patches_and_resets() {
     assert_eq!(stats["requests"], 1);
     assert_eq!(stats["by_route"]["POST /v1/customers"]["200"], 1);
 
-    assert_eq!(client.admin(Method::POST, "/_sandbox/reset", None).await["reset"], true);
-    assert_eq!(client.get("/v1/customers", &[]).await.body["data"].as_array().unwrap().len(), 0);
-    assert_eq!(client.get("/v1/events", &[]).await.body["data"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        client.admin(Method::POST, "/_sandbox/reset", None).await["reset"],
+        true
+    );
+    assert_eq!(
+        client.get("/v1/customers", &[]).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        client.get("/v1/events", &[]).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -168,5 +278,11 @@ async fn shutdown_stops_serving() {
     let base = sandbox.base_url();
     sandbox.shutdown().await;
     let fresh = reqwest::Client::new();
-    assert!(fresh.get(format!("{base}/v1/customers")).send().await.is_err());
+    assert!(
+        fresh
+            .get(format!("{base}/v1/customers"))
+            .send()
+            .await
+            .is_err()
+    );
 }

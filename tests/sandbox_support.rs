@@ -11,12 +11,17 @@ use serde_json::Value;
 pub async fn start(config: SandboxConfig) -> SandboxHandle {
     let spec = connector_runtime::spec::stripe().expect("the embedded Stripe spec loads");
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    sandbox::start(Arc::new(spec.clone()), listen, config).await.expect("sandbox starts")
+    sandbox::start(Arc::new(spec.clone()), listen, config)
+        .await
+        .expect("sandbox starts")
 }
 
 /// No rate limit, no faults.
 pub fn unlimited() -> SandboxConfig {
-    SandboxConfig { rate_limit: None, ..SandboxConfig::default() }
+    SandboxConfig {
+        rate_limit: None,
+        ..SandboxConfig::default()
+    }
 }
 
 pub struct Client {
@@ -39,10 +44,20 @@ impl Client {
             .pool_idle_timeout(None)
             .build()
             .expect("client");
-        Self { base: handle.base_url(), http, key: SANDBOX_API_KEY.to_owned() }
+        Self {
+            base: handle.base_url(),
+            http,
+            key: SANDBOX_API_KEY.to_owned(),
+        }
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, form: &[(&str, &str)], idempotency_key: Option<&str>) -> Reply {
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        form: &[(&str, &str)],
+        idempotency_key: Option<&str>,
+    ) -> Reply {
         let encoded = {
             let mut serializer = form_urlencoded::Serializer::new(String::new());
             for (k, v) in form {
@@ -57,7 +72,11 @@ impl Client {
                 .body(encoded)
         } else {
             let separator = if path.contains('?') { "&" } else { "?" };
-            let url = if encoded.is_empty() { format!("{}{path}", self.base) } else { format!("{}{path}{separator}{encoded}", self.base) };
+            let url = if encoded.is_empty() {
+                format!("{}{path}", self.base)
+            } else {
+                format!("{}{path}{separator}{encoded}", self.base)
+            };
             self.http.request(method, url)
         };
         request = request.bearer_auth(&self.key);
@@ -69,7 +88,11 @@ impl Client {
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("body");
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, body, headers }
+        Reply {
+            status,
+            body,
+            headers,
+        }
     }
 
     pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> Reply {
@@ -92,14 +115,20 @@ impl Client {
     }
 
     pub async fn customer(&self) -> String {
-        self.ok("/v1/customers", &[("email", "jenny@example.com")]).await["id"].as_str().expect("id").to_owned()
+        self.ok("/v1/customers", &[("email", "jenny@example.com")])
+            .await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
     }
 
     /// Admin JSON call.
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_string());
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
         }
         let response = request.send().await.expect("admin response");
         serde_json::from_slice(&response.bytes().await.expect("admin body")).expect("admin JSON")

@@ -27,7 +27,11 @@ async fn read_config(State(sandbox): State<Arc<Sandbox>>) -> Json<SandboxConfig>
 }
 
 fn bad_request(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({"error": {"type": "invalid_request_error", "message": message}}))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": {"type": "invalid_request_error", "message": message}})),
+    )
+        .into_response()
 }
 
 /// Merges `patch` into `target` (JSON merge patch: objects merge, everything else replaces).

@@ -36,7 +36,10 @@ impl Call {
     }
 
     pub fn flag(&self, key: &str) -> bool {
-        self.params.get(key).and_then(Value::as_bool).unwrap_or(false)
+        self.params
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 
     pub fn int(&self, key: &str) -> Option<i64> {
@@ -45,7 +48,11 @@ impl Call {
 
     pub fn expand(&self) -> Vec<String> {
         match self.params.get("expand") {
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
             Some(Value::String(one)) => vec![one.clone()],
             _ => Vec::new(),
         }
@@ -53,13 +60,22 @@ impl Call {
 
     /// The id in the path: the item placeholder of an entity, or an action's last placeholder.
     pub fn object_id(&self, entity: Option<&EntitySpec>) -> &str {
-        let by_name = entity.and_then(|e| e.item_id_param.as_deref()).and_then(|name| self.matched.param(name));
-        by_name.or_else(|| self.matched.params.last().map(|(_, v)| v.as_str())).unwrap_or_default()
+        let by_name = entity
+            .and_then(|e| e.item_id_param.as_deref())
+            .and_then(|name| self.matched.param(name));
+        by_name
+            .or_else(|| self.matched.params.last().map(|(_, v)| v.as_str()))
+            .unwrap_or_default()
     }
 }
 
-pub(crate) fn entity_by_object<'s>(spec: &'s ConnectorSpec, object_type: &str) -> Option<&'s EntitySpec> {
-    spec.entities.iter().find(|e| e.object == object_type && e.parents.is_empty())
+pub(crate) fn entity_by_object<'s>(
+    spec: &'s ConnectorSpec,
+    object_type: &str,
+) -> Option<&'s EntitySpec> {
+    spec.entities
+        .iter()
+        .find(|e| e.object == object_type && e.parents.is_empty())
         .or_else(|| spec.entities.iter().find(|e| e.object == object_type))
 }
 
@@ -95,30 +111,52 @@ impl Ctx<'_> {
     /// A new object of `object_type` shaped by its entity (when the spec has one).
     pub fn new_object(&mut self, object_type: &str) -> Map<String, Value> {
         let id = self.store.new_id(&prefix_for(self.spec, object_type));
-        objects::blank(entity_by_object(self.spec, object_type), object_type, &id, unix_now())
+        objects::blank(
+            entity_by_object(self.spec, object_type),
+            object_type,
+            &id,
+            unix_now(),
+        )
     }
 
     /// A stored object, cloned, or Stripe's 404.
-    pub fn load(&self, object_type: &str, id: &str, param: Option<&str>) -> Result<Map<String, Value>, ApiError> {
-        self.store.get(object_type, id).cloned().ok_or_else(|| ApiError::no_such(object_type, id, param))
+    pub fn load(
+        &self,
+        object_type: &str,
+        id: &str,
+        param: Option<&str>,
+    ) -> Result<Map<String, Value>, ApiError> {
+        self.store
+            .get(object_type, id)
+            .cloned()
+            .ok_or_else(|| ApiError::no_such(object_type, id, param))
     }
 
     /// Stores (inserts or replaces) an object, keeping its parents when it already existed.
     pub fn save(&mut self, object: &Map<String, Value>) {
-        let (Some(object_type), Some(id)) = (object.get("object").and_then(Value::as_str), object.get("id").and_then(Value::as_str)) else {
+        let (Some(object_type), Some(id)) = (
+            object.get("object").and_then(Value::as_str),
+            object.get("id").and_then(Value::as_str),
+        ) else {
             return;
         };
         match self.store.get_mut(object_type, id) {
             Some(existing) => *existing = object.clone(),
             None => {
                 let (object_type, id) = (object_type.to_owned(), id.to_owned());
-                self.store.insert(&object_type, &id, object.clone(), Vec::new());
+                self.store
+                    .insert(&object_type, &id, object.clone(), Vec::new());
             }
         }
     }
 
     /// Records an Event of `event_type` about `object`.
-    pub fn event(&mut self, event_type: &str, object: &Map<String, Value>, previous: Option<Map<String, Value>>) {
+    pub fn event(
+        &mut self,
+        event_type: &str,
+        object: &Map<String, Value>,
+        previous: Option<Map<String, Value>>,
+    ) {
         let id = self.store.new_id("evt");
         let mut data = Map::new();
         data.insert("object".into(), Value::Object(object.clone()));
@@ -191,7 +229,13 @@ pub(crate) fn execute(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiError>
 /// The path's shape with placeholders erased: `/v1/payment_intents/{}/confirm`.
 fn shape(path: &str) -> String {
     path.split('/')
-        .map(|segment| if segment.starts_with('{') { "{}" } else { segment })
+        .map(|segment| {
+            if segment.starts_with('{') {
+                "{}"
+            } else {
+                segment
+            }
+        })
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -223,14 +267,27 @@ fn verb(ctx: &mut Ctx<'_>, name: &str, path: &str, call: &Call) -> Result<Value,
 }
 
 /// Parent ids from the path, each checked to exist when its entity is known.
-fn parents(ctx: &Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Vec<(String, String)>, ApiError> {
+fn parents(
+    ctx: &Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Vec<(String, String)>, ApiError> {
     let mut out = Vec::new();
     for parent in &entity.parents {
-        let Some(id) = call.matched.param(&parent.param) else { continue };
-        if let Some(parent_entity) = parent.entity.as_deref().and_then(|name| entity_by_name(ctx.spec, name)) {
-            if ctx.store.get(&parent_entity.object, id).is_none() {
-                return Err(ApiError::no_such(&parent_entity.object, id, Some(&parent.param)));
-            }
+        let Some(id) = call.matched.param(&parent.param) else {
+            continue;
+        };
+        if let Some(parent_entity) = parent
+            .entity
+            .as_deref()
+            .and_then(|name| entity_by_name(ctx.spec, name))
+            && ctx.store.get(&parent_entity.object, id).is_none()
+        {
+            return Err(ApiError::no_such(
+                &parent_entity.object,
+                id,
+                Some(&parent.param),
+            ));
         }
         out.push((parent.param.clone(), id.to_owned()));
     }
@@ -239,17 +296,30 @@ fn parents(ctx: &Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Vec<(Strin
 
 /// A record belongs to a parent when it was created under it or names it (a PaymentMethod's
 /// `customer` puts it in `/v1/customers/{customer}/payment_methods`).
-fn has_parent(parents: &[(String, String)], object: &Map<String, Value>, wanted: &(String, String)) -> bool {
-    parents.contains(wanted) || object.get(&wanted.0).and_then(Value::as_str) == Some(wanted.1.as_str())
+fn has_parent(
+    parents: &[(String, String)],
+    object: &Map<String, Value>,
+    wanted: &(String, String),
+) -> bool {
+    parents.contains(wanted)
+        || object.get(&wanted.0).and_then(Value::as_str) == Some(wanted.1.as_str())
 }
 
 /// Ids given for reference fields must name stored objects (Stripe's `No such customer`).
-pub(crate) fn check_references(ctx: &Ctx<'_>, entity: &EntitySpec, params: &Map<String, Value>) -> Result<(), ApiError> {
+pub(crate) fn check_references(
+    ctx: &Ctx<'_>,
+    entity: &EntitySpec,
+    params: &Map<String, Value>,
+) -> Result<(), ApiError> {
     for field in &entity.fields {
-        let (Some(reference), Some(Value::String(id))) = (&field.reference, params.get(&field.source)) else {
+        let (Some(reference), Some(Value::String(id))) =
+            (&field.reference, params.get(&field.source))
+        else {
             continue;
         };
-        let Some(target) = entity_by_name(ctx.spec, reference) else { continue };
+        let Some(target) = entity_by_name(ctx.spec, reference) else {
+            continue;
+        };
         let prefix = prefix_for(ctx.spec, &target.object);
         if id.starts_with(&format!("{prefix}_")) && ctx.store.get(&target.object, id).is_none() {
             return Err(ApiError::no_such(&target.object, id, Some(&field.source)));
@@ -259,7 +329,11 @@ pub(crate) fn check_references(ctx: &Ctx<'_>, entity: &EntitySpec, params: &Map<
 }
 
 /// Generic create: a full-shaped object with the given fields, stored under its parents.
-pub(crate) fn create(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn create(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Map<String, Value>, ApiError> {
     let parents = parents(ctx, entity, call)?;
     check_references(ctx, entity, &call.params)?;
     let mut object = ctx.new_object(&entity.object);
@@ -268,17 +342,26 @@ pub(crate) fn create(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Res
     }
     objects::apply(&mut object, Some(entity), &call.params);
     let id = object["id"].as_str().unwrap_or_default().to_owned();
-    ctx.store.insert(&entity.object, &id, object.clone(), parents);
+    ctx.store
+        .insert(&entity.object, &id, object.clone(), parents);
     ctx.event(&format!("{}.created", entity.object), &object, None);
     Ok(object)
 }
 
-fn load_item(ctx: &Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Map<String, Value>, ApiError> {
+fn load_item(
+    ctx: &Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Map<String, Value>, ApiError> {
     let wanted = parents(ctx, entity, call)?;
     let id = call.object_id(Some(entity));
     let param = entity.item_id_param.as_deref().unwrap_or("id");
     match ctx.store.record(&entity.object, id) {
-        Some(record) if wanted.iter().all(|p| has_parent(&record.parents, &record.object, p)) => {
+        Some(record)
+            if wanted
+                .iter()
+                .all(|p| has_parent(&record.parents, &record.object, p)) =>
+        {
             Ok(record.object.clone())
         }
         _ => Err(ApiError::no_such(&entity.object, id, Some(param))),
@@ -290,7 +373,11 @@ fn retrieve(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value
 }
 
 /// Generic update: merge the parameters, record `<object>.updated` with the previous values.
-pub(crate) fn update(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
+pub(crate) fn update(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
     let before = load_item(ctx, entity, call)?;
     check_references(ctx, entity, &call.params)?;
     let mut after = before.clone();
@@ -299,7 +386,11 @@ pub(crate) fn update(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Res
 }
 
 /// Saves an updated object and records `<object>.updated` when something changed.
-pub(crate) fn commit_update(ctx: &mut Ctx<'_>, before: &Map<String, Value>, after: Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn commit_update(
+    ctx: &mut Ctx<'_>,
+    before: &Map<String, Value>,
+    after: Map<String, Value>,
+) -> Map<String, Value> {
     let previous: Map<String, Value> = before
         .iter()
         .filter(|(k, v)| after.get(*k) != Some(*v))
@@ -307,14 +398,22 @@ pub(crate) fn commit_update(ctx: &mut Ctx<'_>, before: &Map<String, Value>, afte
         .collect();
     ctx.save(&after);
     if !previous.is_empty() {
-        let object_type = after.get("object").and_then(Value::as_str).unwrap_or("object").to_owned();
+        let object_type = after
+            .get("object")
+            .and_then(Value::as_str)
+            .unwrap_or("object")
+            .to_owned();
         ctx.event(&format!("{object_type}.updated"), &after, Some(previous));
     }
     after
 }
 
 /// Generic delete: `{id, object, deleted: true}` and `<object>.deleted`.
-pub(crate) fn delete(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
+pub(crate) fn delete(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
     let object = load_item(ctx, entity, call)?;
     let id = call.object_id(Some(entity)).to_owned();
     ctx.store.remove(&entity.object, &id);
@@ -327,9 +426,11 @@ fn limit(call: &Call) -> Result<usize, ApiError> {
         None | Some(Value::Null) => Ok(10),
         Some(value) => match value.as_i64() {
             Some(n) if (1..=100).contains(&n) => Ok(usize::try_from(n).unwrap_or(10)),
-            _ => Err(ApiError::invalid("Invalid limit: must be an integer between 1 and 100.")
-                .with_code("parameter_invalid_integer")
-                .with_param("limit")),
+            _ => Err(
+                ApiError::invalid("Invalid limit: must be an integer between 1 and 100.")
+                    .with_code("parameter_invalid_integer")
+                    .with_param("limit"),
+            ),
         },
     }
 }
@@ -348,12 +449,18 @@ fn text_of(value: &Value) -> Option<String> {
 /// an array (e.g. Events' `types[]`) is membership in the singular field.
 fn filter_matches(object: &Map<String, Value>, key: &str, wanted: &Value) -> bool {
     match wanted {
-        Value::Object(range) if range.keys().all(|k| matches!(k.as_str(), "gt" | "gte" | "lt" | "lte")) => {
+        Value::Object(range)
+            if range
+                .keys()
+                .all(|k| matches!(k.as_str(), "gt" | "gte" | "lt" | "lte")) =>
+        {
             let Some(have) = object.get(key).and_then(Value::as_i64) else {
                 return false;
             };
             range.iter().all(|(op, bound)| {
-                let Some(bound) = bound.as_i64() else { return true };
+                let Some(bound) = bound.as_i64() else {
+                    return true;
+                };
                 match op.as_str() {
                     "gt" => have > bound,
                     "gte" => have >= bound,
@@ -364,10 +471,17 @@ fn filter_matches(object: &Map<String, Value>, key: &str, wanted: &Value) -> boo
         }
         Value::Array(options) => {
             let singular = key.strip_suffix('s').unwrap_or(key);
-            let Some(have) = object.get(singular).or_else(|| object.get(key)).and_then(text_of) else {
+            let Some(have) = object
+                .get(singular)
+                .or_else(|| object.get(key))
+                .and_then(text_of)
+            else {
                 return true;
             };
-            options.iter().filter_map(text_of).any(|option| option == have)
+            options
+                .iter()
+                .filter_map(text_of)
+                .any(|option| option == have)
         }
         Value::Null => true,
         _ => match object.get(key) {
@@ -379,7 +493,12 @@ fn filter_matches(object: &Map<String, Value>, key: &str, wanted: &Value) -> boo
 }
 
 /// Generic list: newest first, cursor paging, equality and range filters.
-pub(crate) fn list(ctx: &mut Ctx<'_>, object_type: &str, entity: Option<&EntitySpec>, call: &Call) -> Result<Value, ApiError> {
+pub(crate) fn list(
+    ctx: &mut Ctx<'_>,
+    object_type: &str,
+    entity: Option<&EntitySpec>,
+    call: &Call,
+) -> Result<Value, ApiError> {
     let limit = limit(call)?;
     let wanted_parents = match entity {
         Some(entity) => parents(ctx, entity, call)?,
@@ -395,7 +514,11 @@ pub(crate) fn list(ctx: &mut Ctx<'_>, object_type: &str, entity: Option<&EntityS
     let all: Vec<&Map<String, Value>> = ctx
         .store
         .newest_first(object_type)
-        .filter(|(_, record)| wanted_parents.iter().all(|p| has_parent(&record.parents, &record.object, p)))
+        .filter(|(_, record)| {
+            wanted_parents
+                .iter()
+                .all(|p| has_parent(&record.parents, &record.object, p))
+        })
         .map(|(_, record)| &record.object)
         .collect();
     let position = |cursor: &str, param: &str| {
@@ -403,19 +526,36 @@ pub(crate) fn list(ctx: &mut Ctx<'_>, object_type: &str, entity: Option<&EntityS
             .position(|o| o.get("id").and_then(Value::as_str) == Some(cursor))
             .ok_or_else(|| ApiError::no_such(object_type, cursor, Some(param)))
     };
-    let filters: Vec<(&String, &Value)> =
-        call.params.iter().filter(|(k, _)| !LIST_RESERVED.contains(&k.as_str())).collect();
+    let filters: Vec<(&String, &Value)> = call
+        .params
+        .iter()
+        .filter(|(k, _)| !LIST_RESERVED.contains(&k.as_str()))
+        .collect();
     let keep = |o: &&&Map<String, Value>| filters.iter().all(|(k, v)| filter_matches(o, k, v));
     let (page, has_more): (Vec<&Map<String, Value>>, bool) = if let Some(cursor) = starting_after {
-        let after: Vec<_> = all[position(cursor, "starting_after")? + 1..].iter().filter(keep).copied().collect();
-        (after.iter().take(limit).copied().collect(), after.len() > limit)
+        let after: Vec<_> = all[position(cursor, "starting_after")? + 1..]
+            .iter()
+            .filter(keep)
+            .copied()
+            .collect();
+        (
+            after.iter().take(limit).copied().collect(),
+            after.len() > limit,
+        )
     } else if let Some(cursor) = ending_before {
-        let before: Vec<_> = all[..position(cursor, "ending_before")?].iter().filter(keep).copied().collect();
+        let before: Vec<_> = all[..position(cursor, "ending_before")?]
+            .iter()
+            .filter(keep)
+            .copied()
+            .collect();
         let start = before.len().saturating_sub(limit);
         (before[start..].to_vec(), start > 0)
     } else {
         let matching: Vec<_> = all.iter().filter(keep).copied().collect();
-        (matching.iter().take(limit).copied().collect(), matching.len() > limit)
+        (
+            matching.iter().take(limit).copied().collect(),
+            matching.len() > limit,
+        )
     };
     let data: Vec<Value> = page.into_iter().map(|o| Value::Object(o.clone())).collect();
     Ok(json!({"object": "list", "data": data, "has_more": has_more, "url": call.path}))
@@ -438,20 +578,36 @@ fn snake_case(name: &str) -> String {
 
 /// `GET /v1/<collection>/search`: Stripe's query language, `page` / `next_page` paging.
 fn search_entity(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
-    let text = call.str("query").ok_or_else(|| ApiError::parameter_missing("query"))?;
-    let query = search::parse(text).map_err(|e| ApiError::invalid(e.to_string()).with_param("query"))?;
+    let text = call
+        .str("query")
+        .ok_or_else(|| ApiError::parameter_missing("query"))?;
+    let query =
+        search::parse(text).map_err(|e| ApiError::invalid(e.to_string()).with_param("query"))?;
     let allowed: Vec<String> = if entity.search_fields.is_empty() {
-        entity.fields.iter().filter_map(|f| f.source.split('.').next()).map(str::to_owned).collect()
+        entity
+            .fields
+            .iter()
+            .filter_map(|f| f.source.split('.').next())
+            .map(str::to_owned)
+            .collect()
     } else {
         entity
             .search_fields
             .iter()
             .map(|name| {
-                entity.fields.iter().find(|f| &f.name == name).map_or_else(|| snake_case(name), |f| f.source.clone())
+                entity
+                    .fields
+                    .iter()
+                    .find(|f| &f.name == name)
+                    .map_or_else(|| snake_case(name), |f| f.source.clone())
             })
             .collect()
     };
-    let collection = entity.collection_path.rsplit('/').next().unwrap_or(&entity.object);
+    let collection = entity
+        .collection_path
+        .rsplit('/')
+        .next()
+        .unwrap_or(&entity.object);
     for field in query.fields() {
         if !allowed.iter().any(|a| a == field) {
             return Err(ApiError::invalid(format!(
@@ -466,7 +622,9 @@ fn search_entity(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<
         Some(token) => token
             .strip_prefix("page_")
             .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| ApiError::invalid(format!("Invalid page: {token}")).with_param("page"))?,
+            .ok_or_else(|| {
+                ApiError::invalid(format!("Invalid page: {token}")).with_param("page")
+            })?,
     };
     let hits: Vec<Value> = ctx
         .store
@@ -476,7 +634,16 @@ fn search_entity(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<
         .collect();
     let has_more = hits.len() > offset + limit;
     let data: Vec<Value> = hits.into_iter().skip(offset).take(limit).collect();
-    let next_page = if has_more { Value::String(format!("page_{}", offset + limit)) } else { Value::Null };
-    let url = entity.search_path.clone().unwrap_or_else(|| call.path.clone());
-    Ok(json!({"object": "search_result", "data": data, "has_more": has_more, "next_page": next_page, "url": url}))
+    let next_page = if has_more {
+        Value::String(format!("page_{}", offset + limit))
+    } else {
+        Value::Null
+    };
+    let url = entity
+        .search_path
+        .clone()
+        .unwrap_or_else(|| call.path.clone());
+    Ok(
+        json!({"object": "search_result", "data": data, "has_more": has_more, "next_page": next_page, "url": url}),
+    )
 }

@@ -34,7 +34,9 @@ fn not_editable(message: &str) -> ApiError {
 }
 
 fn set_transition(object: &mut Map<String, Value>, key: &str) {
-    let transitions = object.entry("status_transitions").or_insert_with(|| json!({}));
+    let transitions = object
+        .entry("status_transitions")
+        .or_insert_with(|| json!({}));
     if !transitions.is_object() {
         *transitions = json!({});
     }
@@ -42,11 +44,19 @@ fn set_transition(object: &mut Map<String, Value>, key: &str) {
 }
 
 fn param_name(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() { key.to_owned() } else { format!("{prefix}[{key}]") }
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}[{key}]")
+    }
 }
 
 /// Amount of an item from `amount`, or `unit_amount` / a stored price times `quantity`.
-fn item_amount(ctx: &Ctx<'_>, params: &Map<String, Value>, param_prefix: &str) -> Result<(i64, i64, Value, Option<String>), ApiError> {
+fn item_amount(
+    ctx: &Ctx<'_>,
+    params: &Map<String, Value>,
+    param_prefix: &str,
+) -> Result<(i64, i64, Value, Option<String>), ApiError> {
     let quantity = params.get("quantity").and_then(Value::as_i64).unwrap_or(1);
     if let Some(amount) = params.get("amount").and_then(Value::as_i64) {
         return Ok((amount, quantity, Value::Null, None));
@@ -56,32 +66,53 @@ fn item_amount(ctx: &Ctx<'_>, params: &Map<String, Value>, param_prefix: &str) -
     }
     if let Some(data) = params.get("price_data").and_then(Value::as_object) {
         let unit = data.get("unit_amount").and_then(Value::as_i64).unwrap_or(0);
-        let currency = data.get("currency").and_then(Value::as_str).map(str::to_owned);
+        let currency = data
+            .get("currency")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         return Ok((unit * quantity, quantity, Value::Null, currency));
     }
     if let Some(price_id) = params.get("price").and_then(Value::as_str) {
         let price = ctx.load("price", price_id, Some(&param_name(param_prefix, "price")))?;
         let unit = int_of(&price, "unit_amount");
-        let currency = price.get("currency").and_then(Value::as_str).map(str::to_owned);
+        let currency = price
+            .get("currency")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         return Ok((unit * quantity, quantity, Value::Object(price), currency));
     }
-    Err(ApiError::parameter_missing(&param_name(param_prefix, "amount")))
+    Err(ApiError::parameter_missing(&param_name(
+        param_prefix,
+        "amount",
+    )))
 }
 
 /// `POST /v1/invoiceitems`: attached to a draft invoice when `invoice` is given.
-pub(crate) fn create_item(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
-    let customer = call.str("customer").ok_or_else(|| ApiError::parameter_missing("customer"))?;
+pub(crate) fn create_item(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
+    let customer = call
+        .str("customer")
+        .ok_or_else(|| ApiError::parameter_missing("customer"))?;
     ctx.load("customer", customer, Some("customer"))?;
     if let Some(invoice_id) = call.str("invoice") {
         let invoice = ctx.load("invoice", invoice_id, Some("invoice"))?;
         if str_of(&invoice, "status") != "draft" {
-            return Err(not_editable("You can only add invoice items to draft invoices."));
+            return Err(not_editable(
+                "You can only add invoice items to draft invoices.",
+            ));
         }
     }
     let (amount, quantity, price, currency) = item_amount(ctx, &call.params, "")?;
     let mut item = ctx.new_object("invoiceitem");
     objects::apply(&mut item, Some(entity), &call.params);
-    let currency = call.str("currency").map(str::to_owned).or(currency).unwrap_or_else(|| "usd".into());
+    let currency = call
+        .str("currency")
+        .map(str::to_owned)
+        .or(currency)
+        .unwrap_or_else(|| "usd".into());
     let values = json!({"amount": amount, "quantity": quantity, "price": price, "currency": currency,
                         "date": unix_now(), "invoice": call.str("invoice"), "customer": customer});
     if let Value::Object(values) = values {
@@ -97,39 +128,63 @@ pub(crate) fn create_item(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -
 
 fn item_invoice_is_draft(ctx: &Ctx<'_>, item: &Map<String, Value>) -> bool {
     match item.get("invoice").and_then(Value::as_str) {
-        Some(invoice) => ctx.store.get("invoice", invoice).is_none_or(|i| str_of(i, "status") == "draft"),
+        Some(invoice) => ctx
+            .store
+            .get("invoice", invoice)
+            .is_none_or(|i| str_of(i, "status") == "draft"),
         None => true,
     }
 }
 
-pub(crate) fn update_item(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
+pub(crate) fn update_item(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
     let id = call.object_id(Some(entity)).to_owned();
     let before = ctx.load("invoiceitem", &id, Some("invoiceitem"))?;
     if !item_invoice_is_draft(ctx, &before) {
-        return Err(not_editable("Invoice items on finalized invoices cannot be updated."));
+        return Err(not_editable(
+            "Invoice items on finalized invoices cannot be updated.",
+        ));
     }
     let mut after = before.clone();
     objects::apply(&mut after, Some(entity), &call.params);
-    if ["amount", "unit_amount", "quantity", "price"].iter().any(|k| call.params.contains_key(*k)) {
+    if ["amount", "unit_amount", "quantity", "price"]
+        .iter()
+        .any(|k| call.params.contains_key(*k))
+    {
         let mut basis = call.params.clone();
-        basis.entry("quantity").or_insert_with(|| before.get("quantity").cloned().unwrap_or(json!(1)));
+        basis
+            .entry("quantity")
+            .or_insert_with(|| before.get("quantity").cloned().unwrap_or(json!(1)));
         if let Ok((amount, quantity, _, _)) = item_amount(ctx, &basis, "") {
             after.insert("amount".into(), json!(amount));
             after.insert("quantity".into(), json!(quantity));
         }
     }
     let updated = api::commit_update(ctx, &before, after);
-    if let Some(invoice) = updated.get("invoice").and_then(Value::as_str).map(str::to_owned) {
+    if let Some(invoice) = updated
+        .get("invoice")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    {
         recompute(ctx, &invoice);
     }
     Ok(Value::Object(updated))
 }
 
-pub(crate) fn delete_item(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
+pub(crate) fn delete_item(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
     let id = call.object_id(Some(entity)).to_owned();
     let item = ctx.load("invoiceitem", &id, Some("invoiceitem"))?;
     if !item_invoice_is_draft(ctx, &item) {
-        return Err(not_editable("Invoice items on finalized invoices cannot be deleted."));
+        return Err(not_editable(
+            "Invoice items on finalized invoices cannot be deleted.",
+        ));
     }
     let result = api::delete(ctx, entity, call)?;
     if let Some(invoice) = item.get("invoice").and_then(Value::as_str) {
@@ -140,7 +195,9 @@ pub(crate) fn delete_item(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -
 
 /// Rebuilds an invoice's lines and totals from the items attached to it.
 fn recompute(ctx: &mut Ctx<'_>, invoice_id: &str) {
-    let Some(mut invoice) = ctx.store.get("invoice", invoice_id).cloned() else { return };
+    let Some(mut invoice) = ctx.store.get("invoice", invoice_id).cloned() else {
+        return;
+    };
     let items: Vec<Map<String, Value>> = ctx
         .store
         .newest_first("invoiceitem")
@@ -159,7 +216,10 @@ fn recompute(ctx: &mut Ctx<'_>, invoice_id: &str) {
     let mut lines = Vec::new();
     for item in items.iter().rev() {
         let item_id = str_of(item, "id");
-        let line_id = format!("il_{}", item_id.split_once('_').map_or(item_id, |(_, rest)| rest));
+        let line_id = format!(
+            "il_{}",
+            item_id.split_once('_').map_or(item_id, |(_, rest)| rest)
+        );
         let date = item.get("date").cloned().unwrap_or(Value::Null);
         let line = json!({
             "id": line_id, "object": "line_item", "amount": item.get("amount"), "currency": item.get("currency"),
@@ -169,7 +229,12 @@ fn recompute(ctx: &mut Ctx<'_>, invoice_id: &str) {
             "quantity": item.get("quantity"), "type": "invoiceitem",
         });
         if let Value::Object(line) = line.clone() {
-            ctx.store.insert("line_item", &line_id, line, vec![("invoice".into(), invoice_id.to_owned())]);
+            ctx.store.insert(
+                "line_item",
+                &line_id,
+                line,
+                vec![("invoice".into(), invoice_id.to_owned())],
+            );
         }
         lines.push(line);
     }
@@ -180,17 +245,31 @@ fn recompute(ctx: &mut Ctx<'_>, invoice_id: &str) {
         "lines".into(),
         json!({"object": "list", "data": lines, "has_more": false, "total_count": count, "url": format!("/v1/invoices/{invoice_id}/lines")}),
     );
-    for key in ["subtotal", "subtotal_excluding_tax", "total", "total_excluding_tax", "amount_due"] {
+    for key in [
+        "subtotal",
+        "subtotal_excluding_tax",
+        "total",
+        "total_excluding_tax",
+        "amount_due",
+    ] {
         invoice.insert(key.into(), json!(total));
     }
     invoice.insert("amount_remaining".into(), json!((total - paid).max(0)));
     ctx.save(&invoice);
 }
 
-fn new_invoice(ctx: &mut Ctx<'_>, customer_id: &str, params: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+fn new_invoice(
+    ctx: &mut Ctx<'_>,
+    customer_id: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
     let customer = ctx.load("customer", customer_id, Some("customer"))?;
     let mut invoice = ctx.new_object("invoice");
-    objects::apply(&mut invoice, api::entity_by_object(ctx.spec, "invoice"), params);
+    objects::apply(
+        &mut invoice,
+        api::entity_by_object(ctx.spec, "invoice"),
+        params,
+    );
     let defaults = json!({
         "customer": customer_id,
         "customer_email": customer.get("email"),
@@ -210,8 +289,15 @@ fn new_invoice(ctx: &mut Ctx<'_>, customer_id: &str, params: &Map<String, Value>
     if let Value::Object(defaults) = defaults {
         invoice.extend(defaults);
     }
-    for (key, default) in [("currency", "usd"), ("collection_method", "charge_automatically")] {
-        if !invoice.get(key).and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+    for (key, default) in [
+        ("currency", "usd"),
+        ("collection_method", "charge_automatically"),
+    ] {
+        if invoice
+            .get(key)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             invoice.insert(key.into(), json!(default));
         }
     }
@@ -221,14 +307,19 @@ fn new_invoice(ctx: &mut Ctx<'_>, customer_id: &str, params: &Map<String, Value>
 
 /// `POST /v1/invoices`: a draft; pending items join it with `pending_invoice_items_behavior=include`.
 pub(crate) fn create_invoice(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiError> {
-    let customer = call.str("customer").ok_or_else(|| ApiError::parameter_missing("customer"))?;
+    let customer = call
+        .str("customer")
+        .ok_or_else(|| ApiError::parameter_missing("customer"))?;
     let invoice = new_invoice(ctx, customer, &call.params)?;
     let id = str_of(&invoice, "id").to_owned();
     if call.str("pending_invoice_items_behavior") == Some("include") {
         let pending: Vec<String> = ctx
             .store
             .newest_first("invoiceitem")
-            .filter(|(_, r)| str_of(&r.object, "customer") == customer && r.object.get("invoice").is_none_or(Value::is_null))
+            .filter(|(_, r)| {
+                str_of(&r.object, "customer") == customer
+                    && r.object.get("invoice").is_none_or(Value::is_null)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for item_id in pending {
@@ -244,17 +335,35 @@ pub(crate) fn create_invoice(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, Ap
 }
 
 /// Only drafts change freely; finalized invoices accept metadata-like fields only.
-pub(crate) fn update_invoice(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
+pub(crate) fn update_invoice(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
     let id = call.object_id(Some(entity)).to_owned();
     let invoice = ctx.load("invoice", &id, Some("invoice"))?;
-    let free = ["metadata", "description", "footer", "auto_advance", "expand"];
-    if str_of(&invoice, "status") != "draft" && call.params.keys().any(|k| !free.contains(&k.as_str())) {
-        return Err(not_editable("Finalized invoices can't be updated in this way."));
+    let free = [
+        "metadata",
+        "description",
+        "footer",
+        "auto_advance",
+        "expand",
+    ];
+    if str_of(&invoice, "status") != "draft"
+        && call.params.keys().any(|k| !free.contains(&k.as_str()))
+    {
+        return Err(not_editable(
+            "Finalized invoices can't be updated in this way.",
+        ));
     }
     api::update(ctx, entity, call)
 }
 
-pub(crate) fn delete_invoice(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
+pub(crate) fn delete_invoice(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
     let id = call.object_id(Some(entity)).to_owned();
     let invoice = ctx.load("invoice", &id, Some("invoice"))?;
     if str_of(&invoice, "status") != "draft" {
@@ -276,16 +385,26 @@ fn mark_paid(ctx: &mut Ctx<'_>, invoice: &mut Map<String, Value>) {
 }
 
 /// `POST /v1/invoices/{id}/finalize`: draft → open with a number; a zero total is paid at once.
-pub(crate) fn finalize_invoice(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn finalize_invoice(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
     let mut invoice = ctx.load("invoice", id, Some("invoice"))?;
     if str_of(&invoice, "status") != "draft" {
-        return Err(not_editable("This invoice is already finalized, you can't re-finalize a non-draft invoice."));
+        return Err(not_editable(
+            "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+        ));
     }
     let customer_id = str_of(&invoice, "customer").to_owned();
     let mut prefix = ctx
         .store
         .get("customer", &customer_id)
-        .and_then(|c| c.get("invoice_prefix").and_then(Value::as_str).map(str::to_owned))
+        .and_then(|c| {
+            c.get("invoice_prefix")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
     if prefix.is_empty() {
         prefix = ctx.store.random_hex_upper(8);
@@ -302,7 +421,9 @@ pub(crate) fn finalize_invoice(ctx: &mut Ctx<'_>, id: &str, params: &Map<String,
     invoice.insert("number".into(), json!(number));
     invoice.insert("status".into(), json!("open"));
     invoice.insert("effective_at".into(), json!(unix_now()));
-    if str_of(&invoice, "collection_method") == "send_invoice" && invoice.get("due_date").is_none_or(Value::is_null) {
+    if str_of(&invoice, "collection_method") == "send_invoice"
+        && invoice.get("due_date").is_none_or(Value::is_null)
+    {
         invoice.insert("due_date".into(), json!(unix_now() + THIRTY_DAYS));
     }
     set_transition(&mut invoice, "finalized_at");
@@ -315,11 +436,19 @@ pub(crate) fn finalize_invoice(ctx: &mut Ctx<'_>, id: &str, params: &Map<String,
 }
 
 /// `POST /v1/invoices/{id}/pay`: open or uncollectible invoices, out of band or with a card.
-pub(crate) fn pay_invoice(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn pay_invoice(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
     let mut invoice = ctx.load("invoice", id, Some("invoice"))?;
     match str_of(&invoice, "status") {
         "open" | "uncollectible" => {}
-        "paid" => return Err(ApiError::invalid("Invoice is already paid.").with_code("invoice_already_paid")),
+        "paid" => {
+            return Err(
+                ApiError::invalid("Invoice is already paid.").with_code("invoice_already_paid")
+            );
+        }
         status => {
             return Err(ApiError::invalid(format!(
                 "You can only pay an invoice that is open or uncollectible; this one is {status}."
@@ -335,11 +464,21 @@ pub(crate) fn pay_invoice(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Valu
         mark_paid(ctx, &mut invoice);
         return Ok(invoice);
     }
-    let customer = ctx.store.get("customer", str_of(&invoice, "customer")).cloned().unwrap_or_default();
+    let customer = ctx
+        .store
+        .get("customer", str_of(&invoice, "customer"))
+        .cloned()
+        .unwrap_or_default();
     let method = match params.get("payment_method").and_then(Value::as_str) {
         Some(method) => Some(payments::resolve_method(ctx, method, "payment_method")?),
         None => id_of(invoice.get("default_payment_method"))
-            .or_else(|| id_of(customer.get("invoice_settings").and_then(|s| s.get("default_payment_method"))))
+            .or_else(|| {
+                id_of(
+                    customer
+                        .get("invoice_settings")
+                        .and_then(|s| s.get("default_payment_method")),
+                )
+            })
             .or_else(|| id_of(customer.get("default_source"))),
     };
     let Some(method) = method else {
@@ -349,16 +488,26 @@ pub(crate) fn pay_invoice(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Valu
         ));
     };
     invoice.insert("attempted".into(), json!(true));
-    invoice.insert("attempt_count".into(), json!(int_of(&invoice, "attempt_count") + 1));
+    invoice.insert(
+        "attempt_count".into(),
+        json!(int_of(&invoice, "attempt_count") + 1),
+    );
     match payments::charge_for_invoice(ctx, &invoice, &method) {
         Ok(intent) => {
             invoice.insert("payment_intent".into(), intent["id"].clone());
-            invoice.insert("charge".into(), intent.get("latest_charge").cloned().unwrap_or(Value::Null));
+            invoice.insert(
+                "charge".into(),
+                intent.get("latest_charge").cloned().unwrap_or(Value::Null),
+            );
             mark_paid(ctx, &mut invoice);
             Ok(invoice)
         }
         Err(error) => {
-            if let Some(intent) = error.extra.get("payment_intent").and_then(|pi| pi.get("id")) {
+            if let Some(intent) = error
+                .extra
+                .get("payment_intent")
+                .and_then(|pi| pi.get("id"))
+            {
                 invoice.insert("payment_intent".into(), intent.clone());
             }
             ctx.save(&invoice);
@@ -373,7 +522,9 @@ pub(crate) fn void_invoice(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<String, Va
     let mut invoice = ctx.load("invoice", id, Some("invoice"))?;
     let status = str_of(&invoice, "status").to_owned();
     if !matches!(status.as_str(), "open" | "uncollectible") {
-        return Err(ApiError::invalid(format!("You can only void an open or uncollectible invoice; this one is {status}.")));
+        return Err(ApiError::invalid(format!(
+            "You can only void an open or uncollectible invoice; this one is {status}."
+        )));
     }
     invoice.insert("status".into(), json!("void"));
     invoice.insert("amount_remaining".into(), json!(0));
@@ -384,11 +535,16 @@ pub(crate) fn void_invoice(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<String, Va
 }
 
 /// `POST /v1/invoices/{id}/mark_uncollectible`: open only.
-pub(crate) fn mark_uncollectible(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn mark_uncollectible(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+) -> Result<Map<String, Value>, ApiError> {
     let mut invoice = ctx.load("invoice", id, Some("invoice"))?;
     let status = str_of(&invoice, "status").to_owned();
     if status != "open" {
-        return Err(ApiError::invalid(format!("You can only mark an open invoice as uncollectible; this one is {status}.")));
+        return Err(ApiError::invalid(format!(
+            "You can only mark an open invoice as uncollectible; this one is {status}."
+        )));
     }
     invoice.insert("status".into(), json!("uncollectible"));
     set_transition(&mut invoice, "marked_uncollectible_at");
@@ -400,8 +556,12 @@ pub(crate) fn mark_uncollectible(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<Stri
 /// `POST /v1/invoices/{id}/send`: open `send_invoice` invoices only (no email leaves the sandbox).
 pub(crate) fn send_invoice(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<String, Value>, ApiError> {
     let invoice = ctx.load("invoice", id, Some("invoice"))?;
-    if str_of(&invoice, "status") != "open" || str_of(&invoice, "collection_method") != "send_invoice" {
-        return Err(ApiError::invalid("You can only send open invoices whose collection_method is send_invoice."));
+    if str_of(&invoice, "status") != "open"
+        || str_of(&invoice, "collection_method") != "send_invoice"
+    {
+        return Err(ApiError::invalid(
+            "You can only send open invoices whose collection_method is send_invoice.",
+        ));
     }
     ctx.event("invoice.sent", &invoice, None);
     Ok(invoice)
@@ -417,14 +577,18 @@ pub(crate) fn create_quote(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiE
     if let Some(Value::Array(items)) = call.params.get("line_items") {
         for (index, item) in items.iter().enumerate() {
             let params = item.as_object().cloned().unwrap_or_default();
-            let (amount, quantity, price, price_currency) = item_amount(ctx, &params, &format!("line_items[{index}]"))?;
+            let (amount, quantity, price, price_currency) =
+                item_amount(ctx, &params, &format!("line_items[{index}]"))?;
             currency = currency.or(price_currency);
             let line_id = ctx.store.new_id("li");
             lines.push(json!({"id": line_id, "object": "item", "amount_subtotal": amount, "amount_total": amount,
                               "currency": currency.clone().unwrap_or_else(|| "usd".into()), "price": price, "quantity": quantity}));
         }
     }
-    let total: i64 = lines.iter().filter_map(|l| l["amount_total"].as_i64()).sum();
+    let total: i64 = lines
+        .iter()
+        .filter_map(|l| l["amount_total"].as_i64())
+        .sum();
     let mut quote = ctx.new_object("quote");
     let mut rest = call.params.clone();
     rest.remove("line_items");
@@ -439,7 +603,11 @@ pub(crate) fn create_quote(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiE
     if let Value::Object(values) = values {
         quote.extend(values);
     }
-    if !quote.get("collection_method").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+    if quote
+        .get("collection_method")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         quote.insert("collection_method".into(), json!("charge_automatically"));
     }
     if quote.contains_key("line_items") {
@@ -455,17 +623,29 @@ pub(crate) fn create_quote(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiE
 }
 
 /// `POST /v1/quotes/{id}/finalize`: draft → open with a number; needs a customer.
-pub(crate) fn finalize_quote(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn finalize_quote(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
     let mut quote = ctx.load("quote", id, Some("quote"))?;
     let status = str_of(&quote, "status").to_owned();
     if status != "draft" {
-        return Err(ApiError::invalid(format!("This quote cannot be finalized because it has a status of {status}.")));
+        return Err(ApiError::invalid(format!(
+            "This quote cannot be finalized because it has a status of {status}."
+        )));
     }
     if quote.get("customer").is_none_or(Value::is_null) {
-        return Err(ApiError::invalid("A customer is required to finalize a quote.").with_param("customer"));
+        return Err(
+            ApiError::invalid("A customer is required to finalize a quote.").with_param("customer"),
+        );
     }
     ctx.store.quote_sequence += 1;
-    let number = format!("QT-{}-{:04}", ctx.store.random_hex_upper(8), ctx.store.quote_sequence);
+    let number = format!(
+        "QT-{}-{:04}",
+        ctx.store.random_hex_upper(8),
+        ctx.store.quote_sequence
+    );
     quote.insert("number".into(), json!(number));
     quote.insert("status".into(), json!("open"));
     if let Some(expires_at) = params.get("expires_at") {
@@ -482,12 +662,23 @@ pub(crate) fn accept_quote(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<String, Va
     let mut quote = ctx.load("quote", id, Some("quote"))?;
     let status = str_of(&quote, "status").to_owned();
     if status != "open" {
-        return Err(ApiError::invalid(format!("This quote cannot be accepted because it has a status of {status}.")));
+        return Err(ApiError::invalid(format!(
+            "This quote cannot be accepted because it has a status of {status}."
+        )));
     }
     let customer = str_of(&quote, "customer").to_owned();
     let mut params = Map::new();
-    params.insert("currency".into(), quote.get("currency").cloned().unwrap_or(json!("usd")));
-    params.insert("collection_method".into(), quote.get("collection_method").cloned().unwrap_or(Value::Null));
+    params.insert(
+        "currency".into(),
+        quote.get("currency").cloned().unwrap_or(json!("usd")),
+    );
+    params.insert(
+        "collection_method".into(),
+        quote
+            .get("collection_method")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
     let mut invoice = new_invoice(ctx, &customer, &params)?;
     let invoice_id = str_of(&invoice, "id").to_owned();
     invoice.insert("quote".into(), json!(id));
@@ -518,7 +709,9 @@ pub(crate) fn cancel_quote(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<String, Va
     let mut quote = ctx.load("quote", id, Some("quote"))?;
     let status = str_of(&quote, "status").to_owned();
     if !matches!(status.as_str(), "draft" | "open") {
-        return Err(ApiError::invalid(format!("This quote cannot be canceled because it has a status of {status}.")));
+        return Err(ApiError::invalid(format!(
+            "This quote cannot be canceled because it has a status of {status}."
+        )));
     }
     quote.insert("status".into(), json!("canceled"));
     set_transition(&mut quote, "canceled_at");

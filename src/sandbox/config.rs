@@ -138,9 +138,10 @@ mod tests {
 
     #[test]
     fn durations_are_human_readable_and_rates_are_checked() {
-        let config: SandboxConfig =
-            serde_json::from_str(r#"{"faults": {"latency": "20ms", "drop_rate": 1.5, "phase": "after"}}"#)
-                .unwrap();
+        let config: SandboxConfig = serde_json::from_str(
+            r#"{"faults": {"latency": "20ms", "drop_rate": 1.5, "phase": "after"}}"#,
+        )
+        .unwrap();
         assert_eq!(config.faults.latency, Duration::from_millis(20));
         assert_eq!(config.faults.phase, FaultPhase::After);
         assert!(config.validate().unwrap_err().contains("drop_rate"));

@@ -11,12 +11,12 @@ pub(crate) struct ApiError {
     pub status: StatusCode,
     /// `api_error`, `card_error`, `idempotency_error` or `invalid_request_error`.
     pub error_type: &'static str,
-    pub code: Option<String>,
+    pub code: Option<&'static str>,
     pub decline_code: Option<String>,
     pub param: Option<String>,
     pub message: String,
     /// Objects Stripe embeds in some errors: `payment_intent`, `charge`, `payment_method`.
-    pub extra: Map<String, Value>,
+    pub extra: Box<Map<String, Value>>,
 }
 
 impl ApiError {
@@ -28,12 +28,12 @@ impl ApiError {
             decline_code: None,
             param: None,
             message: message.into(),
-            extra: Map::new(),
+            extra: Box::default(),
         }
     }
 
-    pub fn with_code(mut self, code: &str) -> Self {
-        self.code = Some(code.to_owned());
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
         self
     }
 
@@ -89,8 +89,9 @@ impl ApiError {
     }
 
     /// HTTP 402 `card_error`.
-    pub fn card(code: &str, decline_code: Option<&str>, message: &str) -> Self {
-        let mut error = Self::new(StatusCode::PAYMENT_REQUIRED, "card_error", message).with_code(code);
+    pub fn card(code: &'static str, decline_code: Option<&str>, message: &str) -> Self {
+        let mut error =
+            Self::new(StatusCode::PAYMENT_REQUIRED, "card_error", message).with_code(code);
         error.decline_code = decline_code.map(str::to_owned);
         error
     }
@@ -150,13 +151,13 @@ impl ApiError {
     /// The JSON body: `{"error": {...}}`.
     pub fn body(&self) -> Value {
         let mut error = Map::new();
-        if let Some(code) = &self.code {
-            error.insert("code".into(), Value::String(code.clone()));
+        if let Some(code) = self.code {
+            error.insert("code".into(), Value::String(code.to_owned()));
         }
         if let Some(decline_code) = &self.decline_code {
             error.insert("decline_code".into(), Value::String(decline_code.clone()));
         }
-        if let Some(code) = &self.code {
+        if let Some(code) = self.code {
             error.insert(
                 "doc_url".into(),
                 Value::String(format!(
@@ -169,7 +170,7 @@ impl ApiError {
         if let Some(param) = &self.param {
             error.insert("param".into(), Value::String(param.clone()));
         }
-        for (key, value) in &self.extra {
+        for (key, value) in self.extra.iter() {
             error.insert(key.clone(), value.clone());
         }
         error.insert("type".into(), Value::String(self.error_type.to_owned()));
@@ -197,11 +198,18 @@ mod tests {
 
     #[test]
     fn card_errors_carry_decline_code_and_doc_url() {
-        let body = ApiError::card("card_declined", Some("insufficient_funds"), "Your card has insufficient funds.")
-            .body();
+        let body = ApiError::card(
+            "card_declined",
+            Some("insufficient_funds"),
+            "Your card has insufficient funds.",
+        )
+        .body();
         assert_eq!(body["error"]["type"], "card_error");
         assert_eq!(body["error"]["decline_code"], "insufficient_funds");
-        assert_eq!(body["error"]["doc_url"], "https://stripe.com/docs/error-codes/card-declined");
+        assert_eq!(
+            body["error"]["doc_url"],
+            "https://stripe.com/docs/error-codes/card-declined"
+        );
     }
 
     #[test]

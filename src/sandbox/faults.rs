@@ -39,7 +39,9 @@ pub(crate) struct FaultInjector {
 
 impl FaultInjector {
     pub fn new(seed: u64) -> Self {
-        Self { rng: StdRng::seed_from_u64(seed) }
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     pub fn plan(&mut self, config: &FaultConfig) -> FaultPlan {
@@ -50,15 +52,26 @@ impl FaultInjector {
             FaultPhase::After => true,
             FaultPhase::Either => phase < 0.5,
         };
-        let mut plan = FaultPlan { latency: config.latency, ..FaultPlan::default() };
+        let mut plan = FaultPlan {
+            latency: config.latency,
+            ..FaultPlan::default()
+        };
         if limit < config.rate_limit_rate {
             plan.before = Some(Fault::RateLimit);
         } else if lock < config.lock_timeout_rate {
             plan.before = Some(Fault::LockTimeout);
         } else if drop < config.drop_rate {
-            *(if late { &mut plan.after } else { &mut plan.before }) = Some(Fault::Drop);
+            *(if late {
+                &mut plan.after
+            } else {
+                &mut plan.before
+            }) = Some(Fault::Drop);
         } else if error < config.server_error_rate {
-            *(if late { &mut plan.after } else { &mut plan.before }) = Some(Fault::ServerError);
+            *(if late {
+                &mut plan.after
+            } else {
+                &mut plan.before
+            }) = Some(Fault::ServerError);
         }
         if slow < config.slow_rate {
             plan.slow = Some(config.slow_delay);
@@ -78,18 +91,32 @@ mod tests {
 
     #[test]
     fn same_seed_gives_same_faults() {
-        let config = FaultConfig { server_error_rate: 0.3, drop_rate: 0.1, ..FaultConfig::default() };
+        let config = FaultConfig {
+            server_error_rate: 0.3,
+            drop_rate: 0.1,
+            ..FaultConfig::default()
+        };
         assert_eq!(faults(7, &config, 200), faults(7, &config, 200));
         assert_ne!(faults(7, &config, 200), faults(8, &config, 200));
     }
 
     #[test]
     fn rates_are_respected_roughly_and_zero_means_never() {
-        let config = FaultConfig { server_error_rate: 0.25, ..FaultConfig::default() };
+        let config = FaultConfig {
+            server_error_rate: 0.25,
+            ..FaultConfig::default()
+        };
         let plans = faults(1, &config, 4000);
-        let errors = plans.iter().filter(|p| p.before == Some(Fault::ServerError)).count();
+        let errors = plans
+            .iter()
+            .filter(|p| p.before == Some(Fault::ServerError))
+            .count();
         assert!((800..1200).contains(&errors), "{errors}");
-        assert!(faults(1, &FaultConfig::default(), 1000).iter().all(|p| *p == FaultPlan::default()));
+        assert!(
+            faults(1, &FaultConfig::default(), 1000)
+                .iter()
+                .all(|p| *p == FaultPlan::default())
+        );
     }
 
     #[test]
@@ -99,8 +126,20 @@ mod tests {
             phase: FaultPhase::After,
             ..FaultConfig::default()
         };
-        assert!(faults(3, &config, 50).iter().all(|p| p.before.is_none() && p.after == Some(Fault::ServerError)));
-        let limited = FaultConfig { rate_limit_rate: 1.0, phase: FaultPhase::After, ..FaultConfig::default() };
-        assert!(faults(3, &limited, 50).iter().all(|p| p.before == Some(Fault::RateLimit)));
+        assert!(
+            faults(3, &config, 50)
+                .iter()
+                .all(|p| p.before.is_none() && p.after == Some(Fault::ServerError))
+        );
+        let limited = FaultConfig {
+            rate_limit_rate: 1.0,
+            phase: FaultPhase::After,
+            ..FaultConfig::default()
+        };
+        assert!(
+            faults(3, &limited, 50)
+                .iter()
+                .all(|p| p.before == Some(Fault::RateLimit))
+        );
     }
 }

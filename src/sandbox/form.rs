@@ -104,11 +104,17 @@ fn insert(
     let Some((first, rest)) = segments.split_first() else {
         return Ok(());
     };
-    let key = if first.is_empty() { map.len().to_string() } else { first.clone() };
+    let key = if first.is_empty() {
+        map.len().to_string()
+    } else {
+        first.clone()
+    };
     if rest.is_empty() {
         match map.get(&key) {
             Some(Node::Branch(_)) if !value.is_empty() => {
-                return Err(FormError::Conflict { param: full_key.to_owned() });
+                return Err(FormError::Conflict {
+                    param: full_key.to_owned(),
+                });
             }
             Some(Node::Branch(_)) => {}
             _ => {
@@ -117,10 +123,14 @@ fn insert(
         }
         return Ok(());
     }
-    let entry = map.entry(key).or_insert_with(|| Node::Branch(IndexMap::new()));
+    let entry = map
+        .entry(key)
+        .or_insert_with(|| Node::Branch(IndexMap::new()));
     if let Node::Leaf(existing) = entry {
         if !existing.is_empty() {
-            return Err(FormError::Conflict { param: full_key.to_owned() });
+            return Err(FormError::Conflict {
+                param: full_key.to_owned(),
+            });
         }
         *entry = Node::Branch(IndexMap::new());
     }
@@ -135,7 +145,9 @@ fn convert(node: Node, schema: &Value, path: &str) -> Result<Value, FormError> {
         Node::Leaf(text) => coerce(text, schema, path),
         Node::Branch(children) => {
             let types = schema::types(schema);
-            let all_indices = children.keys().all(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
+            let all_indices = children
+                .keys()
+                .all(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
             let wants_array = types.contains(&"array") || (types.is_empty() && all_indices);
             if all_indices && wants_array {
                 let item_schema = schema::items(schema).unwrap_or(&Value::Null);
@@ -176,18 +188,23 @@ fn coerce(text: String, schema: &Value, path: &str) -> Result<Value, FormError> 
     }
     let has = |t: &str| types.contains(&t);
     if text.is_empty() {
-        let structured = has("object") || has("array") || has("integer") || has("number") || has("boolean");
-        return Ok(if schema::is_emptyable(schema) || structured { Value::Null } else { Value::String(text) });
+        let structured =
+            has("object") || has("array") || has("integer") || has("number") || has("boolean");
+        return Ok(if schema::is_emptyable(schema) || structured {
+            Value::Null
+        } else {
+            Value::String(text)
+        });
     }
-    if has("integer") {
-        if let Ok(n) = text.parse::<i64>() {
-            return Ok(Value::Number(n.into()));
-        }
+    if has("integer")
+        && let Ok(n) = text.parse::<i64>()
+    {
+        return Ok(Value::Number(n.into()));
     }
-    if has("number") {
-        if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
-            return Ok(Value::Number(n));
-        }
+    if has("number")
+        && let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64)
+    {
+        return Ok(Value::Number(n));
     }
     if has("boolean") {
         match text.as_str() {
@@ -252,7 +269,10 @@ mod tests {
 
     #[test]
     fn range_filters_decode_into_objects_and_plain_integers_stay_integers() {
-        assert_eq!(run("created[gt]=10&created[lte]=20").unwrap()["created"], json!({"gt": 10, "lte": 20}));
+        assert_eq!(
+            run("created[gt]=10&created[lte]=20").unwrap()["created"],
+            json!({"gt": 10, "lte": 20})
+        );
         assert_eq!(run("created=15").unwrap()["created"], json!(15));
     }
 
@@ -266,9 +286,18 @@ mod tests {
 
     #[test]
     fn unknown_parameters_are_named_in_stripe_notation() {
-        assert_eq!(run("colour=red").unwrap_err(), FormError::Unknown("colour".into()));
-        assert_eq!(run("items[0][colour]=red").unwrap_err(), FormError::Unknown("items[0][colour]".into()));
-        assert_eq!(run("created[between]=1").unwrap_err(), FormError::Unknown("created[between]".into()));
+        assert_eq!(
+            run("colour=red").unwrap_err(),
+            FormError::Unknown("colour".into())
+        );
+        assert_eq!(
+            run("items[0][colour]=red").unwrap_err(),
+            FormError::Unknown("items[0][colour]".into())
+        );
+        assert_eq!(
+            run("created[between]=1").unwrap_err(),
+            FormError::Unknown("created[between]".into())
+        );
     }
 
     #[test]
@@ -280,7 +309,10 @@ mod tests {
 
     #[test]
     fn a_value_and_nested_keys_for_one_name_conflict() {
-        assert!(matches!(run("name=x&name[y]=z"), Err(FormError::Conflict { .. })));
+        assert!(matches!(
+            run("name=x&name[y]=z"),
+            Err(FormError::Conflict { .. })
+        ));
     }
 
     #[test]

@@ -8,8 +8,14 @@ use bytes::Bytes;
 
 #[derive(Debug, Clone)]
 enum Entry {
-    InFlight { fingerprint: String },
-    Done { fingerprint: String, status: u16, body: Bytes },
+    InFlight {
+        fingerprint: String,
+    },
+    Done {
+        fingerprint: String,
+        status: u16,
+        body: Bytes,
+    },
 }
 
 /// What to do with a request that carries an idempotency key.
@@ -35,23 +41,37 @@ impl IdempotencyStore {
         let slot = (api_key.to_owned(), key.to_owned());
         match self.entries.get(&slot) {
             None => {
-                self.entries.insert(slot, Entry::InFlight { fingerprint: fingerprint.to_owned() });
+                self.entries.insert(
+                    slot,
+                    Entry::InFlight {
+                        fingerprint: fingerprint.to_owned(),
+                    },
+                );
                 Begin::Proceed
             }
-            Some(Entry::InFlight { fingerprint: first }) | Some(Entry::Done { fingerprint: first, .. })
-                if first != fingerprint =>
-            {
-                Begin::Mismatch
-            }
+            Some(Entry::InFlight { fingerprint: first })
+            | Some(Entry::Done {
+                fingerprint: first, ..
+            }) if first != fingerprint => Begin::Mismatch,
             Some(Entry::InFlight { .. }) => Begin::InUse,
-            Some(Entry::Done { status, body, .. }) => Begin::Replay { status: *status, body: body.clone() },
+            Some(Entry::Done { status, body, .. }) => Begin::Replay {
+                status: *status,
+                body: body.clone(),
+            },
         }
     }
 
     pub fn finish(&mut self, api_key: &str, key: &str, status: u16, body: Bytes) {
         let slot = (api_key.to_owned(), key.to_owned());
         if let Some(Entry::InFlight { fingerprint }) = self.entries.remove(&slot) {
-            self.entries.insert(slot, Entry::Done { fingerprint, status, body });
+            self.entries.insert(
+                slot,
+                Entry::Done {
+                    fingerprint,
+                    status,
+                    body,
+                },
+            );
         }
     }
 
@@ -79,7 +99,13 @@ mod tests {
         assert_eq!(store.begin("sk", "k1", "a=1"), Begin::InUse);
         assert_eq!(store.begin("sk", "k1", "a=2"), Begin::Mismatch);
         store.finish("sk", "k1", 200, Bytes::from_static(b"{}"));
-        assert_eq!(store.begin("sk", "k1", "a=1"), Begin::Replay { status: 200, body: Bytes::from_static(b"{}") });
+        assert_eq!(
+            store.begin("sk", "k1", "a=1"),
+            Begin::Replay {
+                status: 200,
+                body: Bytes::from_static(b"{}")
+            }
+        );
         assert_eq!(store.begin("sk", "k1", "a=2"), Begin::Mismatch);
         assert_eq!(store.begin("other", "k1", "a=2"), Begin::Proceed);
     }

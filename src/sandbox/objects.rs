@@ -10,7 +10,12 @@ use super::store::Store;
 use crate::spec::model::{DataType, EntitySpec, FieldSpec};
 
 /// A new object of `object_type` with Stripe's common fields and every field of `entity`.
-pub(crate) fn blank(entity: Option<&EntitySpec>, object_type: &str, id: &str, created: i64) -> Map<String, Value> {
+pub(crate) fn blank(
+    entity: Option<&EntitySpec>,
+    object_type: &str,
+    id: &str,
+    created: i64,
+) -> Map<String, Value> {
     let mut object = Map::new();
     object.insert("id".into(), Value::String(id.to_owned()));
     object.insert("object".into(), Value::String(object_type.to_owned()));
@@ -22,7 +27,9 @@ pub(crate) fn blank(entity: Option<&EntitySpec>, object_type: &str, id: &str, cr
             object.entry(first.to_owned()).or_insert(Value::Null);
             continue;
         }
-        object.entry(first.to_owned()).or_insert_with(|| default_value(field, id));
+        object
+            .entry(first.to_owned())
+            .or_insert_with(|| default_value(field, id));
     }
     if entity.is_some_and(|e| e.fields.iter().any(|f| f.source == "created")) || entity.is_none() {
         object.insert("created".into(), json!(created));
@@ -43,7 +50,11 @@ fn default_value(field: &FieldSpec, id: &str) -> Value {
     let types = schema::types(&field.json_schema);
     let first_enum = schema::branches(&field.json_schema)
         .into_iter()
-        .find_map(|b| b.get("enum").and_then(Value::as_array).and_then(|v| v.first().cloned()));
+        .find_map(|b| {
+            b.get("enum")
+                .and_then(Value::as_array)
+                .and_then(|v| v.first().cloned())
+        });
     match types.first().copied() {
         Some("boolean") => Value::Bool(false),
         Some("integer") | Some("number") => json!(0),
@@ -52,7 +63,11 @@ fn default_value(field: &FieldSpec, id: &str) -> Value {
         Some("string") => first_enum.unwrap_or_else(|| Value::String(String::new())),
         _ => match field.data_type {
             DataType::Boolean => Value::Bool(false),
-            DataType::Bigint | DataType::Integer | DataType::Double | DataType::Decimal | DataType::Timestamp => {
+            DataType::Bigint
+            | DataType::Integer
+            | DataType::Double
+            | DataType::Decimal
+            | DataType::Timestamp => {
                 json!(0)
             }
             DataType::Array => json!([]),
@@ -70,13 +85,20 @@ pub(crate) fn empty_list(url: &str) -> Value {
 /// Merges request parameters into an object: only the entity's own fields are stored (or every
 /// parameter when the object has no entity); `metadata` merges key by key and an empty value
 /// removes a key; an empty top-level value unsets the field.
-pub(crate) fn apply(object: &mut Map<String, Value>, entity: Option<&EntitySpec>, params: &Map<String, Value>) {
+pub(crate) fn apply(
+    object: &mut Map<String, Value>,
+    entity: Option<&EntitySpec>,
+    params: &Map<String, Value>,
+) {
     for (key, value) in params {
         if key == "expand" {
             continue;
         }
         let known = match entity {
-            Some(entity) => entity.fields.iter().any(|f| f.source.split('.').next() == Some(key.as_str())),
+            Some(entity) => entity
+                .fields
+                .iter()
+                .any(|f| f.source.split('.').next() == Some(key.as_str())),
             None => true,
         };
         if !known {
@@ -86,7 +108,9 @@ pub(crate) fn apply(object: &mut Map<String, Value>, entity: Option<&EntitySpec>
             merge_metadata(object, value);
             continue;
         }
-        let is_list = object.get(key).is_some_and(|v| v.get("object").and_then(Value::as_str) == Some("list"));
+        let is_list = object
+            .get(key)
+            .is_some_and(|v| v.get("object").and_then(Value::as_str) == Some("list"));
         match (is_list, value) {
             (true, Value::Array(items)) => {
                 if let Some(list) = object.get_mut(key) {
@@ -136,7 +160,10 @@ pub(crate) fn expand(store: &Store, value: &mut Value, paths: &[String]) -> Resu
     for path in paths {
         let parts: Vec<&str> = path.split('.').collect();
         if !expand_path(store, value, &parts) {
-            return Err(ApiError::invalid(format!("This property cannot be expanded ({path}).")).with_param("expand"));
+            return Err(
+                ApiError::invalid(format!("This property cannot be expanded ({path})."))
+                    .with_param("expand"),
+            );
         }
     }
     Ok(())
@@ -149,10 +176,10 @@ fn expand_path(store: &Store, value: &mut Value, parts: &[&str]) -> bool {
     let Value::Object(map) = value else {
         return false;
     };
-    if *first == "data" {
-        if let Some(Value::Array(items)) = map.get_mut("data") {
-            return items.iter_mut().all(|item| expand_path(store, item, rest));
-        }
+    if *first == "data"
+        && let Some(Value::Array(items)) = map.get_mut("data")
+    {
+        return items.iter_mut().all(|item| expand_path(store, item, rest));
     }
     let Some(field) = map.get_mut(*first) else {
         return false;
@@ -207,8 +234,16 @@ mod tests {
                 field("email", true, json!({"type": "string"})),
                 field("balance", false, json!({"type": "integer"})),
                 field("metadata", false, json!({"type": "object"})),
-                field("tax_exempt", false, json!({"type": "string", "enum": ["none", "exempt"]})),
-                field("sources", false, json!({"type": "object", "properties": {"object": {"enum": ["list"]}}})),
+                field(
+                    "tax_exempt",
+                    false,
+                    json!({"type": "string", "enum": ["none", "exempt"]}),
+                ),
+                field(
+                    "sources",
+                    false,
+                    json!({"type": "object", "properties": {"object": {"enum": ["list"]}}}),
+                ),
             ],
             operations: Operations::default(),
         }
@@ -229,11 +264,29 @@ mod tests {
     fn metadata_merges_and_empty_values_remove_keys() {
         let entity = entity();
         let mut object = blank(Some(&entity), "customer", "cus_1", 0);
-        apply(&mut object, Some(&entity), json!({"metadata": {"a": "1", "b": "2"}}).as_object().unwrap());
-        apply(&mut object, Some(&entity), json!({"metadata": {"a": "", "c": "3"}, "email": "x@y"}).as_object().unwrap());
+        apply(
+            &mut object,
+            Some(&entity),
+            json!({"metadata": {"a": "1", "b": "2"}})
+                .as_object()
+                .unwrap(),
+        );
+        apply(
+            &mut object,
+            Some(&entity),
+            json!({"metadata": {"a": "", "c": "3"}, "email": "x@y"})
+                .as_object()
+                .unwrap(),
+        );
         assert_eq!(object["metadata"], json!({"b": "2", "c": "3"}));
         assert_eq!(object["email"], "x@y");
-        apply(&mut object, Some(&entity), json!({"metadata": null, "email": null, "colour": "red"}).as_object().unwrap());
+        apply(
+            &mut object,
+            Some(&entity),
+            json!({"metadata": null, "email": null, "colour": "red"})
+                .as_object()
+                .unwrap(),
+        );
         assert_eq!(object["metadata"], json!({}));
         assert_eq!(object["email"], Value::Null);
         assert!(!object.contains_key("colour"));
@@ -242,9 +295,22 @@ mod tests {
     #[test]
     fn expand_replaces_known_ids_and_rejects_unknown_fields() {
         let mut store = Store::new(0);
-        store.insert("customer", "cus_1", json!({"id": "cus_1", "object": "customer"}).as_object().unwrap().clone(), vec![]);
+        store.insert(
+            "customer",
+            "cus_1",
+            json!({"id": "cus_1", "object": "customer"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            vec![],
+        );
         let mut value = json!({"object": "list", "data": [{"customer": "cus_1", "payment_method": "pm_card_visa"}]});
-        expand(&store, &mut value, &["data.customer".into(), "data.payment_method".into()]).unwrap();
+        expand(
+            &store,
+            &mut value,
+            &["data.customer".into(), "data.payment_method".into()],
+        )
+        .unwrap();
         assert_eq!(value["data"][0]["customer"]["object"], "customer");
         assert_eq!(value["data"][0]["payment_method"], "pm_card_visa");
         let mut single = json!({"customer": "cus_1"});

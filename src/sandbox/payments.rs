@@ -14,8 +14,13 @@ const AUTH_MESSAGE: &str = "This payment required an authentication action to co
 `error_on_requires_action` was set. When you're ready, you can upgrade your integration to handle \
 actions at https://stripe.com/docs/payments/payment-intents/upgrade-to-handle-actions.";
 
-const CANCELABLE: &[&str] =
-    &["requires_payment_method", "requires_capture", "requires_confirmation", "requires_action", "processing"];
+const CANCELABLE: &[&str] = &[
+    "requires_payment_method",
+    "requires_capture",
+    "requires_confirmation",
+    "requires_action",
+    "processing",
+];
 
 /// A test card: what it does and what may be shown of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +31,11 @@ pub(crate) struct TestCard {
 }
 
 const fn card(behaviour: CardBehaviour, brand: &'static str, last4: &'static str) -> TestCard {
-    TestCard { behaviour, brand, last4 }
+    TestCard {
+        behaviour,
+        brand,
+        last4,
+    }
 }
 
 /// Stripe's test PaymentMethod ids; each use clones a new `pm_...`.
@@ -89,20 +98,36 @@ pub(crate) fn luhn_valid(number: &str) -> bool {
         .enumerate()
         .map(|(i, b)| {
             let d = u32::from(b - b'0');
-            if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+            if i % 2 == 1 {
+                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+            } else {
+                d
+            }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The error a declining card produces.
 fn decline(behaviour: CardBehaviour) -> Option<ApiError> {
     use CardBehaviour::*;
     let (code, decline_code, message) = match behaviour {
-        GenericDecline | AttachesThenDeclines => ("card_declined", "generic_decline", "Your card was declined."),
-        InsufficientFunds => ("card_declined", "insufficient_funds", "Your card has insufficient funds."),
+        GenericDecline | AttachesThenDeclines => (
+            "card_declined",
+            "generic_decline",
+            "Your card was declined.",
+        ),
+        InsufficientFunds => (
+            "card_declined",
+            "insufficient_funds",
+            "Your card has insufficient funds.",
+        ),
         ExpiredCard => ("expired_card", "expired_card", "Your card has expired."),
-        IncorrectCvc => ("incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect."),
+        IncorrectCvc => (
+            "incorrect_cvc",
+            "incorrect_cvc",
+            "Your card's security code is incorrect.",
+        ),
         ProcessingError => (
             "processing_error",
             "processing_error",
@@ -113,7 +138,13 @@ fn decline(behaviour: CardBehaviour) -> Option<ApiError> {
     Some(ApiError::card(code, Some(decline_code), message))
 }
 
-fn card_details(store_fingerprint: String, brand: &str, last4: &str, exp_month: i64, exp_year: i64) -> Value {
+fn card_details(
+    store_fingerprint: String,
+    brand: &str,
+    last4: &str,
+    exp_month: i64,
+    exp_year: i64,
+) -> Value {
     json!({
         "brand": brand,
         "checks": {"address_line1_check": null, "address_postal_code_check": null, "cvc_check": "pass"},
@@ -148,7 +179,10 @@ fn store_card_method(
     objects::apply(&mut method, entity, &rest);
     let fingerprint = ctx.store.random_text(16);
     method.insert("type".into(), json!("card"));
-    method.insert("card".into(), card_details(fingerprint, brand, last4, exp_month, exp_year));
+    method.insert(
+        "card".into(),
+        card_details(fingerprint, brand, last4, exp_month, exp_year),
+    );
     method.entry("customer").or_insert(Value::Null);
     let id = method["id"].as_str().unwrap_or_default().to_owned();
     ctx.store.cards.insert(id, behaviour);
@@ -160,7 +194,13 @@ fn store_card_method(
 /// must exist and not have been detached.
 pub(crate) fn resolve_method(ctx: &mut Ctx<'_>, id: &str, param: &str) -> Result<String, ApiError> {
     if let Some(card) = magic_payment_method(id) {
-        let method = store_card_method(ctx, card.behaviour, (card.brand, card.last4), (12, current_year() + 3), &Map::new());
+        let method = store_card_method(
+            ctx,
+            card.behaviour,
+            (card.brand, card.last4),
+            (12, current_year() + 3),
+            &Map::new(),
+        );
         return Ok(method["id"].as_str().unwrap_or_default().to_owned());
     }
     if ctx.store.get("payment_method", id).is_none() {
@@ -182,7 +222,11 @@ fn detached_error(param: &str) -> ApiError {
 }
 
 /// `POST /v1/payment_methods`: cards remember their test behaviour; other types are stored as given.
-pub(crate) fn create_method(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
+pub(crate) fn create_method(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
     let Some(Value::Object(card)) = call.params.get("card") else {
         return Ok(Value::Object(api::create(ctx, entity, call)?));
     };
@@ -191,28 +235,58 @@ pub(crate) fn create_method(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call)
         _ => return Err(ApiError::parameter_missing("card[number]")),
     };
     if !luhn_valid(&number) {
-        return Err(ApiError::card("incorrect_number", None, "Your card number is incorrect.").with_param("card[number]"));
+        return Err(
+            ApiError::card("incorrect_number", None, "Your card number is incorrect.")
+                .with_param("card[number]"),
+        );
     }
-    let exp_month = card.get("exp_month").and_then(Value::as_i64).ok_or_else(|| ApiError::parameter_missing("card[exp_month]"))?;
-    let exp_year = card.get("exp_year").and_then(Value::as_i64).ok_or_else(|| ApiError::parameter_missing("card[exp_year]"))?;
+    let exp_month = card
+        .get("exp_month")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| ApiError::parameter_missing("card[exp_month]"))?;
+    let exp_year = card
+        .get("exp_year")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| ApiError::parameter_missing("card[exp_year]"))?;
     if !(1..=12).contains(&exp_month) {
-        return Err(ApiError::card("invalid_expiry_month", None, "Your card's expiration month is invalid.")
-            .with_param("card[exp_month]"));
+        return Err(ApiError::card(
+            "invalid_expiry_month",
+            None,
+            "Your card's expiration month is invalid.",
+        )
+        .with_param("card[exp_month]"));
     }
-    let exp_year = if exp_year < 100 { exp_year + 2000 } else { exp_year };
+    let exp_year = if exp_year < 100 {
+        exp_year + 2000
+    } else {
+        exp_year
+    };
     if exp_year < current_year() {
-        return Err(ApiError::card("invalid_expiry_year", None, "Your card's expiration year is invalid.")
-            .with_param("card[exp_year]"));
+        return Err(ApiError::card(
+            "invalid_expiry_year",
+            None,
+            "Your card's expiration year is invalid.",
+        )
+        .with_param("card[exp_year]"));
     }
     let last4 = &number[number.len() - 4..];
     let brand = brand_of(&number);
-    let method = store_card_method(ctx, card_behaviour(&number), (brand, last4), (exp_month, exp_year), &call.params);
+    let method = store_card_method(
+        ctx,
+        card_behaviour(&number),
+        (brand, last4),
+        (exp_month, exp_year),
+        &call.params,
+    );
     ctx.event("payment_method.created", &method, None);
     Ok(Value::Object(method))
 }
 
 fn method_object(ctx: &Ctx<'_>, id: &str) -> Value {
-    ctx.store.get("payment_method", id).cloned().map_or(Value::Null, Value::Object)
+    ctx.store
+        .get("payment_method", id)
+        .cloned()
+        .map_or(Value::Null, Value::Object)
 }
 
 fn str_of<'m>(object: &'m Map<String, Value>, key: &str) -> &'m str {
@@ -224,9 +298,18 @@ fn int_of(object: &Map<String, Value>, key: &str) -> i64 {
 }
 
 /// `POST /v1/payment_intents`; `confirm=true` confirms at once.
-pub(crate) fn create_intent(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
-    let amount = call.int("amount").ok_or_else(|| ApiError::parameter_missing("amount"))?;
-    let currency = call.str("currency").ok_or_else(|| ApiError::parameter_missing("currency"))?.to_lowercase();
+pub(crate) fn create_intent(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
+    let amount = call
+        .int("amount")
+        .ok_or_else(|| ApiError::parameter_missing("amount"))?;
+    let currency = call
+        .str("currency")
+        .ok_or_else(|| ApiError::parameter_missing("currency"))?
+        .to_lowercase();
     if amount < 50 && currency == "usd" {
         return Err(ApiError::invalid("Amount must be at least $0.50 usd")
             .with_code("amount_too_small")
@@ -247,22 +330,45 @@ pub(crate) fn create_intent(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call)
     let secret = ctx.store.random_text(25);
     intent.insert("amount".into(), json!(amount));
     intent.insert("currency".into(), json!(currency));
-    intent.insert("client_secret".into(), json!(format!("{id}_secret_{secret}")));
+    intent.insert(
+        "client_secret".into(),
+        json!(format!("{id}_secret_{secret}")),
+    );
     intent.insert("amount_capturable".into(), json!(0));
     intent.insert("amount_received".into(), json!(0));
-    for (key, default) in [("capture_method", "automatic"), ("confirmation_method", "automatic")] {
+    for (key, default) in [
+        ("capture_method", "automatic"),
+        ("confirmation_method", "automatic"),
+    ] {
         if !intent.get(key).is_some_and(Value::is_string) || intent[key] == "" {
             intent.insert(key.into(), json!(default));
         }
     }
-    if !intent.get("payment_method_types").is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
+    if intent
+        .get("payment_method_types")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
         intent.insert("payment_method_types".into(), json!(["card"]));
     }
-    for key in ["latest_charge", "last_payment_error", "next_action", "canceled_at", "cancellation_reason"] {
+    for key in [
+        "latest_charge",
+        "last_payment_error",
+        "next_action",
+        "canceled_at",
+        "cancellation_reason",
+    ] {
         intent.insert(key.into(), Value::Null);
     }
-    let status = if method.is_some() { "requires_confirmation" } else { "requires_payment_method" };
-    intent.insert("payment_method".into(), method.map_or(Value::Null, Value::String));
+    let status = if method.is_some() {
+        "requires_confirmation"
+    } else {
+        "requires_payment_method"
+    };
+    intent.insert(
+        "payment_method".into(),
+        method.map_or(Value::Null, Value::String),
+    );
     intent.insert("status".into(), json!(status));
     ctx.save(&intent);
     ctx.event("payment_intent.created", &intent, None);
@@ -275,12 +381,27 @@ pub(crate) fn create_intent(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call)
 }
 
 /// `POST /v1/payment_intents/{id}`: amount, currency and payment method change only before success.
-pub(crate) fn update_intent(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
+pub(crate) fn update_intent(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
     let id = call.object_id(Some(entity)).to_owned();
-    let before = ctx.load("payment_intent", &id, Some(entity.item_id_param.as_deref().unwrap_or("intent")))?;
+    let before = ctx.load(
+        "payment_intent",
+        &id,
+        Some(entity.item_id_param.as_deref().unwrap_or("intent")),
+    )?;
     let status = str_of(&before, "status").to_owned();
-    let changes_payment = ["amount", "currency", "payment_method", "capture_method"].iter().any(|k| call.params.contains_key(*k));
-    if changes_payment && !matches!(status.as_str(), "requires_payment_method" | "requires_confirmation" | "requires_action") {
+    let changes_payment = ["amount", "currency", "payment_method", "capture_method"]
+        .iter()
+        .any(|k| call.params.contains_key(*k));
+    if changes_payment
+        && !matches!(
+            status.as_str(),
+            "requires_payment_method" | "requires_confirmation" | "requires_action"
+        )
+    {
         return Err(unexpected_state(
             &format!("You cannot update this PaymentIntent because it has a status of {status}."),
             &before,
@@ -306,10 +427,20 @@ fn unexpected_state(message: &str, intent: &Map<String, Value>) -> ApiError {
 }
 
 /// A Charge for an intent's attempt.
-fn new_charge(ctx: &mut Ctx<'_>, intent: &Map<String, Value>, method_id: &str, failure: Option<&ApiError>, captured: bool) -> Map<String, Value> {
+fn new_charge(
+    ctx: &mut Ctx<'_>,
+    intent: &Map<String, Value>,
+    method_id: &str,
+    failure: Option<&ApiError>,
+    captured: bool,
+) -> Map<String, Value> {
     let mut charge = ctx.new_object("charge");
     let amount = int_of(intent, "amount");
-    let card = ctx.store.get("payment_method", method_id).and_then(|m| m.get("card").cloned()).unwrap_or(Value::Null);
+    let card = ctx
+        .store
+        .get("payment_method", method_id)
+        .and_then(|m| m.get("card").cloned())
+        .unwrap_or(Value::Null);
     let succeeded = failure.is_none();
     let values = json!({
         "amount": amount,
@@ -319,7 +450,7 @@ fn new_charge(ctx: &mut Ctx<'_>, intent: &Map<String, Value>, method_id: &str, f
         "currency": intent.get("currency"),
         "customer": intent.get("customer"),
         "description": intent.get("description"),
-        "failure_code": failure.and_then(|f| f.code.clone()),
+        "failure_code": failure.and_then(|f| f.code),
         "failure_message": failure.map(|f| f.message.clone()),
         "invoice": intent.get("invoice").cloned().unwrap_or(Value::Null),
         "metadata": intent.get("metadata").cloned().unwrap_or(json!({})),
@@ -342,15 +473,30 @@ fn new_charge(ctx: &mut Ctx<'_>, intent: &Map<String, Value>, method_id: &str, f
         charge.extend(values);
     }
     ctx.save(&charge);
-    ctx.event(if succeeded { "charge.succeeded" } else { "charge.failed" }, &charge, None);
+    ctx.event(
+        if succeeded {
+            "charge.succeeded"
+        } else {
+            "charge.failed"
+        },
+        &charge,
+        None,
+    );
     charge
 }
 
 /// `POST /v1/payment_intents/{id}/confirm` (also `confirm=true` on create).
-pub(crate) fn confirm(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn confirm(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
     let mut intent = ctx.load("payment_intent", id, Some("intent"))?;
     let status = str_of(&intent, "status").to_owned();
-    if !matches!(status.as_str(), "requires_payment_method" | "requires_confirmation" | "requires_action") {
+    if !matches!(
+        status.as_str(),
+        "requires_payment_method" | "requires_confirmation" | "requires_action"
+    ) {
         return Err(unexpected_state(
             &format!("You cannot confirm this PaymentIntent because it has a status of {status}."),
             &intent,
@@ -361,13 +507,35 @@ pub(crate) fn confirm(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) 
         let resolved = resolve_method(ctx, &method, "payment_method")?;
         intent.insert("payment_method".into(), json!(resolved));
     }
-    let error_on_requires_action = rest.get("error_on_requires_action").and_then(Value::as_bool).unwrap_or(false);
-    let off_session = rest.get("off_session").and_then(Value::as_bool).unwrap_or(false);
-    for key in ["confirm", "error_on_requires_action", "off_session", "return_url", "mandate", "mandate_data", "payment_method_data"] {
+    let error_on_requires_action = rest
+        .get("error_on_requires_action")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let off_session = rest
+        .get("off_session")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    for key in [
+        "confirm",
+        "error_on_requires_action",
+        "off_session",
+        "return_url",
+        "mandate",
+        "mandate_data",
+        "payment_method_data",
+    ] {
         rest.remove(key);
     }
-    objects::apply(&mut intent, api::entity_by_object(ctx.spec, "payment_intent"), &rest);
-    let Some(method_id) = intent.get("payment_method").and_then(Value::as_str).map(str::to_owned) else {
+    objects::apply(
+        &mut intent,
+        api::entity_by_object(ctx.spec, "payment_intent"),
+        &rest,
+    );
+    let Some(method_id) = intent
+        .get("payment_method")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
         return Err(unexpected_state(
             "You cannot confirm this PaymentIntent because it's missing a payment method. Update \
              the PaymentIntent with a payment method and then confirm it again.",
@@ -377,11 +545,20 @@ pub(crate) fn confirm(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) 
     if ctx.store.detached.contains(&method_id) {
         return Err(detached_error("payment_method"));
     }
-    let behaviour = ctx.store.cards.get(&method_id).copied().unwrap_or(CardBehaviour::Succeeds);
+    let behaviour = ctx
+        .store
+        .cards
+        .get(&method_id)
+        .copied()
+        .unwrap_or(CardBehaviour::Succeeds);
     let authenticated = status == "requires_action";
     if behaviour == CardBehaviour::AuthenticationRequired && !authenticated {
         if error_on_requires_action || off_session {
-            let error = ApiError::card("authentication_required", Some("authentication_not_handled"), AUTH_MESSAGE);
+            let error = ApiError::card(
+                "authentication_required",
+                Some("authentication_not_handled"),
+                AUTH_MESSAGE,
+            );
             let mut last_error = error.as_last_payment_error();
             last_error["payment_method"] = method_object(ctx, &method_id);
             return Err(fail(ctx, intent, error, last_error));
@@ -402,7 +579,12 @@ pub(crate) fn confirm(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) 
         let mut last_error = error.as_last_payment_error();
         last_error["payment_method"] = method_object(ctx, &method_id);
         intent.insert("latest_charge".into(), json!(charge_id));
-        return Err(fail(ctx, intent, error.with_extra("payment_method", method_object(ctx, &method_id)), last_error));
+        return Err(fail(
+            ctx,
+            intent,
+            error.with_extra("payment_method", method_object(ctx, &method_id)),
+            last_error,
+        ));
     }
     let manual = str_of(&intent, "capture_method") == "manual";
     let charge = new_charge(ctx, &intent, &method_id, None, !manual);
@@ -425,7 +607,12 @@ pub(crate) fn confirm(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) 
 }
 
 /// A failed attempt: back to `requires_payment_method`, `last_payment_error` set, the intent embedded in the error.
-fn fail(ctx: &mut Ctx<'_>, mut intent: Map<String, Value>, error: ApiError, last_error: Value) -> ApiError {
+fn fail(
+    ctx: &mut Ctx<'_>,
+    mut intent: Map<String, Value>,
+    error: ApiError,
+    last_error: Value,
+) -> ApiError {
     intent.insert("status".into(), json!("requires_payment_method"));
     intent.insert("last_payment_error".into(), last_error);
     intent.insert("payment_method".into(), Value::Null);
@@ -436,7 +623,11 @@ fn fail(ctx: &mut Ctx<'_>, mut intent: Map<String, Value>, error: ApiError, last
 }
 
 /// `POST /v1/payment_intents/{id}/capture`.
-pub(crate) fn capture(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn capture(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
     let mut intent = ctx.load("payment_intent", id, Some("intent"))?;
     let status = str_of(&intent, "status").to_owned();
     if status != "requires_capture" {
@@ -449,7 +640,10 @@ pub(crate) fn capture(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) 
         ));
     }
     let capturable = int_of(&intent, "amount_capturable");
-    let amount = params.get("amount_to_capture").and_then(Value::as_i64).unwrap_or(capturable);
+    let amount = params
+        .get("amount_to_capture")
+        .and_then(Value::as_i64)
+        .unwrap_or(capturable);
     if amount > capturable || amount <= 0 {
         return Err(ApiError::invalid(format!(
             "The amount to capture ({amount}) must be positive and at most the amount capturable ({capturable})."
@@ -459,16 +653,22 @@ pub(crate) fn capture(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) 
     }
     let mut rest = params.clone();
     rest.remove("amount_to_capture");
-    objects::apply(&mut intent, api::entity_by_object(ctx.spec, "payment_intent"), &rest);
-    if let Some(charge_id) = intent.get("latest_charge").and_then(Value::as_str).map(str::to_owned) {
-        if let Some(mut charge) = ctx.store.get("charge", &charge_id).cloned() {
-            let total = int_of(&charge, "amount");
-            charge.insert("captured".into(), json!(true));
-            charge.insert("amount_captured".into(), json!(amount));
-            charge.insert("amount_refunded".into(), json!(total - amount));
-            ctx.save(&charge);
-            ctx.event("charge.captured", &charge, None);
-        }
+    objects::apply(
+        &mut intent,
+        api::entity_by_object(ctx.spec, "payment_intent"),
+        &rest,
+    );
+    let charge_id = intent
+        .get("latest_charge")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if let Some(mut charge) = ctx.store.get("charge", charge_id).cloned() {
+        let total = int_of(&charge, "amount");
+        charge.insert("captured".into(), json!(true));
+        charge.insert("amount_captured".into(), json!(amount));
+        charge.insert("amount_refunded".into(), json!(total - amount));
+        ctx.save(&charge);
+        ctx.event("charge.captured", &charge, None);
     }
     intent.insert("status".into(), json!("succeeded"));
     intent.insert("amount_received".into(), json!(amount));
@@ -479,7 +679,11 @@ pub(crate) fn capture(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) 
 }
 
 /// `POST /v1/payment_intents/{id}/cancel`, only from Stripe's cancelable states.
-pub(crate) fn cancel(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
+pub(crate) fn cancel(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
     let mut intent = ctx.load("payment_intent", id, Some("intent"))?;
     let status = str_of(&intent, "status").to_owned();
     if !CANCELABLE.contains(&status.as_str()) {
@@ -494,7 +698,13 @@ pub(crate) fn cancel(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -
     }
     intent.insert("status".into(), json!("canceled"));
     intent.insert("canceled_at".into(), json!(unix_now()));
-    intent.insert("cancellation_reason".into(), params.get("cancellation_reason").cloned().unwrap_or(Value::Null));
+    intent.insert(
+        "cancellation_reason".into(),
+        params
+            .get("cancellation_reason")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
     intent.insert("amount_capturable".into(), json!(0));
     intent.insert("next_action".into(), Value::Null);
     ctx.save(&intent);
@@ -503,24 +713,38 @@ pub(crate) fn cancel(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -
 }
 
 /// `POST /v1/payment_methods/{id}/attach`: declining cards fail Stripe's card check.
-pub(crate) fn attach(ctx: &mut Ctx<'_>, id: &str, params: &Map<String, Value>) -> Result<Map<String, Value>, ApiError> {
-    let customer = params.get("customer").and_then(Value::as_str).ok_or_else(|| ApiError::parameter_missing("customer"))?;
+pub(crate) fn attach(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    let customer = params
+        .get("customer")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::parameter_missing("customer"))?;
     ctx.load("customer", customer, Some("customer"))?;
     let id = resolve_method(ctx, id, "payment_method")?;
     let mut method = ctx.load("payment_method", &id, Some("payment_method"))?;
     match method.get("customer").and_then(Value::as_str) {
         Some(current) if current == customer => return Ok(method),
         Some(_) => {
-            return Err(ApiError::invalid("The payment method you provided has already been attached to a customer.")
-                .with_code("payment_method_unexpected_state"));
+            return Err(ApiError::invalid(
+                "The payment method you provided has already been attached to a customer.",
+            )
+            .with_code("payment_method_unexpected_state"));
         }
         None => {}
     }
-    let behaviour = ctx.store.cards.get(&id).copied().unwrap_or(CardBehaviour::Succeeds);
-    if behaviour != CardBehaviour::AttachesThenDeclines {
-        if let Some(error) = decline(behaviour) {
-            return Err(error.with_param("payment_method"));
-        }
+    let behaviour = ctx
+        .store
+        .cards
+        .get(&id)
+        .copied()
+        .unwrap_or(CardBehaviour::Succeeds);
+    if behaviour != CardBehaviour::AttachesThenDeclines
+        && let Some(error) = decline(behaviour)
+    {
+        return Err(error.with_param("payment_method"));
     }
     method.insert("customer".into(), json!(customer));
     ctx.save(&method);
@@ -591,10 +815,22 @@ mod tests {
     #[test]
     fn test_numbers_map_to_their_documented_behaviour() {
         assert_eq!(card_behaviour("4242424242424242"), CardBehaviour::Succeeds);
-        assert_eq!(card_behaviour("4000000000009995"), CardBehaviour::InsufficientFunds);
-        assert_eq!(card_behaviour("4000000000000002"), CardBehaviour::GenericDecline);
-        assert_eq!(card_behaviour("4000002500003155"), CardBehaviour::AuthenticationRequired);
-        assert_eq!(magic_payment_method("pm_card_visa").map(|c| c.last4), Some("4242"));
+        assert_eq!(
+            card_behaviour("4000000000009995"),
+            CardBehaviour::InsufficientFunds
+        );
+        assert_eq!(
+            card_behaviour("4000000000000002"),
+            CardBehaviour::GenericDecline
+        );
+        assert_eq!(
+            card_behaviour("4000002500003155"),
+            CardBehaviour::AuthenticationRequired
+        );
+        assert_eq!(
+            magic_payment_method("pm_card_visa").map(|c| c.last4),
+            Some("4242")
+        );
         assert!(magic_payment_method("pm_123").is_none());
     }
 }

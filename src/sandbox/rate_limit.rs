@@ -18,7 +18,12 @@ pub(crate) struct TokenBucket {
 impl TokenBucket {
     pub fn new(per_second: u32, now: Instant) -> Self {
         let rate = f64::from(per_second.max(1));
-        Self { capacity: rate, per_second: rate, tokens: rate, updated: now }
+        Self {
+            capacity: rate,
+            per_second: rate,
+            tokens: rate,
+            updated: now,
+        }
     }
 
     /// Takes one token, or says how long until one is available.
@@ -30,7 +35,9 @@ impl TokenBucket {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.per_second))
+            Err(Duration::from_secs_f64(
+                (1.0 - self.tokens) / self.per_second,
+            ))
         }
     }
 }
@@ -44,7 +51,10 @@ pub(crate) struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(rate: Option<u32>) -> Self {
-        Self { rate, buckets: HashMap::new() }
+        Self {
+            rate,
+            buckets: HashMap::new(),
+        }
     }
 
     /// Changes the rate; buckets start full again.

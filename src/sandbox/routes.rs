@@ -47,7 +47,10 @@ pub(crate) struct Matched {
 
 impl Matched {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -60,10 +63,12 @@ fn parse_template(template: &str) -> Vec<Segment> {
     template
         .trim_matches('/')
         .split('/')
-        .map(|segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(name) => Segment::Param(name.to_owned()),
-            None => Segment::Literal(segment.to_owned()),
-        })
+        .map(
+            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => Segment::Param(name.to_owned()),
+                None => Segment::Literal(segment.to_owned()),
+            },
+        )
         .collect()
 }
 
@@ -87,48 +92,90 @@ impl RouteTable {
         let mut add = |table: &mut Self, method: HttpMethod, template: &str, target: Target| {
             let segments = parse_template(template);
             if seen.insert(shape(method, &segments)) {
-                table.routes.push(Route { method, template: template.to_owned(), segments, target });
+                table.routes.push(Route {
+                    method,
+                    template: template.to_owned(),
+                    segments,
+                    target,
+                });
             }
         };
         for (index, entity) in spec.entities.iter().enumerate() {
             for (kind, operation) in entity.operations.iter() {
-                add(&mut table, operation.method, &operation.path, Target::Entity { entity: index, kind });
+                add(
+                    &mut table,
+                    operation.method,
+                    &operation.path,
+                    Target::Entity {
+                        entity: index,
+                        kind,
+                    },
+                );
             }
             if let Some(search) = &entity.search_path {
-                add(&mut table, HttpMethod::Get, search, Target::Search { entity: index });
+                add(
+                    &mut table,
+                    HttpMethod::Get,
+                    search,
+                    Target::Search { entity: index },
+                );
             }
         }
         for (index, action) in spec.actions.iter().enumerate() {
-            add(&mut table, action.operation.method, &action.operation.path, Target::Action { action: index });
+            add(
+                &mut table,
+                action.operation.method,
+                &action.operation.path,
+                Target::Action { action: index },
+            );
         }
         add(&mut table, HttpMethod::Get, "/v1/events", Target::EventList);
-        add(&mut table, HttpMethod::Get, "/v1/events/{id}", Target::EventGet);
+        add(
+            &mut table,
+            HttpMethod::Get,
+            "/v1/events/{id}",
+            Target::EventGet,
+        );
         table
     }
 
     /// Finds the route for a method and path; the most literal match wins.
     pub fn find(&self, method: HttpMethod, path: &str) -> Option<Matched> {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let mut best: Option<(usize, &Route, Vec<(String, String)>)> = None;
-        for route in self.routes.iter().filter(|r| r.method == method && r.segments.len() == parts.len()) {
+        // (literal segments, route, placeholder values) of the best match so far.
+        type Candidate<'r> = (usize, &'r Route, Vec<(String, String)>);
+        let mut best: Option<Candidate<'_>> = None;
+        for route in self
+            .routes
+            .iter()
+            .filter(|r| r.method == method && r.segments.len() == parts.len())
+        {
             let mut params = Vec::new();
             let mut literals = 0;
-            let matched = route.segments.iter().zip(&parts).all(|(segment, part)| match segment {
-                Segment::Literal(text) => {
-                    literals += 1;
-                    text == part
-                }
-                Segment::Param(name) => {
-                    let decoded = percent_decode(part);
-                    params.push((name.clone(), decoded));
-                    !part.is_empty()
-                }
-            });
+            let matched = route
+                .segments
+                .iter()
+                .zip(&parts)
+                .all(|(segment, part)| match segment {
+                    Segment::Literal(text) => {
+                        literals += 1;
+                        text == part
+                    }
+                    Segment::Param(name) => {
+                        let decoded = percent_decode(part);
+                        params.push((name.clone(), decoded));
+                        !part.is_empty()
+                    }
+                });
             if matched && best.as_ref().is_none_or(|(score, _, _)| literals > *score) {
                 best = Some((literals, route, params));
             }
         }
-        best.map(|(_, route, params)| Matched { target: route.target, template: route.template.clone(), params })
+        best.map(|(_, route, params)| Matched {
+            target: route.target,
+            template: route.template.clone(),
+            params,
+        })
     }
 }
 
@@ -145,7 +192,12 @@ mod tests {
     use crate::spec::model::{ConnectorMeta, EntitySpec, OperationSpec, Operations};
 
     fn op(method: HttpMethod, path: &str) -> Option<OperationSpec> {
-        Some(OperationSpec { method, path: path.into(), operation_id: String::new(), params: Vec::new() })
+        Some(OperationSpec {
+            method,
+            path: path.into(),
+            operation_id: String::new(),
+            params: Vec::new(),
+        })
     }
 
     fn spec() -> ConnectorSpec {
@@ -184,8 +236,16 @@ mod tests {
         let table = RouteTable::new(&spec());
         let search = table.find(HttpMethod::Get, "/v1/customers/search").unwrap();
         assert_eq!(search.target, Target::Search { entity: 0 });
-        let get = table.find(HttpMethod::Get, "/v1/customers/cus_123").unwrap();
-        assert_eq!(get.target, Target::Entity { entity: 0, kind: OperationKind::Get });
+        let get = table
+            .find(HttpMethod::Get, "/v1/customers/cus_123")
+            .unwrap();
+        assert_eq!(
+            get.target,
+            Target::Entity {
+                entity: 0,
+                kind: OperationKind::Get
+            }
+        );
         assert_eq!(get.param("customer"), Some("cus_123"));
     }
 
@@ -193,7 +253,14 @@ mod tests {
     fn method_and_length_must_match() {
         let table = RouteTable::new(&spec());
         assert!(table.find(HttpMethod::Delete, "/v1/customers").is_none());
-        assert!(table.find(HttpMethod::Get, "/v1/customers/cus_1/extra").is_none());
-        assert_eq!(table.find(HttpMethod::Get, "/v1/events").unwrap().target, Target::EventList);
+        assert!(
+            table
+                .find(HttpMethod::Get, "/v1/customers/cus_1/extra")
+                .is_none()
+        );
+        assert_eq!(
+            table.find(HttpMethod::Get, "/v1/events").unwrap().target,
+            Target::EventList
+        );
     }
 }

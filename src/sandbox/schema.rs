@@ -32,7 +32,9 @@ pub(crate) fn types(schema: &Value) -> Vec<&str> {
             Some(Value::String(t)) => out.push(t.as_str()),
             Some(Value::Array(ts)) => out.extend(ts.iter().filter_map(Value::as_str)),
             _ => {
-                if branch.get("properties").is_some() || branch.get("additionalProperties").is_some() {
+                if branch.get("properties").is_some()
+                    || branch.get("additionalProperties").is_some()
+                {
                     out.push("object");
                 } else if branch.get("enum").is_some() {
                     out.push("string");
@@ -98,7 +100,9 @@ pub(crate) fn child<'a>(schema: &'a Value, key: &str) -> Child<'a> {
 
 /// The schema of an array's items, when the schema allows arrays.
 pub(crate) fn items(schema: &Value) -> Option<&Value> {
-    branches(schema).into_iter().find_map(|branch| branch.get("items"))
+    branches(schema)
+        .into_iter()
+        .find_map(|branch| branch.get("items"))
 }
 
 /// True when the schema describes one of Stripe's list objects (`{object: "list", data, ...}`).

@@ -20,7 +20,11 @@ pub(crate) enum SearchError {
     #[error("the search query is empty")]
     Empty,
     #[error("unexpected `{found}` at position {at} of the search query; expected {expected}")]
-    Unexpected { at: usize, found: String, expected: &'static str },
+    Unexpected {
+        at: usize,
+        found: String,
+        expected: &'static str,
+    },
     #[error("unterminated quoted string starting at position {0} of the search query")]
     Unterminated(usize),
     #[error("a search query cannot mix AND and OR")]
@@ -157,14 +161,18 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, SearchError> {
                 let start = i;
                 while i < chars.len() {
                     let ch = chars[i].1;
-                    if ch.is_whitespace() || matches!(ch, ':' | '~' | '>' | '<' | '[' | ']' | '\'' | '"') {
+                    if ch.is_whitespace()
+                        || matches!(ch, ':' | '~' | '>' | '<' | '[' | ']' | '\'' | '"')
+                    {
                         break;
                     }
                     i += 1;
                 }
                 let word: String = chars[start..i].iter().map(|&(_, ch)| ch).collect();
                 match word.parse::<f64>() {
-                    Ok(n) if word.bytes().any(|b| b.is_ascii_digit()) => tokens.push((at, Token::Num(n))),
+                    Ok(n) if word.bytes().any(|b| b.is_ascii_digit()) => {
+                        tokens.push((at, Token::Num(n)))
+                    }
                     _ => tokens.push((at, Token::Word(word))),
                 }
             }
@@ -190,14 +198,28 @@ impl Parser {
                 self.pos += 1;
                 Ok(token.clone())
             }
-            None => Err(SearchError::Unexpected { at: self.end, found: "end of query".into(), expected }),
+            None => Err(SearchError::Unexpected {
+                at: self.end,
+                found: "end of query".into(),
+                expected,
+            }),
         }
     }
 
     fn unexpected(&self, expected: &'static str) -> SearchError {
-        let at = self.tokens.get(self.pos.saturating_sub(1)).map_or(self.end, |(at, _)| *at);
-        let found = self.tokens.get(self.pos.saturating_sub(1)).map_or("end of query".into(), |(_, t)| describe(t));
-        SearchError::Unexpected { at, found, expected }
+        let at = self
+            .tokens
+            .get(self.pos.saturating_sub(1))
+            .map_or(self.end, |(at, _)| *at);
+        let found = self
+            .tokens
+            .get(self.pos.saturating_sub(1))
+            .map_or("end of query".into(), |(_, t)| describe(t));
+        SearchError::Unexpected {
+            at,
+            found,
+            expected,
+        }
     }
 
     fn clause(&mut self) -> Result<Clause, SearchError> {
@@ -232,7 +254,12 @@ impl Parser {
             Token::Word(w) if w == "null" => Literal::Null,
             _ => return Err(self.unexpected("a quoted value or a number")),
         };
-        Ok(Clause { negated, field, op, value })
+        Ok(Clause {
+            negated,
+            field,
+            op,
+            value,
+        })
     }
 }
 
@@ -242,7 +269,11 @@ pub(crate) fn parse(input: &str) -> Result<Query, SearchError> {
     if tokens.is_empty() {
         return Err(SearchError::Empty);
     }
-    let mut parser = Parser { tokens, pos: 0, end: input.len() };
+    let mut parser = Parser {
+        tokens,
+        pos: 0,
+        end: input.len(),
+    };
     let mut clauses = vec![parser.clause()?];
     let mut connective: Option<bool> = None;
     while parser.peek().is_some() {
@@ -260,7 +291,10 @@ pub(crate) fn parse(input: &str) -> Result<Query, SearchError> {
             return Err(SearchError::TooManyClauses);
         }
     }
-    Ok(Query { clauses, any: connective.unwrap_or(false) })
+    Ok(Query {
+        clauses,
+        any: connective.unwrap_or(false),
+    })
 }
 
 impl Query {
@@ -274,7 +308,11 @@ impl Query {
 
     pub fn matches(&self, object: &Value) -> bool {
         let mut results = self.clauses.iter().map(|clause| clause.matches(object));
-        if self.any { results.any(|r| r) } else { results.all(|r| r) }
+        if self.any {
+            results.any(|r| r)
+        } else {
+            results.all(|r| r)
+        }
     }
 }
 
@@ -313,12 +351,16 @@ fn compare(value: &Value, op: Op, literal: &Literal) -> bool {
     match (op, literal) {
         (Op::Eq, Literal::Null) => value.is_null(),
         (_, Literal::Null) => false,
-        (Op::Eq, Literal::Str(wanted)) => as_text(value).is_some_and(|text| text.eq_ignore_ascii_case(wanted)),
+        (Op::Eq, Literal::Str(wanted)) => {
+            as_text(value).is_some_and(|text| text.eq_ignore_ascii_case(wanted))
+        }
         (Op::Eq, Literal::Num(wanted)) => as_number(value).is_some_and(|n| n == *wanted),
         (Op::Contains, Literal::Str(part)) => {
             as_text(value).is_some_and(|text| text.to_lowercase().contains(&part.to_lowercase()))
         }
-        (Op::Contains, Literal::Num(n)) => as_text(value).is_some_and(|text| text.contains(&n.to_string())),
+        (Op::Contains, Literal::Num(n)) => {
+            as_text(value).is_some_and(|text| text.contains(&n.to_string()))
+        }
         (op, literal) => {
             let wanted = match literal {
                 Literal::Num(n) => Some(*n),
@@ -391,18 +433,36 @@ mod tests {
     #[test]
     fn malformed_queries_are_rejected_with_a_reason() {
         assert_eq!(parse("   "), Err(SearchError::Empty));
-        assert!(matches!(parse("email"), Err(SearchError::Unexpected { .. })));
-        assert!(matches!(parse("email:'x"), Err(SearchError::Unterminated(6))));
-        assert!(matches!(parse("email:'x' email:'y'"), Err(SearchError::Unexpected { .. })));
-        assert_eq!(parse("a:'1' AND b:'2' OR c:'3'"), Err(SearchError::MixedConnectives));
-        assert!(matches!(parse("metadata[order]:'1'"), Err(SearchError::Unexpected { .. })));
-        let eleven = vec!["a:'1'"; 11].join(" AND ");
+        assert!(matches!(
+            parse("email"),
+            Err(SearchError::Unexpected { .. })
+        ));
+        assert!(matches!(
+            parse("email:'x"),
+            Err(SearchError::Unterminated(6))
+        ));
+        assert!(matches!(
+            parse("email:'x' email:'y'"),
+            Err(SearchError::Unexpected { .. })
+        ));
+        assert_eq!(
+            parse("a:'1' AND b:'2' OR c:'3'"),
+            Err(SearchError::MixedConnectives)
+        );
+        assert!(matches!(
+            parse("metadata[order]:'1'"),
+            Err(SearchError::Unexpected { .. })
+        ));
+        let eleven = ["a:'1'"; 11].join(" AND ");
         assert_eq!(parse(&eleven), Err(SearchError::TooManyClauses));
     }
 
     #[test]
     fn fields_lists_top_level_names() {
         let query = parse("address.city:'x' AND metadata['k']:'v' AND -email:'e'").unwrap();
-        assert_eq!(query.fields().collect::<Vec<_>>(), vec!["address", "metadata", "email"]);
+        assert_eq!(
+            query.fields().collect::<Vec<_>>(),
+            vec!["address", "metadata", "email"]
+        );
     }
 }

@@ -160,14 +160,19 @@ impl Drop for Reservation {
 fn random_request_id() -> String {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    let suffix: String = (0..14).map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())])).collect();
+    let suffix: String = (0..14)
+        .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
+        .collect();
     format!("req_{suffix}")
 }
 
 /// The API key from `Authorization` (Bearer, or Basic with the key as user). Only test-mode
 /// secret and restricted keys pass; nothing of a rejected key is echoed beyond its kind.
 fn authenticate(headers: &HeaderMap) -> Result<String, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Err(ApiError::unauthorized(
             "You did not provide an API key. You need to provide your API key in the Authorization \
              header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
@@ -176,7 +181,9 @@ fn authenticate(headers: &HeaderMap) -> Result<String, ApiError> {
     let key = if let Some(token) = value.strip_prefix("Bearer ") {
         token.trim().to_owned()
     } else if let Some(encoded) = value.strip_prefix("Basic ") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .unwrap_or_default();
         let text = String::from_utf8_lossy(&decoded).into_owned();
         text.split(':').next().unwrap_or_default().to_owned()
     } else {
@@ -185,7 +192,9 @@ fn authenticate(headers: &HeaderMap) -> Result<String, ApiError> {
     if key.starts_with("sk_test_") || key.starts_with("rk_test_") {
         return Ok(key);
     }
-    let kind = ["sk_live_", "rk_live_", "pk_test_", "pk_live_"].into_iter().find(|p| key.starts_with(p));
+    let kind = ["sk_live_", "rk_live_", "pk_test_", "pk_live_"]
+        .into_iter()
+        .find(|p| key.starts_with(p));
     Err(ApiError::unauthorized(match kind {
         Some(prefix) => format!(
             "Invalid API Key provided: {prefix}****. The sandbox accepts only test-mode secret keys (sk_test_...)."
@@ -206,7 +215,9 @@ fn http_method(method: &Method) -> Option<HttpMethod> {
 fn form_error(error: FormError) -> ApiError {
     match &error {
         FormError::Unknown(param) => ApiError::parameter_unknown(param),
-        _ => ApiError::invalid(error.to_string()).with_code(error.code()).with_param(error.param()),
+        _ => ApiError::invalid(error.to_string())
+            .with_code(error.code())
+            .with_param(error.param()),
     }
 }
 
@@ -256,7 +267,13 @@ impl Sandbox {
     }
 
     fn builtin(&self, target: Target, name: &str) -> Option<&Value> {
-        let list = matches!(target, Target::Entity { kind: OperationKind::List, .. } | Target::EventList);
+        let list = matches!(
+            target,
+            Target::Entity {
+                kind: OperationKind::List,
+                ..
+            } | Target::EventList
+        );
         let search = matches!(target, Target::Search { .. });
         match name {
             "expand" => Some(&self.builtins.strings),
@@ -271,11 +288,18 @@ impl Sandbox {
     }
 
     /// Decodes the query (and, for POST, the body) against the operation's declared parameters.
-    fn parameters(&self, matched: &Matched, query: &str, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    fn parameters(
+        &self,
+        matched: &Matched,
+        query: &str,
+        body: &[u8],
+    ) -> Result<Map<String, Value>, ApiError> {
         let operation = self.operation(matched.target);
         let declared = |name: &str| {
             let from_spec = operation.and_then(|op| {
-                op.params.iter().find(|p| p.source == name && p.location != ParamLocation::Path)
+                op.params
+                    .iter()
+                    .find(|p| p.source == name && p.location != ParamLocation::Path)
             });
             match (from_spec, self.builtin(matched.target, name)) {
                 (Some(param), _) => Declared::Schema(&param.json_schema),
@@ -286,7 +310,11 @@ impl Sandbox {
         let mut params = form::decode(query.as_bytes(), declared).map_err(form_error)?;
         params.extend(form::decode(body, declared).map_err(form_error)?);
         if let Some(operation) = operation {
-            for param in operation.params.iter().filter(|p| p.required && p.location != ParamLocation::Path) {
+            for param in operation
+                .params
+                .iter()
+                .filter(|p| p.required && p.location != ParamLocation::Path)
+            {
                 if params.get(&param.source).is_none_or(Value::is_null) {
                     return Err(ApiError::parameter_missing(&param.source));
                 }
@@ -310,10 +338,16 @@ impl Sandbox {
         let config = lock(&self.config).clone();
         let plan = lock(&self.faults).plan(&config.faults);
         let Some(method) = http_method(&parts.method) else {
-            return Outcome::error(&ApiError::unrecognized_url(parts.method.as_str(), &path), &label);
+            return Outcome::error(
+                &ApiError::unrecognized_url(parts.method.as_str(), &path),
+                &label,
+            );
         };
         let Some(matched) = self.routes.find(method, &path) else {
-            return Outcome::error(&ApiError::unrecognized_url(parts.method.as_str(), &path), &label);
+            return Outcome::error(
+                &ApiError::unrecognized_url(parts.method.as_str(), &path),
+                &label,
+            );
         };
         label = format!("{} {}", parts.method, matched.template);
         if let Some(fault) = plan.before {
@@ -321,25 +355,42 @@ impl Sandbox {
         }
         let body = match to_bytes(body, MAX_BODY).await {
             Ok(body) => body,
-            Err(_) => return Outcome::error(&ApiError::invalid("The request body could not be read."), &label),
+            Err(_) => {
+                return Outcome::error(
+                    &ApiError::invalid("The request body could not be read."),
+                    &label,
+                );
+            }
         };
         let params = match self.parameters(&matched, parts.uri.query().unwrap_or_default(), &body) {
             Ok(params) => params,
             Err(error) => return Outcome::error(&error, &label),
         };
         let idempotency_key = (method == HttpMethod::Post)
-            .then(|| parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned))
+            .then(|| {
+                parts
+                    .headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
             .flatten()
             .filter(|key| !key.is_empty());
         let mut reservation = None;
         let mut replay = None;
         if let Some(key) = &idempotency_key {
             if key.len() > 255 {
-                let error = ApiError::invalid("Idempotency keys can be at most 255 characters long.")
-                    .with_param("Idempotency-Key");
+                let error =
+                    ApiError::invalid("Idempotency keys can be at most 255 characters long.")
+                        .with_param("Idempotency-Key");
                 return Outcome::error(&error, &label);
             }
-            let fingerprint = format!("{} {} {}", parts.method, path, Value::Object(params.clone()));
+            let fingerprint = format!(
+                "{} {} {}",
+                parts.method,
+                path,
+                Value::Object(params.clone())
+            );
             match lock(&self.idempotency).begin(&api_key, key, &fingerprint) {
                 Begin::Proceed => {
                     reservation = Some(Reservation {
@@ -351,7 +402,9 @@ impl Sandbox {
                 }
                 Begin::Replay { status, body } => replay = Some((status, body)),
                 Begin::InUse => return Outcome::error(&ApiError::idempotency_in_use(), &label),
-                Begin::Mismatch => return Outcome::error(&ApiError::idempotency_mismatch(key), &label),
+                Begin::Mismatch => {
+                    return Outcome::error(&ApiError::idempotency_mismatch(key), &label);
+                }
             }
         }
         if !plan.latency.is_zero() {
@@ -360,10 +413,18 @@ impl Sandbox {
         let (status, body, replayed) = match replay {
             Some((status, body)) => {
                 lock(&self.stats).idempotent_replays += 1;
-                (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body, true)
+                (
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                    body,
+                    true,
+                )
             }
             None => {
-                let call = Call { matched, path: path.clone(), params };
+                let call = Call {
+                    matched,
+                    path: path.clone(),
+                    params,
+                };
                 let result = {
                     let mut store = lock(&self.store);
                     let mut ctx = Ctx {
@@ -389,7 +450,16 @@ impl Sandbox {
             outcome.idempotency_key = idempotency_key;
             return outcome;
         }
-        Outcome { status, body, label, replayed, drop: false, slow: plan.slow, fault: None, idempotency_key }
+        Outcome {
+            status,
+            body,
+            label,
+            replayed,
+            drop: false,
+            slow: plan.slow,
+            fault: None,
+            idempotency_key,
+        }
     }
 }
 
@@ -401,21 +471,33 @@ async fn handle_api(State(sandbox): State<Arc<Sandbox>>, request: Request) -> Re
     {
         let mut stats = lock(&sandbox.stats);
         stats.requests += 1;
-        let status = if outcome.drop { "dropped".to_owned() } else { outcome.status.as_u16().to_string() };
-        *stats.by_route.entry(outcome.label.clone()).or_default().entry(status).or_default() += 1;
+        let status = if outcome.drop {
+            "dropped".to_owned()
+        } else {
+            outcome.status.as_u16().to_string()
+        };
+        *stats
+            .by_route
+            .entry(outcome.label.clone())
+            .or_default()
+            .entry(status)
+            .or_default() += 1;
         if let Some(fault) = outcome.fault {
-            let name = serde_json::to_value(fault).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let name = serde_json::to_value(fault)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             *stats.faults.entry(name).or_default() += 1;
         }
         if outcome.slow.is_some() {
             *stats.faults.entry("slow".into()).or_default() += 1;
         }
     }
-    if outcome.drop {
-        if let Some(ConnectionKill(notify)) = kill {
-            notify.notify_one();
-            std::future::pending::<()>().await;
-        }
+    if outcome.drop
+        && let Some(ConnectionKill(notify)) = kill
+    {
+        notify.notify_one();
+        std::future::pending::<()>().await;
     }
     if let Some(delay) = outcome.slow {
         tokio::time::sleep(delay).await;
@@ -423,14 +505,21 @@ async fn handle_api(State(sandbox): State<Arc<Sandbox>>, request: Request) -> Re
     let mut response = Response::new(Body::from(outcome.body));
     *response.status_mut() = outcome.status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert("request-id", value);
     }
     if let Ok(value) = HeaderValue::from_str(&sandbox.spec.connector.api_version) {
         headers.insert("stripe-version", value);
     }
-    if let Some(key) = outcome.idempotency_key.as_deref().and_then(|k| HeaderValue::from_str(k).ok()) {
+    if let Some(key) = outcome
+        .idempotency_key
+        .as_deref()
+        .and_then(|k| HeaderValue::from_str(k).ok())
+    {
         headers.insert("idempotency-key", key);
     }
     if outcome.replayed {
@@ -440,11 +529,17 @@ async fn handle_api(State(sandbox): State<Arc<Sandbox>>, request: Request) -> Re
 }
 
 pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
-    super::admin::routes().fallback(handle_api).with_state(sandbox)
+    super::admin::routes()
+        .fallback(handle_api)
+        .with_state(sandbox)
 }
 
 /// Accepts connections until `shutdown` fires (or its sender is dropped); then closes them all.
-pub(crate) async fn serve(listener: TcpListener, router: Router, mut shutdown: oneshot::Receiver<()>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: oneshot::Receiver<()>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -467,11 +562,13 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, mut shutdown: o
 async fn serve_connection(stream: tokio::net::TcpStream, router: Router) {
     let kill = Arc::new(Notify::new());
     let handle = ConnectionKill(Arc::clone(&kill));
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(handle.clone());
-        router.clone().oneshot(request.map(Body::new))
-    });
-    let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(handle.clone());
+            router.clone().oneshot(request.map(Body::new))
+        });
+    let connection =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         result = connection => {
             if let Err(error) = result {

@@ -63,7 +63,7 @@ impl Store {
             collections: HashMap::new(),
             index: HashMap::new(),
             // Distinct from the fault generator's stream so ids do not shift fault decisions.
-            ids: StdRng::seed_from_u64(seed ^ 0x5eed_1d5),
+            ids: StdRng::seed_from_u64(seed ^ 0x05ee_d1d5),
             cards: HashMap::new(),
             detached: HashSet::new(),
             quote_lines: HashMap::new(),
@@ -89,7 +89,13 @@ impl Store {
             .collect()
     }
 
-    pub fn insert(&mut self, object_type: &str, id: &str, object: Map<String, Value>, parents: Vec<(String, String)>) {
+    pub fn insert(
+        &mut self,
+        object_type: &str,
+        id: &str,
+        object: Map<String, Value>,
+        parents: Vec<(String, String)>,
+    ) {
         self.index.insert(id.to_owned(), object_type.to_owned());
         self.collections
             .entry(object_type.to_owned())
@@ -99,11 +105,19 @@ impl Store {
     }
 
     pub fn get(&self, object_type: &str, id: &str) -> Option<&Map<String, Value>> {
-        self.collections.get(object_type)?.records.get(id).map(|r| &r.object)
+        self.collections
+            .get(object_type)?
+            .records
+            .get(id)
+            .map(|r| &r.object)
     }
 
     pub fn get_mut(&mut self, object_type: &str, id: &str) -> Option<&mut Map<String, Value>> {
-        self.collections.get_mut(object_type)?.records.get_mut(id).map(|r| &mut r.object)
+        self.collections
+            .get_mut(object_type)?
+            .records
+            .get_mut(id)
+            .map(|r| &mut r.object)
     }
 
     pub fn record(&self, object_type: &str, id: &str) -> Option<&Record> {
@@ -118,12 +132,18 @@ impl Store {
 
     pub fn remove(&mut self, object_type: &str, id: &str) -> Option<Record> {
         self.index.remove(id);
-        self.collections.get_mut(object_type)?.records.shift_remove(id)
+        self.collections
+            .get_mut(object_type)?
+            .records
+            .shift_remove(id)
     }
 
     /// Records of one type, newest first.
     pub fn newest_first(&self, object_type: &str) -> impl Iterator<Item = (&String, &Record)> {
-        self.collections.get(object_type).into_iter().flat_map(|c| c.records.iter().rev())
+        self.collections
+            .get(object_type)
+            .into_iter()
+            .flat_map(|c| c.records.iter().rev())
     }
 }
 
