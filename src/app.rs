@@ -1,1 +1,301 @@
-//! (module app)
+//! The composition root: builds every part from the settings, serves gRPC, and shuts down
+//! gracefully (health NOT_SERVING first, then no new calls, then in-flight calls drain up to the
+//! drain timeout).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic_health::server::HealthReporter;
+
+use crate::api::auth::AuthLayer;
+use crate::api::pb;
+use crate::api::pb::action_service_server::ActionServiceServer;
+use crate::api::pb::connection_service_server::ConnectionServiceServer;
+use crate::api::pb::entity_service_server::EntityServiceServer;
+use crate::api::services::{ApiState, ConnectionApi};
+use crate::auth::TokenTable;
+use crate::config::Settings;
+use crate::connections::model::NodeSettings;
+use crate::connections::store::ConnectionStore;
+use crate::engine::Engine;
+use crate::registry::{Registry, RuntimeOptions, SandboxTarget};
+use crate::sandbox::{self, SandboxConfig, SandboxHandle};
+use crate::spec::model::ConnectorSpec;
+
+/// The gRPC service names health reports on (besides the server as a whole, "").
+const SERVICES: [&str; 3] = [
+    "connectors.v1.EntityService",
+    "connectors.v1.ActionService",
+    "connectors.v1.ConnectionService",
+];
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// Every in-flight call finished.
+    Completed,
+    /// The drain timeout passed first; calls still in flight were abandoned.
+    TimedOut,
+}
+
+/// A running service.
+pub struct Running {
+    /// Where gRPC listens.
+    pub addr: SocketAddr,
+    /// The built-in sandbox's base URL, when it runs.
+    pub sandbox_url: Option<String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<DrainOutcome>>,
+    sandbox: Option<SandboxHandle>,
+}
+
+impl Running {
+    /// Starts a graceful shutdown and waits for it to finish.
+    pub async fn shutdown(mut self) -> anyhow::Result<DrainOutcome> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let result = self
+            .task
+            .await
+            .map_err(|e| anyhow!("server task failed: {e}"))?;
+        if let Some(sandbox) = self.sandbox.take() {
+            sandbox.shutdown().await;
+        }
+        result
+    }
+
+    /// Waits until the server stops on its own (e.g. after a signal handled by `serve`).
+    pub async fn wait(mut self) -> anyhow::Result<DrainOutcome> {
+        let result = (&mut self.task)
+            .await
+            .map_err(|e| anyhow!("server task failed: {e}"))?;
+        if let Some(sandbox) = self.sandbox.take() {
+            sandbox.shutdown().await;
+        }
+        result
+    }
+}
+
+fn load_spec(settings: &Settings) -> anyhow::Result<Arc<ConnectorSpec>> {
+    match &settings.spec_dir {
+        Some(dir) => Ok(Arc::new(
+            crate::spec::load_dir(dir).map_err(|e| anyhow!("{e}"))?,
+        )),
+        None => Ok(Arc::new(
+            crate::spec::stripe().map_err(|e| anyhow!("{e}"))?.clone(),
+        )),
+    }
+}
+
+fn token_table(settings: &Settings) -> anyhow::Result<TokenTable> {
+    let resolver = settings.secret_resolver();
+    let mut entries = Vec::new();
+    for token in &settings.auth.tokens {
+        let value = resolver
+            .resolve(&token.token)
+            .with_context(|| format!("auth token {:?}", token.name))?;
+        entries.push((token.name.clone(), token.role, value.expose().to_owned()));
+    }
+    Ok(TokenTable::new(entries))
+}
+
+fn runtime_options(settings: &Settings, spec: &ConnectorSpec) -> anyhow::Result<RuntimeOptions> {
+    let extra_ca_pem = match &settings.upstream.extra_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("reading upstream.extra_ca_file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok(RuntimeOptions {
+        pool: settings.nodes.pool_settings(&NodeSettings::default()),
+        budgets: settings.nodes.budget_settings(),
+        connect_timeout: settings.upstream.connect_timeout,
+        request_timeout: settings.upstream.request_timeout,
+        max_retries: settings.upstream.max_retries,
+        backoff_base: Duration::from_millis(500),
+        backoff_cap: Duration::from_secs(5),
+        extra_ca_pem,
+        api_version: spec.connector.api_version.clone(),
+    })
+}
+
+/// Builds everything and starts serving on `listener` (bind it first; `127.0.0.1:0` in tests).
+/// `cli_insecure` is the `--insecure` flag. `signal` starts a graceful shutdown when it completes.
+pub async fn start(
+    settings: Settings,
+    cli_insecure: bool,
+    listener: TcpListener,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let mut checked = settings.clone();
+    checked.server.listen = addr;
+    if let Some(problem) = checked.exposure_problem(cli_insecure) {
+        bail!("{problem}");
+    }
+    let spec = load_spec(&settings)?;
+    let tokens = Arc::new(token_table(&settings)?);
+    let store = ConnectionStore::open(&settings.data_dir, settings.connections.clone())
+        .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
+
+    let any_key = store.list().iter().any(|c| c.spec.api_key.is_some());
+    let sandbox = if settings.sandbox.enabled.should_start(any_key) {
+        let config = SandboxConfig {
+            rate_limit: Some(settings.sandbox.rate_limit).filter(|r| *r > 0),
+            ..SandboxConfig::default()
+        };
+        let handle = sandbox::start(spec.clone(), settings.sandbox.listen, config)
+            .await
+            .map_err(|e| anyhow!("starting the built-in sandbox: {e}"))?;
+        tracing::info!(
+            url = %handle.base_url(),
+            "SANDBOX MODE: no Stripe key is configured, so the built-in Stripe test-mode sandbox serves the \
+             embedded connection `stripe-sandbox`; no real Stripe account is used"
+        );
+        Some(handle)
+    } else {
+        None
+    };
+    let target = sandbox.as_ref().map(|h| SandboxTarget {
+        base_url: h.base_url(),
+        api_key: sandbox::SANDBOX_API_KEY.to_owned(),
+    });
+    let registry = Arc::new(Registry::new(
+        store,
+        settings.secret_resolver(),
+        runtime_options(&settings, &spec)?,
+        target,
+    ));
+    let state = ApiState {
+        engine: Engine::new(spec.clone()),
+        registry: registry.clone(),
+    };
+    let connections = ConnectionApi { registry };
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    set_serving(&health_reporter, true).await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let max = settings.server.max_message_bytes;
+    let mut builder = Server::builder();
+    if let Some((cert, key)) = settings.server.tls.files() {
+        let cert = std::fs::read(cert)
+            .with_context(|| format!("reading server.tls.cert_file {}", cert.display()))?;
+        let key = std::fs::read(key)
+            .with_context(|| format!("reading server.tls.key_file {}", key.display()))?;
+        builder =
+            builder.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
+    }
+    let router = builder
+        .layer(AuthLayer::new(tokens.clone()))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            EntityServiceServer::new(state.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            ActionServiceServer::new(state)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            ConnectionServiceServer::new(connections)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        );
+
+    let (tx, rx) = oneshot::channel::<()>();
+    let drain_timeout = settings.server.drain_timeout;
+    let (draining_tx, draining_rx) = oneshot::channel::<()>();
+    let reporter = health_reporter.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = signal => {},
+            _ = rx => {},
+        }
+        tracing::info!(
+            "shutting down: health NOT_SERVING, refusing new calls, draining in-flight calls"
+        );
+        set_serving(&reporter, false).await;
+        let _ = draining_tx.send(());
+    };
+    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
+    let task = tokio::spawn(async move {
+        tokio::pin!(serve);
+        let drained = async {
+            if draining_rx.await.is_ok() {
+                tokio::time::sleep(drain_timeout).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = &mut serve => result.map(|()| DrainOutcome::Completed).map_err(|e| anyhow!("gRPC server: {e}")),
+            _ = drained => {
+                tracing::warn!(timeout = ?drain_timeout, "drain timeout reached; abandoning calls still in flight");
+                Ok(DrainOutcome::TimedOut)
+            }
+        }
+    });
+    tracing::info!(%addr, auth = !tokens.is_empty(), tls = settings.server.tls.files().is_some(), "connector-runtime serving gRPC");
+    Ok(Running {
+        addr,
+        sandbox_url: sandbox.as_ref().map(SandboxHandle::base_url),
+        shutdown: Some(tx),
+        task,
+        sandbox,
+    })
+}
+
+async fn set_serving(reporter: &HealthReporter, serving: bool) {
+    for service in std::iter::once("").chain(SERVICES) {
+        let status = if serving {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        reporter.set_service_status(service, status).await;
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,1 +1,237 @@
-fn main() {}
+//! `connector-runtime`: the CLI. The only place for `anyhow` at the top level and process exit codes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use clap::{Parser, Subcommand};
+use connector_runtime::api::client::{self, ClientCommand};
+use connector_runtime::{app, config, sandbox, spec};
+use tracing_subscriber::EnvFilter;
+
+/// A self-hostable Stripe integration-connector runtime with a gRPC interface modelled on Google
+/// Integration Connectors.
+#[derive(Debug, Parser)]
+#[command(name = "connector-runtime", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the gRPC service. With no configuration it serves the embedded `stripe-sandbox`
+    /// connection on 127.0.0.1:50051, backed by the built-in sandbox.
+    Serve {
+        /// Configuration file (TOML or YAML); environment variables CONNECTOR_RUNTIME__* override it.
+        #[arg(long, short, env = "CONNECTOR_RUNTIME_CONFIG")]
+        config: Option<PathBuf>,
+        /// Overrides `server.listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Allows serving on a non-loopback address without any auth token. Insecure.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Validates a configuration file and prints every problem.
+    CheckConfig {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// Runs the built-in Stripe test-mode sandbox alone, for other tools.
+    Sandbox {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:12111")]
+        listen: SocketAddr,
+        /// Requests per second per key before Stripe's 429 (0 turns the limit off).
+        #[arg(long, default_value_t = 25)]
+        rate_limit: u32,
+        /// Loads the connector spec from this directory instead of the embedded copy.
+        #[arg(long)]
+        spec_dir: Option<PathBuf>,
+    },
+    /// Works with connector specs.
+    Spec {
+        #[command(subcommand)]
+        command: SpecCommand,
+    },
+    /// Calls a running service (a small gRPC client; prints JSON).
+    Client {
+        /// The service's address.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:50051",
+            env = "CONNECTOR_RUNTIME_ADDR"
+        )]
+        addr: String,
+        /// Bearer token, when the service requires one.
+        #[arg(long, env = "CONNECTOR_RUNTIME_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The connection to use.
+        #[arg(long, default_value = "stripe-sandbox")]
+        connection: String,
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SpecCommand {
+    /// Generates a connector spec from Stripe's OpenAPI description.
+    Generate {
+        /// Stripe's OpenAPI description (spec3.json).
+        #[arg(long)]
+        openapi: PathBuf,
+        /// Output directory, e.g. connector-spec/stripe.
+        #[arg(long)]
+        out: PathBuf,
+        /// Hand-written overlay; defaults to OUT/overlay.toml.
+        #[arg(long)]
+        overlay: Option<PathBuf>,
+    },
+    /// Loads and validates a connector spec directory.
+    Check {
+        /// The spec directory.
+        dir: PathBuf,
+    },
+}
+
+fn init_logging(settings: Option<&config::Settings>) {
+    let level = settings.map_or_else(|| "info".to_owned(), |s| s.log.level.clone());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let json = settings.is_some_and(|s| matches!(s.log.format, config::LogFormat::Json));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(
+    config_path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    insecure: bool,
+) -> anyhow::Result<()> {
+    let mut settings = match config::load(config_path.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            init_logging(None);
+            return Err(anyhow!("{error}"));
+        }
+    };
+    if let Some(listen) = listen {
+        settings.server.listen = listen;
+    }
+    init_logging(Some(&settings));
+    let listener = tokio::net::TcpListener::bind(settings.server.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.server.listen))?;
+    let running = app::start(settings, insecure, listener, app::shutdown_signal()).await?;
+    running.wait().await.map(|_| ())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            insecure,
+        } => {
+            serve(config, listen, insecure).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { file } => {
+            let problems = config::check(&file);
+            if problems.is_empty() {
+                println!("{}: OK", file.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for problem in &problems {
+                    println!("{problem}");
+                }
+                eprintln!("{}: {} problem(s)", file.display(), problems.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Sandbox {
+            listen,
+            rate_limit,
+            spec_dir,
+        } => {
+            init_logging(None);
+            let spec = match spec_dir {
+                Some(dir) => spec::load_dir(&dir).map_err(|e| anyhow!("{e}"))?,
+                None => spec::stripe().map_err(|e| anyhow!("{e}"))?.clone(),
+            };
+            let config = sandbox::SandboxConfig {
+                rate_limit: Some(rate_limit).filter(|r| *r > 0),
+                ..Default::default()
+            };
+            let handle = sandbox::start(std::sync::Arc::new(spec), listen, config)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+            tracing::info!(url = %handle.base_url(), key = sandbox::SANDBOX_API_KEY, "Stripe test-mode sandbox listening (any sk_test_ key works)");
+            app::shutdown_signal().await;
+            handle.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Spec {
+            command:
+                SpecCommand::Generate {
+                    openapi,
+                    out,
+                    overlay,
+                },
+        } => {
+            let overlay = overlay.unwrap_or_else(|| out.join("overlay.toml"));
+            let generated = spec::generate(&openapi, &overlay).map_err(|e| anyhow!("{e}"))?;
+            spec::write_spec(&generated, &out).map_err(|e| anyhow!("{e}"))?;
+            println!(
+                "wrote {} entity types and {} actions to {}",
+                generated.entities.len(),
+                generated.actions.len(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Spec {
+            command: SpecCommand::Check { dir },
+        } => {
+            let loaded = spec::load_dir(&dir).map_err(|e| anyhow!("{e}"))?;
+            println!(
+                "{}: OK ({} entity types, {} actions)",
+                dir.display(),
+                loaded.entities.len(),
+                loaded.actions.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client {
+            addr,
+            token,
+            connection,
+            command,
+        } => {
+            let output = client::run(&addr, token.as_deref(), &connection, command).await?;
+            println!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

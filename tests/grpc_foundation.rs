@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use connector_runtime::api::pb;
+use connector_runtime::app::DrainOutcome;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -238,7 +239,7 @@ async fn each_validation_rule_is_its_own_field_violation() {
                 }),
                 ..stripe_connection("minmax")
             },
-            "connection.node_config.min_node_count",
+            "connection.node_config",
         ),
         (
             "unknown enum value",
@@ -355,40 +356,48 @@ async fn a_secret_value_never_appears_in_responses_or_logs() {
     home.put_secret("stripe-key", "1", STRIPE_KEY);
     let service = start(home.settings(true)).await.with_token(ADMIN_TOKEN);
     let mut seen = Vec::new();
+    // Verbosity 5 logs whole exchanges; the upstream here refuses connections at once.
+    let unreachable = pb::Connection {
+        api_base_url: "http://127.0.0.1:9".to_owned(),
+        ..stripe_connection("secretive")
+    };
     seen.push(format!(
         "{:?}",
-        create(&service, stripe_connection("secretive"))
-            .await
-            .unwrap()
+        create(&service, unreachable).await.unwrap()
     ));
+    let invalid = pb::Connection {
+        verbosity: 9,
+        ..stripe_connection("secretive-bad")
+    };
     seen.push(format!(
         "{:?}",
-        create(
-            &service,
-            pb::Connection {
-                verbosity: 9,
-                ..stripe_connection("secretive-bad")
-            }
-        )
-        .await
-        .unwrap_err()
+        create(&service, invalid).await.unwrap_err()
     ));
     let mut client = service.connections();
+    let listed = client
+        .list_connections(service.request(pb::ListConnectionsRequest::default()))
+        .await;
+    seen.push(format!("{:?}", listed.unwrap()));
+    let mut request = service.request(pb::CheckStatusRequest {
+        name: "connections/secretive".to_owned(),
+    });
+    request.set_timeout(Duration::from_secs(2));
+    let status = client.check_status(request).await.unwrap().into_inner();
+    assert_eq!(
+        status.state,
+        pb::check_status_response::State::Error as i32,
+        "{status:?}"
+    );
+    seen.push(format!("{status:?}"));
+    let get = pb::GetEntityRequest {
+        name: "connections/secretive/entityTypes/Customer/entities/cus_1".to_owned(),
+    };
+    let mut request = service.as_caller(INVOKER_TOKEN).request(get);
+    request.set_timeout(Duration::from_secs(2));
     seen.push(format!(
         "{:?}",
-        client
-            .list_connections(service.request(pb::ListConnectionsRequest::default()))
-            .await
-            .unwrap()
+        service.entities().get_entity(request).await.unwrap_err()
     ));
-    // CheckStatus reaches out to the (unreachable here) upstream with the key at verbosity 5.
-    let status = client
-        .check_status(service.request(pb::CheckStatusRequest {
-            name: "connections/secretive".to_owned(),
-        }))
-        .await
-        .unwrap();
-    seen.push(format!("{status:?}"));
     for text in seen.iter().chain(std::iter::once(&logs_text())) {
         assert!(!text.contains(STRIPE_KEY), "the key leaked: {text}");
         assert!(!text.contains(ADMIN_TOKEN), "a token leaked: {text}");
@@ -427,6 +436,7 @@ async fn graceful_shutdown_reports_not_serving_and_completes_in_flight_calls() {
     connection.api_key = Some(secret("stripe-key"));
     connection.api_base_url = slow_upstream(Duration::from_millis(600)).await;
     settings.connections = vec![connection];
+    settings.server.drain_timeout = Duration::from_secs(20);
     let mut service = start(settings).await;
 
     let mut watch = HealthClient::new(service.channel.clone())
@@ -439,14 +449,10 @@ async fn graceful_shutdown_reports_not_serving_and_completes_in_flight_calls() {
     let first: HealthCheckResponse = watch.message().await.unwrap().unwrap();
     assert_eq!(first.status, ServingStatus::Serving as i32);
 
-    let entities = service.entities();
+    let mut entities = service.entities();
     let in_flight = tokio::spawn(async move {
-        let mut entities = entities;
-        entities
-            .get_entity(pb::GetEntityRequest {
-                name: "connections/slow/entityTypes/Customer/entities/cus_slow".to_owned(),
-            })
-            .await
+        let name = "connections/slow/entityTypes/Customer/entities/cus_slow".to_owned();
+        entities.get_entity(pb::GetEntityRequest { name }).await
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
     let shutdown = tokio::spawn(service.running.take().unwrap().shutdown());
@@ -457,6 +463,8 @@ async fn graceful_shutdown_reports_not_serving_and_completes_in_flight_calls() {
         ServingStatus::NotServing as i32,
         "health goes NOT_SERVING while draining"
     );
+    // A watcher that hears NOT_SERVING goes away; a stream left open would hold the drain.
+    drop(watch);
     let entity = in_flight
         .await
         .unwrap()
@@ -466,5 +474,10 @@ async fn graceful_shutdown_reports_not_serving_and_completes_in_flight_calls() {
         entity.name,
         "connections/slow/entityTypes/Customer/entities/cus_slow"
     );
-    shutdown.await.unwrap().unwrap();
+    let outcome = shutdown.await.unwrap().unwrap();
+    assert_eq!(
+        outcome,
+        DrainOutcome::Completed,
+        "the drain ends with the last call, not at its timeout"
+    );
 }
