@@ -331,7 +331,9 @@ impl<'a> Generator<'a> {
         method: HttpMethod,
         schema: &str,
     ) -> Option<Operation<'a>> {
-        let op = self.operation(path?, method)?;
+        let op = self
+            .operation(path?, method)
+            .filter(Operation::is_form_encoded)?;
         match method {
             HttpMethod::Delete => Some(op),
             _ if op.returns(self.api, schema) => Some(op),
@@ -656,7 +658,10 @@ impl<'a> Generator<'a> {
             if path.ends_with('}') || collection_shapes.contains(path_shape(path).as_str()) {
                 continue;
             }
-            let Some(op) = self.operation(path, HttpMethod::Post) else {
+            let Some(op) = self
+                .operation(path, HttpMethod::Post)
+                .filter(Operation::is_form_encoded)
+            else {
                 continue;
             };
             let Some(target) = parent_path(path).map(path_shape) else {

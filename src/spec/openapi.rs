@@ -165,6 +165,15 @@ impl<'a> Operation<'a> {
         self.value.get("operationId").and_then(Value::as_str)
     }
 
+    /// Whether the request travels as Stripe's usual form encoding (or has no body). File
+    /// uploads (`POST /v1/files`) are multipart to another host, which the engine does not speak.
+    pub fn is_form_encoded(&self) -> bool {
+        match self.value.pointer("/requestBody/content") {
+            Some(content) => content.get("application/x-www-form-urlencoded").is_some(),
+            None => true,
+        }
+    }
+
     /// Path and query parameters, in the document's order.
     pub fn parameters(&self) -> impl Iterator<Item = ApiParam<'a>> {
         self.value
