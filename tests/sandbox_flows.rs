@@ -714,3 +714,119 @@ async fn events_are_listable_filterable_and_retrievable() {
         "customer.updated"
     );
 }
+
+#[tokio::test]
+async fn charges_capture_and_refund_through_the_legacy_api_and_refunds() {
+    let sandbox = start(unlimited()).await;
+    let client = Client::new(&sandbox);
+    let charge = client
+        .ok(
+            "/v1/charges",
+            &[
+                ("amount", "5000"),
+                ("currency", "usd"),
+                ("source", "tok_visa"),
+                ("capture", "false"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (charge["status"].as_str(), charge["captured"].as_bool()),
+        (Some("succeeded"), Some(false))
+    );
+    let captured = client
+        .ok(&format!("/v1/charges/{}/capture", id(&charge)), &[])
+        .await;
+    assert_eq!(captured["amount_captured"], 5000);
+    let refund = client
+        .ok(
+            "/v1/refunds",
+            &[("charge", &id(&charge)), ("amount", "2000")],
+        )
+        .await;
+    assert_eq!(
+        (refund["status"].as_str(), refund["amount"].as_i64()),
+        (Some("succeeded"), Some(2000))
+    );
+    let too_much = client
+        .post(
+            "/v1/refunds",
+            &[("charge", &id(&charge)), ("amount", "4000")],
+        )
+        .await;
+    assert_eq!(too_much.status, 400);
+    let rest = client
+        .ok(&format!("/v1/charges/{}/refund", id(&charge)), &[])
+        .await;
+    assert_eq!(
+        (rest["amount_refunded"].as_i64(), rest["refunded"].as_bool()),
+        (Some(5000), Some(true))
+    );
+
+    let declined = client
+        .post(
+            "/v1/charges",
+            &[
+                ("amount", "5000"),
+                ("currency", "usd"),
+                ("source", "tok_chargeDeclinedInsufficientFunds"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (declined.status, &declined.body["error"]["decline_code"]),
+        (402, &Value::from("insufficient_funds"))
+    );
+
+    let paid = intent(
+        &client,
+        &[("payment_method", "pm_card_visa"), ("confirm", "true")],
+    )
+    .await
+    .body;
+    let by_intent = client
+        .ok("/v1/refunds", &[("payment_intent", &id(&paid))])
+        .await;
+    assert_eq!(by_intent["amount"], 1099);
+    assert_eq!(by_intent["charge"], paid["latest_charge"]);
+}
+
+#[tokio::test]
+async fn setup_future_usage_attaches_the_method_to_the_customer() {
+    let sandbox = start(unlimited()).await;
+    let client = Client::new(&sandbox);
+    let customer = client.customer().await;
+    let paid = intent(
+        &client,
+        &[
+            ("customer", &customer),
+            ("payment_method", "pm_card_visa"),
+            ("confirm", "true"),
+            ("setup_future_usage", "off_session"),
+        ],
+    )
+    .await
+    .body;
+    let method = client
+        .get(
+            &format!(
+                "/v1/payment_methods/{}",
+                paid["payment_method"].as_str().unwrap()
+            ),
+            &[],
+        )
+        .await
+        .body;
+    assert_eq!(method["customer"], customer.as_str());
+}
+
+#[tokio::test]
+async fn generic_entities_start_in_a_sensible_status() {
+    let sandbox = start(unlimited()).await;
+    let client = Client::new(&sandbox);
+    let topup = client
+        .ok("/v1/topups", &[("amount", "1000"), ("currency", "usd")])
+        .await;
+    assert_eq!(topup["status"], "pending");
+    assert!(topup["id"].as_str().unwrap().starts_with("tu_"));
+}

@@ -196,6 +196,8 @@ pub(crate) fn execute(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiError>
                     "invoice" => billing::create_invoice(ctx, call)?,
                     "invoiceitem" => billing::create_item(ctx, entity, call)?,
                     "quote" => billing::create_quote(ctx, call)?,
+                    "charge" => payments::create_charge(ctx, entity, call)?,
+                    "refund" => payments::create_refund(ctx, entity, call)?,
                     _ => Value::Object(create(ctx, entity, call)?),
                 },
                 OperationKind::Update => match object {
@@ -246,6 +248,8 @@ fn verb(ctx: &mut Ctx<'_>, name: &str, path: &str, call: &Call) -> Result<Value,
         "/v1/payment_intents/{}/confirm" => payments::confirm(ctx, &id, &call.params)?,
         "/v1/payment_intents/{}/capture" => payments::capture(ctx, &id, &call.params)?,
         "/v1/payment_intents/{}/cancel" => payments::cancel(ctx, &id, &call.params)?,
+        "/v1/charges/{}/capture" => payments::capture_charge(ctx, &id, &call.params)?,
+        "/v1/charges/{}/refund" => payments::refund_charge(ctx, &id, &call.params)?,
         "/v1/payment_methods/{}/attach" => payments::attach(ctx, &id, &call.params)?,
         "/v1/payment_methods/{}/detach" => payments::detach(ctx, &id)?,
         "/v1/invoices/{}/finalize" => billing::finalize_invoice(ctx, &id, &call.params)?,
@@ -341,6 +345,12 @@ pub(crate) fn create(
         object.insert(param.clone(), Value::String(id.clone()));
     }
     objects::apply(&mut object, Some(entity), &call.params);
+    if object.contains_key("status")
+        && !call.params.contains_key("status")
+        && let Some(status) = objects::initial_status(&entity.object)
+    {
+        object.insert("status".into(), Value::String(status.to_owned()));
+    }
     let id = object["id"].as_str().unwrap_or_default().to_owned();
     ctx.store
         .insert(&entity.object, &id, object.clone(), parents);

@@ -77,6 +77,33 @@ fn default_value(field: &FieldSpec, id: &str) -> Value {
     }
 }
 
+/// The status a newly created object starts in, where the schema's first enum value would be
+/// wrong (e.g. a Subscription starts `active`, a Topup `pending`).
+pub(crate) fn initial_status(object_type: &str) -> Option<&'static str> {
+    Some(match object_type {
+        "subscription" | "subscription_schedule" | "issuing.cardholder" => "active",
+        "credit_note" => "issued",
+        "identity.verification_session" => "requires_input",
+        "issuing.card" => "inactive",
+        "issuing.dispute" => "unsubmitted",
+        "setup_intent" => "requires_payment_method",
+        "test_helpers.test_clock" => "ready",
+        "topup" | "payout" => "pending",
+        "treasury.financial_account" => "open",
+        "treasury.credit_reversal"
+        | "treasury.debit_reversal"
+        | "treasury.inbound_transfer"
+        | "treasury.outbound_payment"
+        | "treasury.outbound_transfer" => "processing",
+        "checkout.session" => "open",
+        "webhook_endpoint" => "enabled",
+        "source" => "chargeable",
+        "bank_account" => "new",
+        "refund" => "succeeded",
+        _ => return None,
+    })
+}
+
 /// Stripe's list object.
 pub(crate) fn empty_list(url: &str) -> Value {
     json!({"object": "list", "data": [], "has_more": false, "url": url})

@@ -588,6 +588,7 @@ pub(crate) fn confirm(
     }
     let manual = str_of(&intent, "capture_method") == "manual";
     let charge = new_charge(ctx, &intent, &method_id, None, !manual);
+    save_for_future_use(ctx, &intent, &method_id);
     let amount = int_of(&intent, "amount");
     intent.insert("latest_charge".into(), charge["id"].clone());
     intent.insert("last_payment_error".into(), Value::Null);
@@ -604,6 +605,27 @@ pub(crate) fn confirm(
         ctx.event("payment_intent.succeeded", &intent, None);
     }
     Ok(intent)
+}
+
+/// With `setup_future_usage` and a customer, a successful payment attaches its method to the
+/// customer, as Stripe does.
+fn save_for_future_use(ctx: &mut Ctx<'_>, intent: &Map<String, Value>, method_id: &str) {
+    let wants = intent
+        .get("setup_future_usage")
+        .is_some_and(Value::is_string);
+    let Some(customer) = intent.get("customer").and_then(Value::as_str) else {
+        return;
+    };
+    if !wants {
+        return;
+    }
+    if let Some(mut method) = ctx.store.get("payment_method", method_id).cloned()
+        && method.get("customer").is_none_or(Value::is_null)
+    {
+        method.insert("customer".into(), json!(customer));
+        ctx.save(&method);
+        ctx.event("payment_method.attached", &method, None);
+    }
 }
 
 /// A failed attempt: back to `requires_payment_method`, `last_payment_error` set, the intent embedded in the error.
@@ -797,6 +819,224 @@ pub(crate) fn charge_for_invoice(
     ctx.save(&intent);
     ctx.event("payment_intent.created", &intent, None);
     confirm(ctx, &id, &Map::new())
+}
+
+/// Stripe's test card tokens for the legacy Charges API (`source=tok_visa`).
+fn token_card(token: &str) -> Option<(CardBehaviour, &'static str, &'static str)> {
+    use CardBehaviour::*;
+    Some(match token {
+        "tok_visa" => (Succeeds, "visa", "4242"),
+        "tok_mastercard" => (Succeeds, "mastercard", "4444"),
+        "tok_amex" => (Succeeds, "amex", "8431"),
+        "tok_chargeDeclined" => (GenericDecline, "visa", "0002"),
+        "tok_chargeDeclinedInsufficientFunds" => (InsufficientFunds, "visa", "9995"),
+        "tok_chargeDeclinedExpiredCard" => (ExpiredCard, "visa", "0069"),
+        "tok_chargeDeclinedIncorrectCvc" => (IncorrectCvc, "visa", "0127"),
+        "tok_chargeDeclinedProcessingError" => (ProcessingError, "visa", "0119"),
+        _ => return None,
+    })
+}
+
+/// `POST /v1/charges` (the legacy API): a test token, card or customer pays at once.
+pub(crate) fn create_charge(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
+    let amount = call
+        .int("amount")
+        .ok_or_else(|| ApiError::parameter_missing("amount"))?;
+    let currency = call
+        .str("currency")
+        .ok_or_else(|| ApiError::parameter_missing("currency"))?
+        .to_lowercase();
+    if let Some(customer) = call.str("customer") {
+        ctx.load("customer", customer, Some("customer"))?;
+    }
+    let source = call.str("source");
+    if source.is_none() && call.str("customer").is_none() {
+        return Err(ApiError::invalid("Must provide source or customer.").with_param("source"));
+    }
+    let (behaviour, brand, last4) = source
+        .and_then(token_card)
+        .or_else(|| {
+            let method = source?;
+            let behaviour = ctx.store.cards.get(method).copied()?;
+            Some((behaviour, "visa", ""))
+        })
+        .unwrap_or((CardBehaviour::Succeeds, "visa", "4242"));
+    let capture = call
+        .params
+        .get("capture")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let mut charge = ctx.new_object("charge");
+    let mut rest = call.params.clone();
+    rest.remove("source");
+    rest.remove("capture");
+    objects::apply(&mut charge, Some(entity), &rest);
+    let failure = match behaviour {
+        CardBehaviour::AuthenticationRequired => Some(ApiError::card(
+            "authentication_required",
+            Some("authentication_required"),
+            "Your card was declined. This transaction requires authentication.",
+        )),
+        other => decline(other),
+    };
+    let succeeded = failure.is_none();
+    let values = json!({
+        "amount": amount,
+        "currency": currency,
+        "amount_captured": if succeeded && capture { amount } else { 0 },
+        "amount_refunded": 0,
+        "captured": succeeded && capture,
+        "paid": succeeded,
+        "refunded": false,
+        "status": if succeeded { "succeeded" } else { "failed" },
+        "failure_code": failure.as_ref().and_then(|f| f.code),
+        "failure_message": failure.as_ref().map(|f| f.message.clone()),
+        "payment_method_details": {"type": "card", "card": {"brand": brand, "last4": last4}},
+    });
+    if let Value::Object(values) = values {
+        charge.extend(values);
+    }
+    ctx.save(&charge);
+    match failure {
+        None => {
+            ctx.event("charge.succeeded", &charge, None);
+            Ok(Value::Object(charge))
+        }
+        Some(error) => {
+            ctx.event("charge.failed", &charge, None);
+            Err(error.with_extra("charge", charge["id"].clone()))
+        }
+    }
+}
+
+/// `POST /v1/charges/{id}/capture`: an uncaptured successful charge, up to its amount.
+pub(crate) fn capture_charge(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut charge = ctx.load("charge", id, Some("charge"))?;
+    if str_of(&charge, "status") != "succeeded" || charge.get("captured") == Some(&json!(true)) {
+        return Err(ApiError::invalid(format!(
+            "Charge {id} has already been captured or cannot be captured."
+        ))
+        .with_code("charge_already_captured"));
+    }
+    let total = int_of(&charge, "amount");
+    let amount = params
+        .get("amount")
+        .and_then(Value::as_i64)
+        .unwrap_or(total);
+    if amount > total || amount <= 0 {
+        return Err(ApiError::invalid(format!(
+            "The amount to capture ({amount}) must be positive and at most the charge amount ({total})."
+        ))
+        .with_code("amount_too_large")
+        .with_param("amount"));
+    }
+    charge.insert("captured".into(), json!(true));
+    charge.insert("amount_captured".into(), json!(amount));
+    charge.insert("amount_refunded".into(), json!(total - amount));
+    ctx.save(&charge);
+    ctx.event("charge.captured", &charge, None);
+    Ok(charge)
+}
+
+/// Refunds part or all of a captured charge; returns the Refund.
+fn refund(
+    ctx: &mut Ctx<'_>,
+    charge_id: &str,
+    params: &Map<String, Value>,
+    charge_param: &str,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut charge = ctx.load("charge", charge_id, Some(charge_param))?;
+    let captured = int_of(&charge, "amount_captured");
+    let refunded = int_of(&charge, "amount_refunded");
+    let remaining = captured - refunded;
+    if str_of(&charge, "status") != "succeeded" || remaining <= 0 {
+        return Err(ApiError::invalid(format!(
+            "Charge {charge_id} has already been refunded or has nothing captured to refund."
+        ))
+        .with_code("charge_already_refunded"));
+    }
+    let amount = params
+        .get("amount")
+        .and_then(Value::as_i64)
+        .unwrap_or(remaining);
+    if amount > remaining || amount <= 0 {
+        return Err(ApiError::invalid(format!(
+            "Refund amount ({amount}) is greater than the unrefunded amount on the charge ({remaining})."
+        ))
+        .with_code("amount_too_large")
+        .with_param("amount"));
+    }
+    let mut refund = ctx.new_object("refund");
+    objects::apply(
+        &mut refund,
+        api::entity_by_object(ctx.spec, "refund"),
+        params,
+    );
+    let values = json!({
+        "amount": amount,
+        "charge": charge_id,
+        "currency": charge.get("currency"),
+        "payment_intent": charge.get("payment_intent"),
+        "status": "succeeded",
+    });
+    if let Value::Object(values) = values {
+        refund.extend(values);
+    }
+    ctx.save(&refund);
+    ctx.event("refund.created", &refund, None);
+    charge.insert("amount_refunded".into(), json!(refunded + amount));
+    charge.insert("refunded".into(), json!(refunded + amount >= captured));
+    ctx.save(&charge);
+    ctx.event("charge.refunded", &charge, None);
+    Ok(refund)
+}
+
+/// `POST /v1/refunds`: by `charge` or by `payment_intent` (its latest charge).
+pub(crate) fn create_refund(
+    ctx: &mut Ctx<'_>,
+    _entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
+    let (charge_id, param) = match (call.str("charge"), call.str("payment_intent")) {
+        (Some(charge), _) => (charge.to_owned(), "charge"),
+        (None, Some(intent)) => {
+            let intent = ctx.load("payment_intent", intent, Some("payment_intent"))?;
+            let charge = intent
+                .get("latest_charge")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            (charge.to_owned(), "payment_intent")
+        }
+        (None, None) => {
+            return Err(
+                ApiError::invalid("One of `charge` or `payment_intent` is required.")
+                    .with_code("parameter_missing")
+                    .with_param("charge"),
+            );
+        }
+    };
+    let mut params = call.params.clone();
+    params.remove("charge");
+    params.remove("payment_intent");
+    refund(ctx, &charge_id, &params, param).map(Value::Object)
+}
+
+/// `POST /v1/charges/{id}/refund` (the legacy verb): refunds and answers the Charge.
+pub(crate) fn refund_charge(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    refund(ctx, id, params, "charge")?;
+    ctx.load("charge", id, Some("charge"))
 }
 
 #[cfg(test)]
