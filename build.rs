@@ -18,5 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .compile_fds(file_descriptors)?;
     println!("cargo:rerun-if-changed=proto");
+    // The connector spec is embedded by include_dir; new or removed files must refresh it.
+    println!("cargo:rerun-if-changed=connector-spec");
     Ok(())
 }

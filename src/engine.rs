@@ -204,20 +204,6 @@ impl Engine {
             })
     }
 
-    /// Path placeholders for an existing entity: its parents and its own id.
-    fn item_path_values<'a>(entity: &'a EntitySpec, id: &'a EntityId) -> Vec<(&'a str, &'a str)> {
-        let mut values: Vec<(&str, &str)> = entity
-            .parents
-            .iter()
-            .zip(&id.parents)
-            .map(|(p, v)| (p.param.as_str(), v.as_str()))
-            .collect();
-        if let Some(param) = &entity.item_id_param {
-            values.push((param.as_str(), id.id.as_str()));
-        }
-        values
-    }
-
     fn record(
         entity: &EntitySpec,
         parents: Vec<String>,
@@ -254,8 +240,12 @@ impl Engine {
         let entity = self.entity(entity_name)?;
         let op = Self::operation(entity, OperationKind::Get)?;
         let id = EntityId::parse(entity, id)?;
-        let request = request::build(op, &Map::new(), &Self::item_path_values(entity, &id))
-            .map_err(EngineError::InvalidInput)?;
+        let request = request::build(
+            op,
+            &Map::new(),
+            &op.path_values(entity, &id.parents, Some(&id.id)),
+        )
+        .map_err(EngineError::InvalidInput)?;
         let (object, request_id) = object_of(
             conn.call(
                 &request,
@@ -329,8 +319,12 @@ impl Engine {
                         .any(|p| &p.field == k || &p.param == k))
             })
             .collect();
-        let request = request::build(op, &changes, &Self::item_path_values(entity, &id))
-            .map_err(EngineError::InvalidInput)?;
+        let request = request::build(
+            op,
+            &changes,
+            &op.path_values(entity, &id.parents, Some(&id.id)),
+        )
+        .map_err(EngineError::InvalidInput)?;
         let options = CallOptions {
             idempotency_key: Some(idempotency_key(&conn.id, request_id)?),
             deadline,
@@ -350,8 +344,12 @@ impl Engine {
         let entity = self.entity(entity_name)?;
         let op = Self::operation(entity, OperationKind::Delete)?;
         let id = EntityId::parse(entity, id)?;
-        let request = request::build(op, &Map::new(), &Self::item_path_values(entity, &id))
-            .map_err(EngineError::InvalidInput)?;
+        let request = request::build(
+            op,
+            &Map::new(),
+            &op.path_values(entity, &id.parents, Some(&id.id)),
+        )
+        .map_err(EngineError::InvalidInput)?;
         // DELETE is idempotent upstream; a key is still sent when the method is POST-shaped.
         let key = match op.method {
             crate::spec::model::HttpMethod::Post => Some(idempotency_key(&conn.id, request_id)?),
@@ -454,8 +452,9 @@ impl Engine {
             if let Some(after) = &cursor {
                 inputs.insert("starting_after".to_owned(), Value::String(after.clone()));
             }
-            let request = request::build(op, &inputs, &plan.path_values())
-                .map_err(EngineError::InvalidInput)?;
+            let request =
+                request::build(op, &inputs, &op.path_values(entity, &plan.parent_ids, None))
+                    .map_err(EngineError::InvalidInput)?;
             let response = conn
                 .call(
                     &request,
@@ -642,20 +641,9 @@ fn check_sort(
 #[derive(Debug)]
 struct ListPlan {
     inputs: Map<String, Value>,
-    parent_params: Vec<String>,
     parent_ids: Vec<String>,
     /// True when some of the clause is evaluated here rather than upstream.
     residual: bool,
-}
-
-impl ListPlan {
-    fn path_values(&self) -> Vec<(&str, &str)> {
-        self.parent_params
-            .iter()
-            .zip(&self.parent_ids)
-            .map(|(p, v)| (p.as_str(), v.as_str()))
-            .collect()
-    }
 }
 
 fn plan_list(
@@ -763,7 +751,6 @@ fn plan_list(
     let residual = condition.is_some() && !(all_conjuncts && pushed == conjuncts.len());
     Ok(ListPlan {
         inputs,
-        parent_params: entity.parents.iter().map(|p| p.param.clone()).collect(),
         parent_ids,
         residual,
     })
