@@ -36,7 +36,7 @@ use crate::spec::model::ConnectorSpec;
 
 /// The API key of the runtime's embedded default connection to the sandbox. Any `sk_test_` key is
 /// accepted; this one only names the default.
-pub const SANDBOX_API_KEY: &str = "sk_test_sandbox_4eC39HqLyjWDarjtT1zdp7dc";
+pub const SANDBOX_API_KEY: &str = "sk_test_sandbox_offline_key_0000000000";
 
 /// Why the sandbox could not start.
 #[derive(Debug, thiserror::Error)]

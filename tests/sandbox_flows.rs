@@ -519,11 +519,16 @@ async fn invoices_sum_their_items_and_go_through_their_lifecycle() {
                 "/v1/payment_intents/{}",
                 paid["payment_intent"].as_str().unwrap()
             ),
-            &[],
+            &[("expand[]", "invoice")],
         )
         .await
         .body;
     assert_eq!(intent["status"], "succeeded");
+    assert_eq!(
+        intent["invoice"]["id"],
+        invoice.as_str(),
+        "expand[]=invoice"
+    );
     let void_paid = client
         .post(&format!("/v1/invoices/{invoice}/void"), &[])
         .await;

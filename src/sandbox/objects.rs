@@ -47,33 +47,54 @@ fn default_value(field: &FieldSpec, id: &str) -> Value {
     if field.nullable {
         return Value::Null;
     }
-    let types = schema::types(&field.json_schema);
-    let first_enum = schema::branches(&field.json_schema)
-        .into_iter()
-        .find_map(|b| {
-            b.get("enum")
-                .and_then(Value::as_array)
-                .and_then(|v| v.first().cloned())
-        });
-    match types.first().copied() {
-        Some("boolean") => Value::Bool(false),
-        Some("integer") | Some("number") => json!(0),
-        Some("array") => json!([]),
-        Some("object") => json!({}),
-        Some("string") => first_enum.unwrap_or_else(|| Value::String(String::new())),
-        _ => match field.data_type {
+    if schema::types(&field.json_schema).is_empty() {
+        return match field.data_type {
             DataType::Boolean => Value::Bool(false),
             DataType::Bigint
             | DataType::Integer
             | DataType::Double
             | DataType::Decimal
-            | DataType::Timestamp => {
-                json!(0)
-            }
+            | DataType::Timestamp => json!(0),
             DataType::Array => json!([]),
             DataType::Struct | DataType::Json => json!({}),
             DataType::Varchar => Value::String(String::new()),
-        },
+        };
+    }
+    schema_default(&field.json_schema, 0)
+}
+
+/// The empty value of a schema: null when nullable, `false`, `0`, `""` (or the first enum value),
+/// `[]`, and objects with each declared property filled the same way (two levels deep).
+fn schema_default(schema: &Value, depth: usize) -> Value {
+    if schema.get("nullable").and_then(Value::as_bool) == Some(true) {
+        return Value::Null;
+    }
+    if schema::is_list_object(schema) {
+        return empty_list("");
+    }
+    let first_enum = schema::branches(schema).into_iter().find_map(|b| {
+        b.get("enum")
+            .and_then(Value::as_array)
+            .and_then(|v| v.first().cloned())
+    });
+    match schema::types(schema).first().copied() {
+        Some("boolean") => Value::Bool(false),
+        Some("integer") | Some("number") => json!(0),
+        Some("array") => json!([]),
+        Some("object") => {
+            let mut object = Map::new();
+            let properties = schema::branches(schema)
+                .into_iter()
+                .find_map(|b| b.get("properties").and_then(Value::as_object));
+            if let Some(properties) = properties.filter(|_| depth < 2) {
+                for (key, property) in properties {
+                    object.insert(key.clone(), schema_default(property, depth + 1));
+                }
+            }
+            Value::Object(object)
+        }
+        Some("string") => first_enum.unwrap_or_else(|| Value::String(String::new())),
+        _ => Value::Null,
     }
 }
 
@@ -284,6 +305,23 @@ mod tests {
             json!({"id": "cus_1", "object": "customer", "created": 42, "livemode": false, "email": null,
                    "balance": 0, "metadata": {}, "tax_exempt": "none",
                    "sources": {"object": "list", "data": [], "has_more": false, "url": "/v1/sources/cus_1"}})
+        );
+    }
+
+    #[test]
+    fn nested_objects_get_their_declared_properties() {
+        let settings = field(
+            "invoice_settings",
+            false,
+            json!({"type": "object", "properties": {
+                "footer": {"type": "string", "nullable": true},
+                "rendering_options": {"type": "object", "nullable": true},
+                "custom": {"type": "object", "properties": {"on": {"type": "boolean"}}}
+            }}),
+        );
+        assert_eq!(
+            default_value(&settings, "cus_1"),
+            json!({"footer": null, "rendering_options": null, "custom": {"on": false}})
         );
     }
 
