@@ -46,7 +46,7 @@ async fn rejects_seventh_call_within_one_second_on_one_node() {
     assert_eq!(throttled.reason, ThrottleReason::NodeCapacity);
     assert_eq!(throttled.cause, ThrottleCause::DeadlineTooSoon);
     assert_eq!(throttled.retry_after, SIXTH_OF_A_SECOND);
-    assert_eq!(throttled.limit, "6 transactions/s per node × 1 nodes");
+    assert_eq!(throttled.limit, "6 transactions/s per node × 1 node");
     let status = pool.status();
     assert_eq!(
         (status.admitted, status.throttled, status.queued),
@@ -284,7 +284,7 @@ async fn node_rate_changes_live_without_a_free_burst() {
     assert_eq!(admit_now(&pool, 1).await, 0, "spent capacity stays spent");
     let throttled = pool.admit(Some(Instant::now())).await.unwrap_err();
     assert_eq!(throttled.retry_after, Duration::from_nanos(83_333_333));
-    assert_eq!(throttled.limit, "12 transactions/s per node × 1 nodes");
+    assert_eq!(throttled.limit, "12 transactions/s per node × 1 node");
     sleep(Duration::from_secs(1)).await;
     assert_eq!(admit_now(&pool, 20).await, 12);
     assert!(pool.set_node_rate(0, 6).is_err());
@@ -366,7 +366,10 @@ async fn queued_backlog_counts_as_demand_and_is_served_by_new_nodes() {
     let status = pool.status();
     // 150 arrivals plus a backlog of more than 100 calls need more than 50 nodes.
     assert_eq!(status.current_nodes, 50);
-    assert_eq!((status.queued, status.throttled, status.admitted), (0, 0, 150));
+    assert_eq!(
+        (status.queued, status.throttled, status.admitted),
+        (0, 0, 150)
+    );
 }
 
 async fn sleep_until_after(at: Instant) {

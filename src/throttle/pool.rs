@@ -307,12 +307,10 @@ impl NodePool {
     fn throttled_error(&self, refused: Refused) -> Throttled {
         let rate = self.node_rate.load(Ordering::Acquire);
         let limit = match self.mode {
-            PoolMode::Autoscale => {
-                format!(
-                    "{rate} transactions/s per node × {} nodes",
-                    self.max_nodes.load(Ordering::Acquire)
-                )
-            }
+            PoolMode::Autoscale => match self.max_nodes.load(Ordering::Acquire) {
+                1 => format!("{rate} transactions/s per node × 1 node"),
+                max => format!("{rate} transactions/s per node × {max} nodes"),
+            },
             PoolMode::Replica => format!("{rate} transactions/s per node × 1 node (replica)"),
         };
         Throttled {
