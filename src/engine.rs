@@ -191,10 +191,7 @@ impl Engine {
             .ok_or_else(|| EngineError::ActionNotFound(name.to_owned()))
     }
 
-    fn operation<'a>(
-        entity: &'a EntitySpec,
-        kind: OperationKind,
-    ) -> Result<&'a OperationSpec, EngineError> {
+    fn operation(entity: &EntitySpec, kind: OperationKind) -> Result<&OperationSpec, EngineError> {
         entity
             .operations
             .get(kind)
@@ -629,10 +626,11 @@ fn check_sort(
             ));
         }
     }
-    if let Some(order) = sort_order.first() {
-        if !order.eq_ignore_ascii_case("ASC") && !order.eq_ignore_ascii_case("DESC") {
-            return Err(EngineError::invalid("sort_order", "must be ASC or DESC"));
-        }
+    if let Some(order) = sort_order.first()
+        && !order.eq_ignore_ascii_case("ASC")
+        && !order.eq_ignore_ascii_case("DESC")
+    {
+        return Err(EngineError::invalid("sort_order", "must be ASC or DESC"));
     }
     Ok(())
 }

@@ -225,10 +225,10 @@ impl Registry {
             return Err(RegistryError::ReadOnly(id.to_owned()));
         }
         self.store.delete(id)?;
-        if let Some(view) = self.write().remove(id) {
-            if let Ok(runtime) = view.runtime {
-                runtime.pool.shutdown();
-            }
+        if let Some(view) = self.write().remove(id)
+            && let Ok(runtime) = view.runtime
+        {
+            runtime.pool.shutdown();
         }
         Ok(())
     }

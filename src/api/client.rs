@@ -104,10 +104,10 @@ fn describe(status: &tonic::Status) -> anyhow::Error {
             text.push_str(&format!("\n  field {}: {}", v.field, v.description));
         }
     }
-    if let Some(retry) = details.retry_info() {
-        if let Some(delay) = retry.retry_delay {
-            text.push_str(&format!("\n  retry after: {delay:?}"));
-        }
+    if let Some(retry) = details.retry_info()
+        && let Some(delay) = retry.retry_delay
+    {
+        text.push_str(&format!("\n  retry after: {delay:?}"));
     }
     anyhow::anyhow!(text)
 }

@@ -192,7 +192,7 @@ impl UpstreamClient {
                         should_retry,
                         retry_after,
                     },
-                    EngineError::Upstream(error),
+                    EngineError::Upstream(Box::new(error)),
                 ),
                 Err(error) => (Outcome::Transport, error),
             };
@@ -210,10 +210,10 @@ impl UpstreamClient {
                 at_least,
                 unit,
             );
-            if let Some(deadline) = call.deadline {
-                if Instant::now() + wait >= deadline {
-                    return Err(error);
-                }
+            if let Some(deadline) = call.deadline
+                && Instant::now() + wait >= deadline
+            {
+                return Err(error);
             }
             tracing::debug!(
                 operation = %request.operation_id,

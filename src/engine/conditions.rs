@@ -177,11 +177,11 @@ impl Parser {
     }
 
     fn keyword(&mut self, word: &str) -> bool {
-        if let Some((_, Token::Ident(name))) = self.tokens.get(self.pos) {
-            if name.eq_ignore_ascii_case(word) {
-                self.pos += 1;
-                return true;
-            }
+        if let Some((_, Token::Ident(name))) = self.tokens.get(self.pos)
+            && name.eq_ignore_ascii_case(word)
+        {
+            self.pos += 1;
+            return true;
         }
         false
     }

@@ -45,7 +45,7 @@ pub enum EngineError {
     },
     /// Stripe answered with an error object.
     #[error("{0}")]
-    Upstream(StripeError),
+    Upstream(Box<StripeError>),
     /// The upstream could not be reached or did not answer in time.
     #[error("upstream unavailable: {message}")]
     Unavailable {

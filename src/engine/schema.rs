@@ -81,11 +81,11 @@ fn check_one(
             type_name(value)
         ));
     }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        if !allowed.contains(value) {
-            let names: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
-            return Err(format!("must be one of {}", names.join(", ")));
-        }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        let names: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
+        return Err(format!("must be one of {}", names.join(", ")));
     }
     match schema.get("type").and_then(Value::as_str) {
         Some("string") if !value.is_string() => {

@@ -34,10 +34,11 @@ pub fn flatten_into(prefix: &str, value: &Value, out: &mut Vec<(String, String)>
 
 /// Integral floats (`1500.0`, as JSON payloads from designers often carry) are sent as integers.
 fn number_to_form(n: &serde_json::Number) -> String {
-    if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
-        if f.fract() == 0.0 && f.abs() < 9.0e15 {
-            return format!("{}", f as i64);
-        }
+    if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+        && f.fract() == 0.0
+        && f.abs() < 9.0e15
+    {
+        return format!("{}", f as i64);
     }
     n.to_string()
 }
