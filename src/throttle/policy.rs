@@ -221,6 +221,62 @@ mod tests {
     }
 
     #[test]
+    fn random_demand_never_breaks_the_invariants() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..200 {
+            let min = rng.random_range(1..10);
+            let policy = ScalePolicy {
+                min_nodes: min,
+                max_nodes: rng.random_range(min..80),
+                node_rate: rng.random_range(1..20),
+                target_utilization: rng.random_range(0.1..=1.0),
+                stabilization_window: Duration::from_secs(rng.random_range(0..20)),
+            };
+            let mut nodes = policy.min_nodes;
+            let mut below_since = None;
+            let mut last_rise = Duration::ZERO;
+            for tick in 1..300u64 {
+                let now = Duration::from_secs(tick);
+                let input = ScaleInput {
+                    now,
+                    interval: Duration::from_secs(1),
+                    current_nodes: nodes,
+                    offered: rng.random_range(0..2_000),
+                    queued: rng.random_range(0..50),
+                    below_since,
+                };
+                let decision = policy.decide(&input);
+                let target = decision.target_nodes;
+                assert!((policy.min_nodes..=policy.max_nodes).contains(&target));
+                assert!(
+                    target >= decision.desired_nodes.min(nodes),
+                    "never below what demand needs"
+                );
+                if target > nodes {
+                    assert_eq!(
+                        target, decision.desired_nodes,
+                        "up at once to what demand needs"
+                    );
+                    last_rise = now;
+                }
+                if target < nodes {
+                    assert_eq!(target, nodes - 1, "down one node at a time");
+                    assert!(
+                        now - last_rise >= policy.stabilization_window,
+                        "down only after the window"
+                    );
+                }
+                if decision.desired_nodes >= nodes {
+                    last_rise = now;
+                }
+                nodes = target;
+                below_since = decision.below_since;
+            }
+        }
+    }
+
+    #[test]
     fn zero_interval_keeps_the_current_size() {
         let zero = ScaleInput {
             interval: Duration::ZERO,
