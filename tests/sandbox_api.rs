@@ -513,6 +513,7 @@ async fn a_retry_after_a_post_execution_fault_replays_the_created_object() {
             ..FaultConfig::default()
         },
         seed: 1,
+        ..SandboxConfig::default()
     };
     let sandbox = start(config).await;
     let client = Client::new(&sandbox);

@@ -63,6 +63,7 @@ async fn statuses(seed: u64) -> Vec<u16> {
             ..FaultConfig::default()
         },
         seed,
+        ..SandboxConfig::default()
     };
     let sandbox = start(config).await;
     let client = Client::new(&sandbox);
@@ -94,6 +95,7 @@ async fn injected_lock_timeouts_and_server_errors_have_stripes_shape() {
             ..FaultConfig::default()
         },
         seed: 0,
+        ..SandboxConfig::default()
     };
     let sandbox = start(config).await;
     let client = Client::new(&sandbox);
@@ -140,6 +142,7 @@ async fn a_dropped_connection_after_the_state_change_leaves_the_object_created()
             ..FaultConfig::default()
         },
         seed: 0,
+        ..SandboxConfig::default()
     };
     let sandbox = start(config).await;
     let client = Client::new(&sandbox);
@@ -194,6 +197,7 @@ async fn slow_responses_and_latency_are_held_on_tokios_clock() {
             ..FaultConfig::default()
         },
         seed: 0,
+        ..SandboxConfig::default()
     };
     let sandbox = start(config).await;
     let client = Client::new(&sandbox);
@@ -285,4 +289,66 @@ async fn shutdown_stops_serving() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn concurrent_writes_to_one_object_get_lock_timeout() {
+    let config = SandboxConfig {
+        rate_limit: None,
+        faults: FaultConfig {
+            latency: Duration::from_millis(300),
+            ..FaultConfig::default()
+        },
+        ..SandboxConfig::default()
+    };
+    let sandbox = start(config).await;
+    let client = Client::new(&sandbox);
+    let customer = client.customer().await;
+    let path = format!("/v1/customers/{customer}");
+    let (a, b) = tokio::join!(client.post(&path, &[("name", "A")]), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.post(&path, &[("name", "B")]).await
+    });
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        (b.status, b.body["error"]["code"].as_str()),
+        (429, Some("lock_timeout"))
+    );
+    let other = client.customer().await;
+    let other_path = format!("/v1/customers/{other}");
+    let (c, d) = tokio::join!(
+        client.post(&path, &[("name", "C")]),
+        client.post(&other_path, &[("name", "D")])
+    );
+    assert_eq!(
+        (c.status, d.status),
+        (200, 200),
+        "different objects do not contend"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn search_lags_behind_writes_when_configured() {
+    let config = SandboxConfig {
+        rate_limit: None,
+        search_delay: Duration::from_secs(2),
+        ..SandboxConfig::default()
+    };
+    let sandbox = start(config).await;
+    let client = Client::new(&sandbox);
+    client.customer().await;
+    let query = [("query", "email:'jenny@example.com'")];
+    let early = client.get("/v1/customers/search", &query).await.body;
+    assert_eq!(early["data"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        client.get("/v1/customers", &[]).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "lists are read-after-write consistent"
+    );
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let later = client.get("/v1/customers/search", &query).await.body;
+    assert_eq!(later["data"].as_array().unwrap().len(), 1);
 }

@@ -19,6 +19,8 @@ pub(crate) struct Ctx<'a> {
     pub store: &'a mut Store,
     pub request_id: &'a str,
     pub idempotency_key: Option<&'a str>,
+    /// How long new objects stay out of search results.
+    pub search_delay: std::time::Duration,
 }
 
 /// One decoded request.
@@ -639,6 +641,7 @@ fn search_entity(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<
     let hits: Vec<Value> = ctx
         .store
         .newest_first(&entity.object)
+        .filter(|(id, _)| ctx.store.older_than(id, ctx.search_delay))
         .filter(|(_, record)| query.matches(&Value::Object(record.object.clone())))
         .map(|(_, record)| Value::Object(record.object.clone()))
         .collect();

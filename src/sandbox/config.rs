@@ -15,6 +15,10 @@ pub struct SandboxConfig {
     pub rate_limit: Option<u32>,
     /// Faults injected into `/v1/...` requests (never into `/_sandbox/...`). Default: none.
     pub faults: FaultConfig,
+    /// How long a new object stays invisible to search, as Stripe's search is eventually
+    /// consistent (e.g. `"2s"`). Default: 0 (searchable at once).
+    #[serde(with = "humantime_serde")]
+    pub search_delay: Duration,
     /// Seed of the random generators behind fault decisions and object ids: the same seed and the
     /// same sequence of requests give the same faults and the same ids. Default: 0.
     pub seed: u64,
@@ -25,6 +29,7 @@ impl Default for SandboxConfig {
         Self {
             rate_limit: default_rate_limit(),
             faults: FaultConfig::default(),
+            search_delay: Duration::ZERO,
             seed: 0,
         }
     }

@@ -4,7 +4,13 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use tokio::time::Instant;
+
+/// How long a stored response is replayed, as in Stripe.
+const KEEP: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone)]
 enum Entry {
@@ -15,6 +21,7 @@ enum Entry {
         fingerprint: String,
         status: u16,
         body: Bytes,
+        at: Instant,
     },
 }
 
@@ -39,6 +46,11 @@ pub(crate) struct IdempotencyStore {
 impl IdempotencyStore {
     pub fn begin(&mut self, api_key: &str, key: &str, fingerprint: &str) -> Begin {
         let slot = (api_key.to_owned(), key.to_owned());
+        if let Some(Entry::Done { at, .. }) = self.entries.get(&slot)
+            && at.elapsed() >= KEEP
+        {
+            self.entries.remove(&slot);
+        }
         match self.entries.get(&slot) {
             None => {
                 self.entries.insert(
@@ -70,6 +82,7 @@ impl IdempotencyStore {
                     fingerprint,
                     status,
                     body,
+                    at: Instant::now(),
                 },
             );
         }
@@ -108,6 +121,17 @@ mod tests {
         );
         assert_eq!(store.begin("sk", "k1", "a=2"), Begin::Mismatch);
         assert_eq!(store.begin("other", "k1", "a=2"), Begin::Proceed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stored_responses_expire_after_a_day() {
+        let mut store = IdempotencyStore::default();
+        assert_eq!(store.begin("sk", "k", "x"), Begin::Proceed);
+        store.finish("sk", "k", 200, Bytes::from_static(b"{}"));
+        tokio::time::advance(Duration::from_secs(23 * 3600)).await;
+        assert_eq!(store.begin("sk", "k", "y"), Begin::Mismatch);
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(store.begin("sk", "k", "y"), Begin::Proceed);
     }
 
     #[test]

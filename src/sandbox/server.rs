@@ -3,7 +3,7 @@
 //! auth → rate limit → faults before → route → parameters → idempotency → latency → execute →
 //! faults after → slow response.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -85,6 +85,29 @@ pub(crate) struct Sandbox {
     pub faults: Mutex<FaultInjector>,
     pub idempotency: Mutex<IdempotencyStore>,
     pub stats: Mutex<Stats>,
+    /// Ids of objects a write is working on; a concurrent write to one gets `lock_timeout`.
+    locked: Mutex<HashSet<String>>,
+}
+
+/// Holds an object's write lock until dropped.
+struct ObjectLock {
+    sandbox: Arc<Sandbox>,
+    id: String,
+}
+
+impl ObjectLock {
+    fn acquire(sandbox: &Arc<Sandbox>, id: &str) -> Option<Self> {
+        lock(&sandbox.locked).insert(id.to_owned()).then(|| Self {
+            sandbox: Arc::clone(sandbox),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Drop for ObjectLock {
+    fn drop(&mut self) {
+        lock(&self.sandbox.locked).remove(&self.id);
+    }
 }
 
 /// Closes the connection a request arrived on, without a response.
@@ -231,6 +254,7 @@ impl Sandbox {
             faults: Mutex::new(FaultInjector::new(config.seed)),
             idempotency: Mutex::new(IdempotencyStore::default()),
             stats: Mutex::new(Stats::default()),
+            locked: Mutex::new(HashSet::new()),
             config: Mutex::new(config),
             spec,
         }
@@ -407,6 +431,18 @@ impl Sandbox {
                 }
             }
         }
+        // Writes to one object are serialised as in Stripe; a write arriving while another is
+        // still working on the object (only possible with added latency) gets `lock_timeout`.
+        let object_id = matched.params.last().map(|(_, id)| id.clone());
+        let _object_lock = match (&replay, method, object_id) {
+            (None, HttpMethod::Post | HttpMethod::Delete, Some(id)) => {
+                match ObjectLock::acquire(self, &id) {
+                    Some(held) => Some(held),
+                    None => return Outcome::error(&ApiError::lock_timeout(), &label),
+                }
+            }
+            _ => None,
+        };
         if !plan.latency.is_zero() {
             tokio::time::sleep(plan.latency).await;
         }
@@ -432,6 +468,7 @@ impl Sandbox {
                         store: &mut store,
                         request_id,
                         idempotency_key: idempotency_key.as_deref(),
+                        search_delay: config.search_delay,
                     };
                     api::execute(&mut ctx, &call)
                 };

@@ -53,6 +53,8 @@ pub(crate) struct Store {
     /// Next invoice number per customer.
     pub invoice_sequences: HashMap<String, u64>,
     pub quote_sequence: u64,
+    /// When each object was created, on tokio's clock (for search lag).
+    created_at: HashMap<String, tokio::time::Instant>,
 }
 
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -69,6 +71,7 @@ impl Store {
             quote_lines: HashMap::new(),
             invoice_sequences: HashMap::new(),
             quote_sequence: 0,
+            created_at: HashMap::new(),
         }
     }
 
@@ -97,6 +100,9 @@ impl Store {
         parents: Vec<(String, String)>,
     ) {
         self.index.insert(id.to_owned(), object_type.to_owned());
+        self.created_at
+            .entry(id.to_owned())
+            .or_insert_with(tokio::time::Instant::now);
         self.collections
             .entry(object_type.to_owned())
             .or_default()
@@ -130,8 +136,16 @@ impl Store {
         self.get(object_type, id)
     }
 
+    /// True when the object was created at least `delay` ago.
+    pub fn older_than(&self, id: &str, delay: std::time::Duration) -> bool {
+        self.created_at
+            .get(id)
+            .is_none_or(|at| at.elapsed() >= delay)
+    }
+
     pub fn remove(&mut self, object_type: &str, id: &str) -> Option<Record> {
         self.index.remove(id);
+        self.created_at.remove(id);
         self.collections
             .get_mut(object_type)?
             .records
