@@ -62,7 +62,7 @@ fn item_amount(
         return Ok((amount, quantity, Value::Null, None));
     }
     if let Some(unit) = params.get("unit_amount").and_then(Value::as_i64) {
-        return Ok((unit * quantity, quantity, Value::Null, None));
+        return Ok((unit.saturating_mul(quantity), quantity, Value::Null, None));
     }
     if let Some(data) = params.get("price_data").and_then(Value::as_object) {
         let unit = data.get("unit_amount").and_then(Value::as_i64).unwrap_or(0);
@@ -70,7 +70,12 @@ fn item_amount(
             .get("currency")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        return Ok((unit * quantity, quantity, Value::Null, currency));
+        return Ok((
+            unit.saturating_mul(quantity),
+            quantity,
+            Value::Null,
+            currency,
+        ));
     }
     if let Some(price_id) = params.get("price").and_then(Value::as_str) {
         let price = ctx.load("price", price_id, Some(&param_name(param_prefix, "price")))?;
@@ -79,7 +84,12 @@ fn item_amount(
             .get("currency")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        return Ok((unit * quantity, quantity, Value::Object(price), currency));
+        return Ok((
+            unit.saturating_mul(quantity),
+            quantity,
+            Value::Object(price),
+            currency,
+        ));
     }
     Err(ApiError::parameter_missing(&param_name(
         param_prefix,
@@ -238,7 +248,10 @@ fn recompute(ctx: &mut Ctx<'_>, invoice_id: &str) {
         }
         lines.push(line);
     }
-    let total: i64 = items.iter().map(|i| int_of(i, "amount")).sum();
+    let total = items
+        .iter()
+        .map(|i| int_of(i, "amount"))
+        .fold(0i64, i64::saturating_add);
     let paid = int_of(&invoice, "amount_paid");
     let count = lines.len();
     invoice.insert(
@@ -585,10 +598,10 @@ pub(crate) fn create_quote(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiE
                               "currency": currency.clone().unwrap_or_else(|| "usd".into()), "price": price, "quantity": quantity}));
         }
     }
-    let total: i64 = lines
+    let total = lines
         .iter()
         .filter_map(|l| l["amount_total"].as_i64())
-        .sum();
+        .fold(0i64, i64::saturating_add);
     let mut quote = ctx.new_object("quote");
     let mut rest = call.params.clone();
     rest.remove("line_items");

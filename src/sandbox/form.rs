@@ -22,7 +22,12 @@ pub(crate) enum FormError {
     NotAString { param: String },
     #[error("Invalid {param}: a value and nested keys were both given")]
     Conflict { param: String },
+    #[error("Invalid {param}: parameters nest at most {MAX_DEPTH} levels deep")]
+    TooDeep { param: String },
 }
+
+/// Deepest bracket nesting accepted; Stripe's own parameters nest far less.
+const MAX_DEPTH: usize = 8;
 
 impl FormError {
     pub fn param(&self) -> &str {
@@ -32,7 +37,8 @@ impl FormError {
             | Self::InvalidNumber { param, .. }
             | Self::InvalidBoolean { param, .. }
             | Self::NotAString { param }
-            | Self::Conflict { param } => param,
+            | Self::Conflict { param }
+            | Self::TooDeep { param } => param,
         }
     }
 
@@ -67,6 +73,11 @@ pub(crate) fn decode<'a>(
     let mut root: IndexMap<String, Node> = IndexMap::new();
     for (key, value) in form_urlencoded::parse(input) {
         let segments = split_key(&key);
+        if segments.len() > MAX_DEPTH {
+            return Err(FormError::TooDeep {
+                param: key.into_owned(),
+            });
+        }
         insert(&mut root, &segments, value.into_owned(), &key)?;
     }
     let mut out = Map::new();
@@ -305,6 +316,16 @@ mod tests {
         let error = run("amount=lots").unwrap_err();
         assert_eq!(error.param(), "amount");
         assert_eq!(error.code(), "parameter_invalid_integer");
+    }
+
+    #[test]
+    fn absurdly_deep_nesting_is_refused_not_recursed() {
+        let key = format!("name{}", "[a]".repeat(10_000));
+        let input = format!(
+            "{}=1",
+            form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
+        );
+        assert!(matches!(run(&input), Err(FormError::TooDeep { .. })));
     }
 
     #[test]

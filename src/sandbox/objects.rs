@@ -207,6 +207,13 @@ fn merge_metadata(object: &mut Map<String, Value>, value: &Value) {
 pub(crate) fn expand(store: &Store, value: &mut Value, paths: &[String]) -> Result<(), ApiError> {
     for path in paths {
         let parts: Vec<&str> = path.split('.').collect();
+        // Stripe expands at most four levels (five with a list's `data`).
+        if parts.len() > 5 {
+            return Err(ApiError::invalid(format!(
+                "You cannot expand more than 4 levels of a property ({path})."
+            ))
+            .with_param("expand"));
+        }
         if !expand_path(store, value, &parts) {
             return Err(
                 ApiError::invalid(format!("This property cannot be expanded ({path})."))

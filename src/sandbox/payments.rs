@@ -310,6 +310,13 @@ pub(crate) fn create_intent(
         .str("currency")
         .ok_or_else(|| ApiError::parameter_missing("currency"))?
         .to_lowercase();
+    if amount < 1 {
+        return Err(
+            ApiError::invalid("This value must be greater than or equal to 1.")
+                .with_code("parameter_invalid_integer")
+                .with_param("amount"),
+        );
+    }
     if amount < 50 && currency == "usd" {
         return Err(ApiError::invalid("Amount must be at least $0.50 usd")
             .with_code("amount_too_small")
