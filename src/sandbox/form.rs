@@ -342,4 +342,66 @@ mod tests {
         assert_eq!(out["x"], json!(["a", "b"]));
         assert_eq!(out["y"], json!({"k": "1"}));
     }
+
+    fn random_value(rng: &mut rand::rngs::StdRng, depth: usize) -> Value {
+        use rand::Rng;
+        let word = |rng: &mut rand::rngs::StdRng| -> String {
+            (0..rng.random_range(1..6))
+                .map(|_| char::from(b"abcxyz_ &=%[]"[rng.random_range(0..13)]))
+                .collect()
+        };
+        match (depth, rng.random_range(0..3)) {
+            (0, _) | (_, 0) => Value::String(word(rng)),
+            (_, 1) => Value::Array(
+                (0..rng.random_range(1..4))
+                    .map(|_| random_value(rng, depth - 1))
+                    .collect(),
+            ),
+            _ => {
+                let mut map = Map::new();
+                for _ in 0..rng.random_range(1..4) {
+                    let key: String = (0..rng.random_range(1..5))
+                        .map(|_| char::from(b"abcdefgh"[rng.random_range(0..8)]))
+                        .collect();
+                    map.insert(key, random_value(rng, depth - 1));
+                }
+                Value::Object(map)
+            }
+        }
+    }
+
+    #[test]
+    fn decoding_inverts_the_engines_bracket_encoding() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..500 {
+            let Value::Object(original) = random_value(&mut rng, 3) else {
+                continue;
+            };
+            let original = Value::Object(original);
+            let mut pairs = Vec::new();
+            for (key, value) in original.as_object().into_iter().flatten() {
+                crate::stripe::form::flatten_into(key, value, &mut pairs);
+            }
+            let encoded = crate::stripe::form::encode(&pairs);
+            let decoded = decode(encoded.as_bytes(), |_| Declared::Schema(&Value::Null)).unwrap();
+            assert_eq!(Value::Object(decoded), original, "{encoded}");
+        }
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let all = schemas();
+        for _ in 0..2000 {
+            let input: Vec<u8> = (0..rng.random_range(0..40))
+                .map(|_| b"amount[]=&%5B5D0metadataexpand"[rng.random_range(0..30)])
+                .collect();
+            let _ = decode(&input, |name| match all.get(name) {
+                Some(schema) => Declared::Schema(schema),
+                None => Declared::Schema(&Value::Null),
+            });
+        }
+    }
 }

@@ -465,4 +465,19 @@ mod tests {
             vec!["address", "metadata", "email"]
         );
     }
+
+    #[test]
+    fn arbitrary_queries_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let alphabet: Vec<char> = "ab:~<>=-'\"[] ANDOR12.metadata\\null".chars().collect();
+        for _ in 0..5000 {
+            let query: String = (0..rng.random_range(0..30))
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            if let Ok(parsed) = parse(&query) {
+                parsed.matches(&customer());
+            }
+        }
+    }
 }
