@@ -835,3 +835,30 @@ async fn generic_entities_start_in_a_sensible_status() {
     assert_eq!(topup["status"], "pending");
     assert!(topup["id"].as_str().unwrap().starts_with("tu_"));
 }
+
+#[tokio::test]
+async fn refunds_nested_under_a_charge_use_the_charge_in_the_path() {
+    let sandbox = start(unlimited()).await;
+    let client = Client::new(&sandbox);
+    let paid = intent(
+        &client,
+        &[("payment_method", "pm_card_visa"), ("confirm", "true")],
+    )
+    .await
+    .body;
+    let charge = paid["latest_charge"].as_str().unwrap();
+    let refund = client
+        .ok(
+            &format!("/v1/charges/{charge}/refunds"),
+            &[("amount", "99")],
+        )
+        .await;
+    assert_eq!(refund["charge"], charge);
+    let listed = client
+        .get(&format!("/v1/charges/{charge}/refunds"), &[])
+        .await
+        .body;
+    assert_eq!(listed["data"][0]["id"], refund["id"]);
+    let fetched = client.get(&format!("/v1/charges/{charge}"), &[]).await.body;
+    assert_eq!(fetched["amount_refunded"], 99);
+}

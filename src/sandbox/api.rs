@@ -642,7 +642,7 @@ fn search_entity(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<
         .store
         .newest_first(&entity.object)
         .filter(|(id, _)| ctx.store.older_than(id, ctx.search_delay))
-        .filter(|(_, record)| query.matches(&Value::Object(record.object.clone())))
+        .filter(|(_, record)| query.matches(&record.object))
         .map(|(_, record)| Value::Object(record.object.clone()))
         .collect();
     let has_more = hits.len() > offset + limit;

@@ -1012,7 +1012,9 @@ pub(crate) fn create_refund(
     _entity: &EntitySpec,
     call: &Call,
 ) -> Result<Value, ApiError> {
-    let (charge_id, param) = match (call.str("charge"), call.str("payment_intent")) {
+    // `/v1/charges/{charge}/refunds` names the charge in the path.
+    let charge = call.matched.param("charge").or_else(|| call.str("charge"));
+    let (charge_id, param) = match (charge, call.str("payment_intent")) {
         (Some(charge), _) => (charge.to_owned(), "charge"),
         (None, Some(intent)) => {
             let intent = ctx.load("payment_intent", intent, Some("payment_intent"))?;

@@ -10,7 +10,7 @@
 //! ```
 //! `:` is an exact, case-insensitive match; `~` a substring match; comparisons are numeric.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// Clauses allowed in one query, as in Stripe.
 const MAX_CLAUSES: usize = 10;
@@ -306,7 +306,7 @@ impl Query {
         })
     }
 
-    pub fn matches(&self, object: &Value) -> bool {
+    pub fn matches(&self, object: &Map<String, Value>) -> bool {
         let mut results = self.clauses.iter().map(|clause| clause.matches(object));
         if self.any {
             results.any(|r| r)
@@ -317,10 +317,14 @@ impl Query {
 }
 
 impl Clause {
-    fn matches(&self, object: &Value) -> bool {
+    fn matches(&self, object: &Map<String, Value>) -> bool {
         let value = match &self.field {
             FieldRef::Metadata(key) => object.get("metadata").and_then(|m| m.get(key)),
-            FieldRef::Field(path) => path.split('.').try_fold(object, |v, part| v.get(part)),
+            FieldRef::Field(path) => {
+                let mut parts = path.split('.');
+                let first = parts.next().and_then(|part| object.get(part));
+                first.and_then(|first| parts.try_fold(first, |v, part| v.get(part)))
+            }
         };
         let value = value.unwrap_or(&Value::Null);
         let hit = compare(value, self.op, &self.value);
@@ -391,7 +395,9 @@ mod tests {
     }
 
     fn hits(query: &str) -> bool {
-        parse(query).unwrap().matches(&customer())
+        parse(query)
+            .unwrap()
+            .matches(customer().as_object().unwrap())
     }
 
     #[test]
@@ -476,7 +482,7 @@ mod tests {
                 .map(|_| alphabet[rng.random_range(0..alphabet.len())])
                 .collect();
             if let Ok(parsed) = parse(&query) {
-                parsed.matches(&customer());
+                parsed.matches(customer().as_object().unwrap());
             }
         }
     }
