@@ -862,3 +862,39 @@ async fn refunds_nested_under_a_charge_use_the_charge_in_the_path() {
     let fetched = client.get(&format!("/v1/charges/{charge}"), &[]).await.body;
     assert_eq!(fetched["amount_refunded"], 99);
 }
+
+#[tokio::test]
+async fn a_payment_method_without_customer_pays_only_once() {
+    let sandbox = start(unlimited()).await;
+    let client = Client::new(&sandbox);
+    let method = card_method(&client, "4242424242424242").await;
+    let first = intent(&client, &[("payment_method", &method), ("confirm", "true")]).await;
+    assert_eq!(first.status, 200);
+    let second = intent(&client, &[("payment_method", &method), ("confirm", "true")]).await;
+    assert_eq!(second.status, 400);
+    assert_eq!(
+        second.body["error"]["code"],
+        "payment_method_unexpected_state"
+    );
+
+    let customer = client.customer().await;
+    let saved = card_method(&client, "4242424242424242").await;
+    client
+        .ok(
+            &format!("/v1/payment_methods/{saved}/attach"),
+            &[("customer", &customer)],
+        )
+        .await;
+    for _ in 0..2 {
+        let paid = intent(
+            &client,
+            &[
+                ("customer", &customer),
+                ("payment_method", &saved),
+                ("confirm", "true"),
+            ],
+        )
+        .await;
+        assert_eq!(paid.status, 200, "attached methods are reusable");
+    }
+}

@@ -206,13 +206,13 @@ pub(crate) fn resolve_method(ctx: &mut Ctx<'_>, id: &str, param: &str) -> Result
     if ctx.store.get("payment_method", id).is_none() {
         return Err(ApiError::no_such("payment_method", id, Some(param)));
     }
-    if ctx.store.detached.contains(id) {
-        return Err(detached_error(param));
+    if ctx.store.spent.contains(id) {
+        return Err(spent_error(param));
     }
     Ok(id.to_owned())
 }
 
-fn detached_error(param: &str) -> ApiError {
+fn spent_error(param: &str) -> ApiError {
     ApiError::invalid(
         "This PaymentMethod was previously used without being attached to a Customer or was \
          detached from a Customer, and may not be used again.",
@@ -549,8 +549,8 @@ pub(crate) fn confirm(
             &intent,
         ));
     };
-    if ctx.store.detached.contains(&method_id) {
-        return Err(detached_error("payment_method"));
+    if ctx.store.spent.contains(&method_id) {
+        return Err(spent_error("payment_method"));
     }
     let behaviour = ctx
         .store
@@ -581,6 +581,7 @@ pub(crate) fn confirm(
     }
     if let Some(error) = decline(behaviour) {
         let charge = new_charge(ctx, &intent, &method_id, Some(&error), false);
+        spend_if_unattached(ctx, &method_id);
         let charge_id = str_of(&charge, "id").to_owned();
         let error = error.with_extra("charge", json!(charge_id));
         let mut last_error = error.as_last_payment_error();
@@ -596,6 +597,7 @@ pub(crate) fn confirm(
     let manual = str_of(&intent, "capture_method") == "manual";
     let charge = new_charge(ctx, &intent, &method_id, None, !manual);
     save_for_future_use(ctx, &intent, &method_id);
+    spend_if_unattached(ctx, &method_id);
     let amount = int_of(&intent, "amount");
     intent.insert("latest_charge".into(), charge["id"].clone());
     intent.insert("last_payment_error".into(), Value::Null);
@@ -632,6 +634,17 @@ fn save_for_future_use(ctx: &mut Ctx<'_>, intent: &Map<String, Value>, method_id
         method.insert("customer".into(), json!(customer));
         ctx.save(&method);
         ctx.event("payment_method.attached", &method, None);
+    }
+}
+
+/// A PaymentMethod never attached to a customer can be used for one payment only, as in Stripe.
+fn spend_if_unattached(ctx: &mut Ctx<'_>, method_id: &str) {
+    let unattached = ctx
+        .store
+        .get("payment_method", method_id)
+        .is_some_and(|m| m.get("customer").is_none_or(Value::is_null));
+    if unattached {
+        ctx.store.spent.insert(method_id.to_owned());
     }
 }
 
@@ -792,7 +805,7 @@ pub(crate) fn detach(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<String, Value>, 
     }
     method.insert("customer".into(), Value::Null);
     ctx.save(&method);
-    ctx.store.detached.insert(id.to_owned());
+    ctx.store.spent.insert(id.to_owned());
     ctx.event("payment_method.detached", &method, None);
     Ok(method)
 }

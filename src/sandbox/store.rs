@@ -46,8 +46,9 @@ pub(crate) struct Store {
     ids: StdRng,
     /// Behaviour of card PaymentMethods, by PaymentMethod id.
     pub cards: HashMap<String, CardBehaviour>,
-    /// PaymentMethods that were detached and can no longer be used.
-    pub detached: HashSet<String>,
+    /// PaymentMethods that can no longer be used: detached from a customer, or used once
+    /// without ever being attached to one.
+    pub spent: HashSet<String>,
     /// Quote line items (price id, quantity, amount), by quote id; Stripe shows them only on request.
     pub quote_lines: HashMap<String, Vec<Value>>,
     /// Next invoice number per customer.
@@ -67,7 +68,7 @@ impl Store {
             // Distinct from the fault generator's stream so ids do not shift fault decisions.
             ids: StdRng::seed_from_u64(seed ^ 0x05ee_d1d5),
             cards: HashMap::new(),
-            detached: HashSet::new(),
+            spent: HashSet::new(),
             quote_lines: HashMap::new(),
             invoice_sequences: HashMap::new(),
             quote_sequence: 0,
