@@ -94,6 +94,121 @@ where
     summarize(all, start.elapsed().as_secs_f64())
 }
 
+/// Starts the release binary with the sandbox (rate limit off) and `extra` settings.
+async fn spawn_service(dir: &std::path::Path, name: &str, extra: &str) -> (Service, u32, Channel) {
+    let port = free_port();
+    let config = dir.join(format!("{name}.toml"));
+    let data = dir.join(format!("{name}-data"));
+    std::fs::write(
+        &config,
+        format!("data_dir = {data:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n[sandbox]\nrate_limit = 0\n[log]\nlevel = \"warn\"\n{extra}"),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_connector-runtime"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("BENCH_STRIPE_KEY", "sk_test_bench_0123456789")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the service");
+    let pid = child.id();
+    let service = Service(child);
+    let addr = format!("http://127.0.0.1:{port}");
+    let channel = loop {
+        match Channel::from_shared(addr.clone()).unwrap().connect().await {
+            Ok(channel) => break channel,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    (service, pid, channel)
+}
+
+/// Creates a connection to the sandbox with a fixed node range.
+async fn sandbox_connection(channel: &Channel, id: &str, sandbox: &str, min: i32, max: i32) {
+    let connection = pb::Connection {
+        name: format!("connections/{id}"),
+        api_key: Some(pb::SecretRef {
+            secret: "env:BENCH_STRIPE_KEY".to_owned(),
+            version: "latest".to_owned(),
+        }),
+        api_base_url: sandbox.to_owned(),
+        node_config: Some(pb::NodeConfig {
+            min_node_count: min,
+            max_node_count: max,
+        }),
+        ..Default::default()
+    };
+    ConnectionServiceClient::new(channel.clone())
+        .create_connection(pb::CreateConnectionRequest {
+            connection_id: String::new(),
+            connection: Some(connection),
+        })
+        .await
+        .unwrap();
+}
+
+/// Offers `rate(t)` calls per second, open loop, for `total`; returns the completion times of
+/// admitted calls (seconds since start) and the number refused.
+async fn offer(
+    channel: &Channel,
+    connection: &str,
+    total: Duration,
+    rate: impl Fn(f64) -> f64,
+) -> (Vec<f64>, usize) {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let mut next = 0.0f64;
+    while next < total.as_secs_f64() {
+        let at = start + Duration::from_secs_f64(next);
+        tokio::time::sleep_until(at.into()).await;
+        let mut client = EntityServiceClient::new(channel.clone());
+        let parent = format!("connections/{connection}/entityTypes/Customer");
+        tasks.push(tokio::spawn(async move {
+            let result = client
+                .list_entities(pb::ListEntitiesRequest {
+                    parent,
+                    page_size: 1,
+                    ..Default::default()
+                })
+                .await;
+            (result.map(|_| ()), start.elapsed().as_secs_f64())
+        }));
+        next += 1.0 / rate(next);
+    }
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            (Ok(()), t) => admitted.push(t),
+            (Err(status), _) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    admitted.sort_by(f64::total_cmp);
+    (admitted, refused)
+}
+
+/// Most completions in any one-second window within [from, to).
+fn busiest_second(times: &[f64], from: f64, to: f64) -> usize {
+    let inside: Vec<f64> = times
+        .iter()
+        .copied()
+        .filter(|t| *t >= from && *t < to)
+        .collect();
+    let mut best = 0;
+    let mut lo = 0;
+    for hi in 0..inside.len() {
+        while inside[hi] - inside[lo] >= 1.0 {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
+}
+
 #[tokio::main]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick") || std::env::var("BENCH_QUICK").is_ok();
@@ -103,32 +218,12 @@ async fn main() {
         Duration::from_secs(10)
     };
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n[sandbox]\nrate_limit = 0\n[nodes]\nnode_rate = 1000000\nnode_burst = 1000000\n[nodes.stripe_budget]\ntest = 1000000\nlive = 1000000\n[log]\nlevel = \"warn\"\n",
-            dir.path().join("data")
-        ),
+    let (_service, pid, channel) = spawn_service(
+        dir.path(),
+        "ample",
+        "[nodes]\nnode_rate = 1000000\nnode_burst = 1000000\n[nodes.stripe_budget]\ntest = 1000000\nlive = 1000000\n",
     )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_connector-runtime"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the service");
-    let pid = child.id();
-    let _service = Service(child);
-    let addr = format!("http://127.0.0.1:{port}");
-    let channel = loop {
-        match Channel::from_shared(addr.clone()).unwrap().connect().await {
-            Ok(channel) => break channel,
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    };
+    .await;
     let connection = ConnectionServiceClient::new(channel.clone())
         .get_connection(pb::GetConnectionRequest {
             name: "connections/stripe-sandbox".to_owned(),
@@ -238,4 +333,89 @@ async fn main() {
         idle_kib as f64 / 1024.0,
         loaded_kib as f64 / 1024.0
     );
+    drop(channel);
+    drop(_service);
+
+    // Node pools through gRPC against the sandbox (its rate limit off), default node rate 6/s.
+    let (_throttled_service, _pid, channel) = spawn_service(
+        dir.path(),
+        "pools",
+        "[nodes.stripe_budget]\ntest = 1000000\nlive = 1000000\n",
+    )
+    .await;
+    let warmup = 1.0;
+    println!();
+    println!(
+        "Node pool precision through gRPC → runtime → sandbox: offered load twice the capacity, {}s measured after a {warmup}s warm-up",
+        duration.as_secs()
+    );
+    println!(
+        "| nodes | capacity/s | offered/s | admitted/s | error | busiest 1 s window | refused |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for nodes in [2i32, 10, 50] {
+        let id = format!("fixed-{nodes}");
+        sandbox_connection(&channel, &id, &sandbox, nodes, nodes).await;
+        let capacity = f64::from(nodes) * 6.0;
+        let total = Duration::from_secs_f64(warmup) + duration;
+        let (admitted, refused) = offer(&channel, &id, total, |_| capacity * 2.0).await;
+        let end = warmup + duration.as_secs_f64();
+        let measured = admitted
+            .iter()
+            .filter(|t| **t >= warmup && **t < end)
+            .count() as f64
+            / duration.as_secs_f64();
+        println!(
+            "| {nodes} | {capacity:.0} | {:.0} | {measured:.2} | {:+.2} % | {} | {refused} |",
+            capacity * 2.0,
+            (measured - capacity) / capacity * 100.0,
+            busiest_second(&admitted, warmup, end)
+        );
+    }
+
+    // Reaction: 6 calls/s, then a step to 150 calls/s at t = 3.5 s; min 2, max 50 nodes.
+    sandbox_connection(&channel, "autoscaled", &sandbox, 2, 50).await;
+    let step_at = 3.5;
+    let total = Duration::from_secs_f64(step_at) + duration.min(Duration::from_secs(6));
+    let watcher_channel = channel.clone();
+    let watcher = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut enough_at = None;
+        let mut most = 0;
+        while start.elapsed() < total {
+            let c = ConnectionServiceClient::new(watcher_channel.clone())
+                .get_connection(pb::GetConnectionRequest {
+                    name: "connections/autoscaled".to_owned(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let nodes = c.node_status.map(|n| n.current_nodes).unwrap_or(0);
+            most = most.max(nodes);
+            let t = start.elapsed().as_secs_f64();
+            if t >= step_at && nodes * 6 >= 150 && enough_at.is_none() {
+                enough_at = Some(t - step_at);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (enough_at, most)
+    });
+    let (admitted, refused) = offer(&channel, "autoscaled", total, |t| {
+        if t < step_at { 6.0 } else { 150.0 }
+    })
+    .await;
+    let (enough_at, most) = watcher.await.unwrap();
+    println!();
+    println!(
+        "Reaction through gRPC: step from 6 to 150 calls/s at t = {step_at}s (min 2, max 50 nodes)"
+    );
+    println!("| measure | value |");
+    println!("|---|---:|");
+    println!(
+        "| time from the step to enough nodes (nodes × 6 ≥ 150) | {} |",
+        enough_at.map_or("not reached".to_owned(), |t| format!("{t:.2} s"))
+    );
+    println!("| most nodes | {most} |");
+    println!("| calls admitted | {} |", admitted.len());
+    println!("| calls refused (RESOURCE_EXHAUSTED) | {refused} |");
 }
