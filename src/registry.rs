@@ -273,7 +273,13 @@ impl Registry {
             };
             let basic_auth = match spec.proxy.auth_scheme {
                 ProxyAuthScheme::None => None,
-                ProxyAuthScheme::Basic | ProxyAuthScheme::Digest => {
+                ProxyAuthScheme::Digest => {
+                    return Err(
+                        "proxy.auth_scheme: DIGEST proxy authentication is not supported yet"
+                            .to_owned(),
+                    );
+                }
+                ProxyAuthScheme::Basic => {
                     let user = spec.proxy.user.clone().unwrap_or_default();
                     let password = match &spec.proxy.password {
                         Some(reference) => self

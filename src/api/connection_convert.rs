@@ -504,6 +504,9 @@ impl ConnectionService for ConnectionApi {
                             format!("the upstream rejected the key: {}", e.message),
                         )
                     }
+                    Err(e @ crate::engine::EngineError::ProxyAuthentication(_)) => {
+                        (State::AuthError, e.to_string())
+                    }
                     Err(e) => (State::Error, e.to_string()),
                 }
             }

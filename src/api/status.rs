@@ -243,6 +243,12 @@ pub fn engine_error(error: &EngineError) -> Status {
             error.to_string(),
             HashMap::new(),
         ),
+        EngineError::ProxyAuthentication(_) => status(
+            Code::FailedPrecondition,
+            "PROXY_AUTHENTICATION_FAILED",
+            error.to_string(),
+            HashMap::new(),
+        ),
         EngineError::Throttled(throttled) => throttled_status(throttled),
         EngineError::NotReady(_) => status(
             Code::FailedPrecondition,

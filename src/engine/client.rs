@@ -194,6 +194,8 @@ impl UpstreamClient {
                     },
                     EngineError::Upstream(Box::new(error)),
                 ),
+                // Wrong proxy credentials do not get better by trying again.
+                Err(error @ EngineError::ProxyAuthentication(_)) => return Err(error),
                 Err(error) => (Outcome::Transport, error),
             };
             let Decision::Retry { at_least } = retry::decide(outcome) else {
@@ -295,6 +297,16 @@ impl UpstreamClient {
         if self.options.verbosity >= 5 {
             tracing::debug!(status, request_id = ?request_id, body = %redact_body(&bytes), "upstream response detail");
         }
+        if self.options.proxy.is_some()
+            && (status == 407 || status == 401)
+            && !is_stripe_error(&bytes)
+        {
+            // Forwarded through the proxy, and the proxy itself answered: Stripe's own 401 always
+            // carries its JSON error body. (Some proxies answer 401 instead of 407.)
+            return Err(EngineError::ProxyAuthentication(format!(
+                "HTTP {status} from the proxy"
+            )));
+        }
         if (200..300).contains(&status) {
             let body = serde_json::from_slice(&bytes).map_err(|e| {
                 EngineError::BadResponse(format!("HTTP {status} body is not JSON: {e}"))
@@ -314,6 +326,11 @@ impl UpstreamClient {
             })
         }
     }
+}
+
+fn is_stripe_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .is_ok_and(|v| v.get("error").is_some_and(Value::is_object))
 }
 
 enum Attempt {
@@ -347,6 +364,12 @@ fn transport_error(error: &reqwest::Error) -> EngineError {
     while let Some(inner) = source {
         message.push_str(&format!(": {inner}"));
         source = inner.source();
+    }
+    // The proxy answered the tunnel's CONNECT with 407.
+    if message.contains("proxy authorization required") {
+        return EngineError::ProxyAuthentication(
+            "the CONNECT tunnel was refused with HTTP 407".to_owned(),
+        );
     }
     EngineError::Unavailable {
         message,

@@ -55,6 +55,9 @@ pub enum EngineError {
     /// The caller's deadline passed before the call completed.
     #[error("deadline exceeded: {0}")]
     DeadlineExceeded(String),
+    /// The proxy refused the connection's proxy credentials (HTTP 407).
+    #[error("the proxy rejected the proxy credentials: {0}")]
+    ProxyAuthentication(String),
     /// The upstream answered something that is not Stripe's shape.
     #[error("unexpected upstream response: {0}")]
     BadResponse(String),
