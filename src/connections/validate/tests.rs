@@ -45,7 +45,7 @@ fn a_full_connection_with_proxy_and_labels_is_valid() {
     spec.verbosity = 5;
     spec.proxy = ProxySettings {
         enabled: true,
-        auth_scheme: ProxyAuthScheme::Digest,
+        auth_scheme: ProxyAuthScheme::Basic,
         user: Some("svc".to_owned()),
         password: Some(env_ref("PROXY_PASSWORD")),
         ssl_type: ProxySslType::Tunnel,
@@ -142,8 +142,11 @@ fn each_rule_reports_its_own_reason_and_field() {
             s.proxy = enabled_proxy(ProxyAuthScheme::Basic);
             s.proxy.user = None;
         }),
-        ("MISSING_PROXY_PASSWORD", "proxy.password", |s| {
+        ("PROXY_AUTH_SCHEME_UNSUPPORTED", "proxy.auth_scheme", |s| {
             s.proxy = enabled_proxy(ProxyAuthScheme::Digest);
+        }),
+        ("MISSING_PROXY_PASSWORD", "proxy.password", |s| {
+            s.proxy = enabled_proxy(ProxyAuthScheme::Basic);
             s.proxy.password = None;
         }),
         ("SECRET_NOT_FOUND", "proxy.password", |s| {
