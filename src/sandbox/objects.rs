@@ -17,6 +17,15 @@ pub(crate) fn blank(
     created: i64,
 ) -> Map<String, Value> {
     let mut object = Map::new();
+    // Where the object's own sub-lists live, e.g. `/v1/customers/cus_1` → `.../sources`.
+    let base = entity
+        .and_then(|e| {
+            let path = e.item_path.as_deref()?;
+            let param = e.item_id_param.as_deref()?;
+            let own = path.replace(&format!("{{{param}}}"), id);
+            (!own.contains('{')).then_some(own)
+        })
+        .unwrap_or_else(|| format!("/v1/{object_type}s/{id}"));
     object.insert("id".into(), Value::String(id.to_owned()));
     object.insert("object".into(), Value::String(object_type.to_owned()));
     for field in entity.map(|e| e.fields.as_slice()).unwrap_or_default() {
@@ -29,7 +38,7 @@ pub(crate) fn blank(
         }
         object
             .entry(first.to_owned())
-            .or_insert_with(|| default_value(field, id));
+            .or_insert_with(|| default_value(field, &base));
     }
     if entity.is_some_and(|e| e.fields.iter().any(|f| f.source == "created")) || entity.is_none() {
         object.insert("created".into(), json!(created));
@@ -40,9 +49,9 @@ pub(crate) fn blank(
     object
 }
 
-fn default_value(field: &FieldSpec, id: &str) -> Value {
+fn default_value(field: &FieldSpec, base: &str) -> Value {
     if schema::is_list_object(&field.json_schema) {
-        return empty_list(&format!("/v1/{}/{id}", field.source));
+        return empty_list(&format!("{base}/{}", field.source));
     }
     if field.nullable {
         return Value::Null;
@@ -277,8 +286,8 @@ mod tests {
             object: "customer".into(),
             id_prefix: Some("cus".into()),
             collection_path: "/v1/customers".into(),
-            item_path: None,
-            item_id_param: None,
+            item_path: Some("/v1/customers/{customer}".into()),
+            item_id_param: Some("customer".into()),
             parents: Vec::new(),
             search_path: None,
             search_fields: Vec::new(),
@@ -311,7 +320,7 @@ mod tests {
             Value::Object(object),
             json!({"id": "cus_1", "object": "customer", "created": 42, "livemode": false, "email": null,
                    "balance": 0, "metadata": {}, "tax_exempt": "none",
-                   "sources": {"object": "list", "data": [], "has_more": false, "url": "/v1/sources/cus_1"}})
+                   "sources": {"object": "list", "data": [], "has_more": false, "url": "/v1/customers/cus_1/sources"}})
         );
     }
 
@@ -327,7 +336,7 @@ mod tests {
             }}),
         );
         assert_eq!(
-            default_value(&settings, "cus_1"),
+            default_value(&settings, "/v1/customers/cus_1"),
             json!({"footer": null, "rendering_options": null, "custom": {"on": false}})
         );
     }
