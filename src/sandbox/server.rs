@@ -157,6 +157,14 @@ fn to_json_bytes(value: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec_pretty(value).unwrap_or_else(|_| b"{}".to_vec()))
 }
 
+/// What an idempotency key allows.
+enum Claim {
+    /// First use: execute, then store the result.
+    Fresh(Reservation),
+    /// Replay this stored status and body.
+    Replay(u16, Bytes),
+}
+
 /// Releases an idempotency reservation if the request ends before storing a result.
 struct Reservation {
     sandbox: Arc<Sandbox>,
@@ -347,6 +355,53 @@ impl Sandbox {
         Ok(params)
     }
 
+    /// Claims an idempotency key: a fresh reservation, a stored response to replay, or Stripe's
+    /// error for a key in use or used with other parameters.
+    fn claim(
+        self: &Arc<Self>,
+        api_key: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Claim, ApiError> {
+        if key.len() > 255 {
+            return Err(
+                ApiError::invalid("Idempotency keys can be at most 255 characters long.")
+                    .with_param("Idempotency-Key"),
+            );
+        }
+        match lock(&self.idempotency).begin(api_key, key, fingerprint) {
+            Begin::Proceed => Ok(Claim::Fresh(Reservation {
+                sandbox: Arc::clone(self),
+                api_key: api_key.to_owned(),
+                key: key.to_owned(),
+                finished: false,
+            })),
+            Begin::Replay { status, body } => Ok(Claim::Replay(status, body)),
+            Begin::InUse => Err(ApiError::idempotency_in_use()),
+            Begin::Mismatch => Err(ApiError::idempotency_mismatch(key)),
+        }
+    }
+
+    /// Executes a decoded call under the state lock; the JSON answer and its status.
+    fn run(
+        &self,
+        call: &Call,
+        (request_id, idempotency_key, search_delay): (&str, Option<&str>, Duration),
+    ) -> (StatusCode, Bytes) {
+        let mut store = lock(&self.store);
+        let mut ctx = Ctx {
+            spec: &self.spec,
+            store: &mut store,
+            request_id,
+            idempotency_key,
+            search_delay,
+        };
+        match api::execute(&mut ctx, call) {
+            Ok(value) => (StatusCode::OK, to_json_bytes(&value)),
+            Err(error) => (error.status, to_json_bytes(&error.body())),
+        }
+    }
+
     async fn process(self: &Arc<Self>, request: Request, request_id: &str) -> Outcome {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
@@ -400,37 +455,22 @@ impl Sandbox {
             })
             .flatten()
             .filter(|key| !key.is_empty());
-        let mut reservation = None;
-        let mut replay = None;
-        if let Some(key) = &idempotency_key {
-            if key.len() > 255 {
-                let error =
-                    ApiError::invalid("Idempotency keys can be at most 255 characters long.")
-                        .with_param("Idempotency-Key");
-                return Outcome::error(&error, &label);
-            }
-            let fingerprint = format!(
-                "{} {} {}",
-                parts.method,
-                path,
-                Value::Object(params.clone())
-            );
-            match lock(&self.idempotency).begin(&api_key, key, &fingerprint) {
-                Begin::Proceed => {
-                    reservation = Some(Reservation {
-                        sandbox: Arc::clone(self),
-                        api_key: api_key.clone(),
-                        key: key.clone(),
-                        finished: false,
-                    });
-                }
-                Begin::Replay { status, body } => replay = Some((status, body)),
-                Begin::InUse => return Outcome::error(&ApiError::idempotency_in_use(), &label),
-                Begin::Mismatch => {
-                    return Outcome::error(&ApiError::idempotency_mismatch(key), &label);
+        let claim = match &idempotency_key {
+            Some(key) => {
+                let fingerprint =
+                    format!("{} {path} {}", parts.method, Value::Object(params.clone()));
+                match self.claim(&api_key, key, &fingerprint) {
+                    Ok(claim) => Some(claim),
+                    Err(error) => return Outcome::error(&error, &label),
                 }
             }
-        }
+            None => None,
+        };
+        let (mut reservation, replay) = match claim {
+            Some(Claim::Fresh(reservation)) => (Some(reservation), None),
+            Some(Claim::Replay(status, body)) => (None, Some((status, body))),
+            None => (None, None),
+        };
         // Writes to one object are serialised as in Stripe; a write arriving while another is
         // still working on the object (only possible with added latency) gets `lock_timeout`.
         let object_id = matched.params.last().map(|(_, id)| id.clone());
@@ -461,21 +501,8 @@ impl Sandbox {
                     path: path.clone(),
                     params,
                 };
-                let result = {
-                    let mut store = lock(&self.store);
-                    let mut ctx = Ctx {
-                        spec: &self.spec,
-                        store: &mut store,
-                        request_id,
-                        idempotency_key: idempotency_key.as_deref(),
-                        search_delay: config.search_delay,
-                    };
-                    api::execute(&mut ctx, &call)
-                };
-                let (status, body) = match result {
-                    Ok(value) => (StatusCode::OK, to_json_bytes(&value)),
-                    Err(error) => (error.status, to_json_bytes(&error.body())),
-                };
+                let context = (request_id, idempotency_key.as_deref(), config.search_delay);
+                let (status, body) = self.run(&call, context);
                 if let Some(reservation) = reservation.take() {
                     reservation.finish(status, body.clone());
                 }
