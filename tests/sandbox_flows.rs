@@ -265,6 +265,33 @@ async fn authentication_required_cards_need_action_or_fail_with_error_on_require
 }
 
 #[tokio::test]
+async fn off_session_payments_needing_authentication_are_declined() {
+    let sandbox = start(unlimited()).await;
+    let client = Client::new(&sandbox);
+    let customer = client.customer().await;
+    let reply = intent(
+        &client,
+        &[
+            ("customer", &customer),
+            ("payment_method", "pm_card_authenticationRequired"),
+            ("confirm", "true"),
+            ("off_session", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 402);
+    assert_eq!(reply.body["error"]["code"], "authentication_required");
+    assert_eq!(
+        reply.body["error"]["decline_code"],
+        "authentication_required"
+    );
+    assert_eq!(
+        reply.body["error"]["payment_intent"]["status"],
+        "requires_payment_method"
+    );
+}
+
+#[tokio::test]
 async fn manual_capture_holds_funds_until_captured_within_the_capturable_amount() {
     let sandbox = start(unlimited()).await;
     let client = Client::new(&sandbox);

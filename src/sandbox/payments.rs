@@ -561,11 +561,21 @@ pub(crate) fn confirm(
     let authenticated = status == "requires_action";
     if behaviour == CardBehaviour::AuthenticationRequired && !authenticated {
         if error_on_requires_action || off_session {
-            let error = ApiError::card(
-                "authentication_required",
-                Some("authentication_not_handled"),
-                AUTH_MESSAGE,
-            );
+            // Off-session payments are declined by the issuer; `error_on_requires_action` is the
+            // integration declining to handle the action.
+            let error = if error_on_requires_action {
+                ApiError::card(
+                    "authentication_required",
+                    Some("authentication_not_handled"),
+                    AUTH_MESSAGE,
+                )
+            } else {
+                ApiError::card(
+                    "authentication_required",
+                    Some("authentication_required"),
+                    "Your card was declined. This transaction requires authentication.",
+                )
+            };
             let mut last_error = error.as_last_payment_error();
             last_error["payment_method"] = method_object(ctx, &method_id);
             return Err(fail(ctx, intent, error, last_error));
