@@ -660,3 +660,54 @@ fn search_entity(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<
         json!({"object": "search_result", "data": data, "has_more": has_more, "next_page": next_page, "url": url}),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object() -> Map<String, Value> {
+        json!({"id": "evt_1", "type": "customer.created", "created": 100, "customer": {"id": "cus_1"}, "livemode": false})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn list_filters_compare_equality_ranges_and_membership() {
+        let object = object();
+        assert!(filter_matches(&object, "type", &json!("customer.created")));
+        assert!(!filter_matches(&object, "type", &json!("customer.updated")));
+        assert!(
+            filter_matches(&object, "customer", &json!("cus_1")),
+            "expanded references compare by id"
+        );
+        assert!(filter_matches(
+            &object,
+            "created",
+            &json!({"gte": 100, "lt": 101})
+        ));
+        assert!(!filter_matches(&object, "created", &json!({"gt": 100})));
+        assert!(filter_matches(
+            &object,
+            "types",
+            &json!(["invoice.paid", "customer.created"])
+        ));
+        assert!(!filter_matches(&object, "types", &json!(["invoice.paid"])));
+        assert!(filter_matches(&object, "livemode", &json!(false)));
+    }
+
+    #[test]
+    fn verb_paths_are_recognised_whatever_the_placeholder_names() {
+        assert_eq!(
+            shape("/v1/payment_intents/{intent}/confirm"),
+            "/v1/payment_intents/{}/confirm"
+        );
+        assert_eq!(shape("/v1/quotes/{quote}/accept"), "/v1/quotes/{}/accept");
+    }
+
+    #[test]
+    fn snake_case_converts_search_field_names() {
+        assert_eq!(snake_case("Created"), "created");
+        assert_eq!(snake_case("PaymentIntent"), "payment_intent");
+    }
+}
