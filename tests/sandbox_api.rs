@@ -476,7 +476,7 @@ async fn idempotency_keys_replay_reject_mismatches_and_block_concurrent_use() {
         .admin(
             post.clone(),
             "/_sandbox/config",
-            Some(json!({"faults": {"latency": "300ms"}})),
+            Some(json!({"faults": {"latency": "600ms"}})),
         )
         .await;
     let (a, b) = tokio::join!(
@@ -487,7 +487,7 @@ async fn idempotency_keys_replay_reject_mismatches_and_block_concurrent_use() {
             Some("key-2")
         ),
         async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
             client
                 .send(
                     post.clone(),

@@ -296,7 +296,7 @@ async fn concurrent_writes_to_one_object_get_lock_timeout() {
     let config = SandboxConfig {
         rate_limit: None,
         faults: FaultConfig {
-            latency: Duration::from_millis(300),
+            latency: Duration::from_millis(600),
             ..FaultConfig::default()
         },
         ..SandboxConfig::default()
@@ -306,7 +306,7 @@ async fn concurrent_writes_to_one_object_get_lock_timeout() {
     let customer = client.customer().await;
     let path = format!("/v1/customers/{customer}");
     let (a, b) = tokio::join!(client.post(&path, &[("name", "A")]), async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         client.post(&path, &[("name", "B")]).await
     });
     assert_eq!(a.status, 200);
