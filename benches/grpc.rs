@@ -101,7 +101,7 @@ async fn spawn_service(dir: &std::path::Path, name: &str, extra: &str) -> (Servi
     let data = dir.join(format!("{name}-data"));
     std::fs::write(
         &config,
-        format!("data_dir = {data:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n[sandbox]\nrate_limit = 0\n[log]\nlevel = \"warn\"\n{extra}"),
+        format!("data_dir = {data:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n[sandbox]\nenabled = \"never\"\n[log]\nlevel = \"warn\"\n{extra}"),
     )
     .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_connector-runtime"))
@@ -211,6 +211,7 @@ fn busiest_second(times: &[f64], from: f64, to: f64) -> usize {
 
 #[tokio::main]
 async fn main() {
+    connector_runtime::engine::client::ensure_crypto_provider();
     let quick = std::env::args().any(|a| a == "--quick") || std::env::var("BENCH_QUICK").is_ok();
     let duration = if quick {
         Duration::from_secs(1)
@@ -218,24 +219,42 @@ async fn main() {
         Duration::from_secs(10)
     };
     let dir = tempfile::tempdir().unwrap();
+    // The backend: the sandbox in its own process, its rate limit off.
+    let sandbox_port = free_port();
+    let sandbox = format!("http://127.0.0.1:{sandbox_port}");
+    let _sandbox = Service(
+        Command::new(env!("CARGO_BIN_EXE_connector-runtime"))
+            .args([
+                "sandbox",
+                "--rate-limit",
+                "0",
+                "--listen",
+                &format!("127.0.0.1:{sandbox_port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the sandbox"),
+    );
+    while tokio::net::TcpStream::connect(("127.0.0.1", sandbox_port))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (_service, pid, channel) = spawn_service(
         dir.path(),
         "ample",
-        "[nodes]\nnode_rate = 1000000\nnode_burst = 1000000\n[nodes.stripe_budget]\ntest = 1000000\nlive = 1000000\n",
+        &format!(
+            "[nodes]\nnode_rate = 1000000\nnode_burst = 1000000\n[nodes.stripe_budget]\ntest = 1000000\nlive = 1000000\n\
+             [[connections]]\nid = \"bench\"\napi_key = {{ secret = \"env:BENCH_STRIPE_KEY\" }}\napi_base_url = \"{sandbox}\"\n"
+        ),
     )
     .await;
-    let connection = ConnectionServiceClient::new(channel.clone())
-        .get_connection(pb::GetConnectionRequest {
-            name: "connections/stripe-sandbox".to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let sandbox = connection.api_base_url.clone();
     let mut entities = EntityServiceClient::new(channel.clone());
     let created = entities
         .create_entity(pb::CreateEntityRequest {
-            parent: "connections/stripe-sandbox/entityTypes/Customer".to_owned(),
+            parent: "connections/bench/entityTypes/Customer".to_owned(),
             entity: Some(pb::Entity {
                 fields: Some(to_proto_struct(
                     json!({"Email": "bench@example.com", "Name": "Bench"})

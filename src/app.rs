@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
@@ -90,9 +91,7 @@ fn load_spec(settings: &Settings) -> anyhow::Result<Arc<ConnectorSpec>> {
         Some(dir) => Ok(Arc::new(
             crate::spec::load_dir(dir).map_err(|e| anyhow!("{e}"))?,
         )),
-        None => Ok(Arc::new(
-            crate::spec::stripe().map_err(|e| anyhow!("{e}"))?.clone(),
-        )),
+        None => crate::spec::stripe_shared().map_err(|e| anyhow!("{e}")),
     }
 }
 
@@ -239,7 +238,14 @@ pub async fn start(
         set_serving(&reporter, false).await;
         let _ = draining_tx.send(());
     };
-    let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
+    // Small gRPC frames must not wait for Nagle's algorithm and delayed ACKs (about 40 ms).
+    let incoming = TcpListenerStream::new(listener).map(|stream| {
+        if let Ok(stream) = &stream {
+            let _ = stream.set_nodelay(true);
+        }
+        stream
+    });
+    let serve = router.serve_with_incoming_shutdown(incoming, stop);
     let task = tokio::spawn(async move {
         tokio::pin!(serve);
         let drained = async {

@@ -126,7 +126,23 @@ impl ConnectionRuntime {
     ) -> Result<UpstreamResponse, EngineError> {
         let _admission = self.pool.admit(options.deadline).await?;
         self.budget.admit(options.deadline).await?;
-        self.client.send(request, options).await
+        let result = self.client.send(request, options).await;
+        if let Err(error) = &result {
+            // Stripe's 4xx answers (declines, bad ids) are the caller's business: a warning. The
+            // rest means the upstream or the path to it failed, after retries: an error.
+            let caller_side = matches!(error, EngineError::Upstream(e) if e.http_status < 500 && e.http_status != 429);
+            if caller_side {
+                if self
+                    .client
+                    .logs(crate::connections::model::LogLevel::Warning)
+                {
+                    tracing::warn!(connection = %self.id, operation = %request.operation_id, %error, "upstream call refused");
+                }
+            } else {
+                tracing::error!(connection = %self.id, operation = %request.operation_id, %error, "upstream call failed");
+            }
+        }
+        result
     }
 }
 
@@ -204,7 +220,7 @@ impl Engine {
     fn record(
         entity: &EntitySpec,
         parents: Vec<String>,
-        object: &Map<String, Value>,
+        object: Map<String, Value>,
         request_id: Option<String>,
     ) -> Result<EntityRecord, EngineError> {
         let id = object
@@ -253,7 +269,7 @@ impl Engine {
             )
             .await?,
         )?;
-        Self::record(entity, id.parents, &object, request_id)
+        Self::record(entity, id.parents, object, request_id)
     }
 
     pub async fn create(
@@ -289,7 +305,7 @@ impl Engine {
             deadline,
         };
         let (object, request_id) = object_of(conn.call(&request, &options).await?)?;
-        Self::record(entity, parents, &object, request_id)
+        Self::record(entity, parents, object, request_id)
     }
 
     pub async fn update(
@@ -327,7 +343,7 @@ impl Engine {
             deadline,
         };
         let (object, request_id) = object_of(conn.call(&request, &options).await?)?;
-        Self::record(entity, id.parents, &object, request_id)
+        Self::record(entity, id.parents, object, request_id)
     }
 
     pub async fn delete(
@@ -462,20 +478,24 @@ impl Engine {
                 )
                 .await?;
             let request_id = response.request_id.clone();
-            let (body, _) = object_of(response)?;
-            let data = body
-                .get("data")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let (mut body, _) = object_of(response)?;
+            let data = match body.remove("data") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
             let has_more = body
                 .get("has_more")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
+            let last_upstream_id = data
+                .last()
+                .and_then(|d| d.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             let mut last_seen = None;
             let mut filled = false;
-            for item in &data {
-                let Some(object) = item.as_object() else {
+            for item in data {
+                let Value::Object(object) = item else {
                     continue;
                 };
                 let record =
@@ -489,13 +509,7 @@ impl Engine {
                     }
                 }
             }
-            let more_upstream = has_more
-                || (filled
-                    && last_seen.as_deref()
-                        != data
-                            .last()
-                            .and_then(|d| d.get("id"))
-                            .and_then(Value::as_str));
+            let more_upstream = has_more || (filled && last_seen != last_upstream_id);
             match (last_seen, more_upstream) {
                 (Some(after), true) => {
                     cursor = Some(after.clone());

@@ -166,14 +166,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             init_logging(None);
             let spec = match spec_dir {
-                Some(dir) => spec::load_dir(&dir).map_err(|e| anyhow!("{e}"))?,
-                None => spec::stripe().map_err(|e| anyhow!("{e}"))?.clone(),
+                Some(dir) => std::sync::Arc::new(spec::load_dir(&dir).map_err(|e| anyhow!("{e}"))?),
+                None => spec::stripe_shared().map_err(|e| anyhow!("{e}"))?,
             };
             let config = sandbox::SandboxConfig {
                 rate_limit: Some(rate_limit).filter(|r| *r > 0),
                 ..Default::default()
             };
-            let handle = sandbox::start(std::sync::Arc::new(spec), listen, config)
+            let handle = sandbox::start(spec, listen, config)
                 .await
                 .map_err(|e| anyhow!("{e}"))?;
             tracing::info!(url = %handle.base_url(), key = sandbox::SANDBOX_API_KEY, "Stripe test-mode sandbox listening (any sk_test_ key works)");

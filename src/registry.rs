@@ -319,6 +319,8 @@ impl Registry {
             proxy,
             extra_ca_pem: self.options.extra_ca_pem.clone(),
             verbosity: spec.verbosity,
+            log_level: spec.log_level,
+            connection: spec.id.clone(),
         })
         .map_err(|e| e.to_string())?;
         let (min, max) = (spec.nodes.min_node_count, spec.nodes.max_node_count);

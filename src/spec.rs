@@ -12,6 +12,8 @@ pub mod overlay;
 mod validate;
 
 pub use error::SpecError;
-pub use files::{OVERLAY_FILE, STRIPE_SPEC_DIR, load_dir, stripe, to_file_text, write_spec};
+pub use files::{
+    OVERLAY_FILE, STRIPE_SPEC_DIR, load_dir, stripe, stripe_shared, to_file_text, write_spec,
+};
 pub use generate::{generate, generate_from};
 pub use validate::validate;

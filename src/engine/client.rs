@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::error::EngineError;
 use super::request::UpstreamRequest;
 use super::retry::{self, Decision, Outcome};
+use crate::connections::model::LogLevel;
 use crate::spec::model::HttpMethod;
 use crate::stripe::error::StripeError;
 use crate::stripe::{form, headers};
@@ -62,6 +63,10 @@ pub struct ClientOptions {
     pub extra_ca_pem: Option<Vec<u8>>,
     /// 1–5: how much of each exchange is logged (secrets always redacted).
     pub verbosity: u8,
+    /// The connection's log level: lines below it are not emitted.
+    pub log_level: LogLevel,
+    /// The connection's id, carried by every log line.
+    pub connection: String,
 }
 
 /// Per-call options.
@@ -142,6 +147,19 @@ impl UpstreamClient {
         Ok(Self { http, options })
     }
 
+    /// True when the connection's log level lets lines of `level` through.
+    pub fn logs(&self, level: LogLevel) -> bool {
+        fn rank(level: LogLevel) -> u8 {
+            match level {
+                LogLevel::Error => 0,
+                LogLevel::Warning => 1,
+                LogLevel::Info => 2,
+                LogLevel::Debug => 3,
+            }
+        }
+        rank(level) <= rank(self.options.log_level)
+    }
+
     pub fn options(&self) -> &ClientOptions {
         &self.options
     }
@@ -217,13 +235,16 @@ impl UpstreamClient {
             {
                 return Err(error);
             }
-            tracing::debug!(
-                operation = %request.operation_id,
-                attempt,
-                wait_ms = wait.as_millis() as u64,
-                error = %error,
-                "retrying upstream call"
-            );
+            if self.options.verbosity >= 2 && self.logs(LogLevel::Warning) {
+                tracing::warn!(
+                    connection = %self.options.connection,
+                    operation = %request.operation_id,
+                    attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    error = %error,
+                    "retrying upstream call"
+                );
+            }
             tokio::time::sleep(wait).await;
         }
     }
@@ -268,16 +289,18 @@ impl UpstreamClient {
                 builder = builder.header(headers::HEADER_IDEMPOTENCY_KEY, key);
             }
         }
-        if self.options.verbosity >= 3 {
+        if self.options.verbosity >= 3 && self.logs(LogLevel::Info) {
             tracing::info!(
+                connection = %self.options.connection,
                 operation = %request.operation_id,
                 method = method_name(request.method),
                 path = %request.path,
                 "upstream request"
             );
         }
-        if self.options.verbosity >= 5 {
+        if self.options.verbosity >= 5 && self.logs(LogLevel::Debug) {
             tracing::debug!(
+                connection = %self.options.connection,
                 operation = %request.operation_id,
                 query = %redact_pairs(&request.query),
                 form = %redact_pairs(&request.form),
@@ -294,8 +317,8 @@ impl UpstreamClient {
         let should_retry = headers::should_retry(response.headers());
         let retry_after = headers::retry_after(response.headers());
         let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
-        if self.options.verbosity >= 5 {
-            tracing::debug!(status, request_id = ?request_id, body = %redact_body(&bytes), "upstream response detail");
+        if self.options.verbosity >= 5 && self.logs(LogLevel::Debug) {
+            tracing::debug!(connection = %self.options.connection, status, request_id = ?request_id, body = %redact_body(&bytes), "upstream response detail");
         }
         if self.options.proxy.is_some()
             && (status == 407 || status == 401)

@@ -19,21 +19,18 @@ pub fn pascal_case(snake: &str) -> String {
         .collect()
 }
 
-/// An entity's fields under PascalCase names, with native JSON values. Members the spec does not
-/// know (a newer API version) are kept under a derived PascalCase name rather than dropped.
-pub fn entity_fields(entity: &EntitySpec, object: &Map<String, Value>) -> Map<String, Value> {
+/// An entity's fields under PascalCase names, with native JSON values, moved out of the object.
+/// Members the spec does not know (a newer API version) are kept under a derived PascalCase name
+/// rather than dropped.
+pub fn entity_fields(entity: &EntitySpec, mut object: Map<String, Value>) -> Map<String, Value> {
     let mut fields = Map::with_capacity(object.len());
     for field in &entity.fields {
-        if let Some(value) = object.get(&field.source) {
-            fields.insert(field.name.clone(), value.clone());
+        if let Some(value) = object.remove(&field.source) {
+            fields.insert(field.name.clone(), value);
         }
     }
     for (key, value) in object {
-        if !entity.fields.iter().any(|f| &f.source == key) {
-            fields
-                .entry(pascal_case(key))
-                .or_insert_with(|| value.clone());
-        }
+        fields.entry(pascal_case(&key)).or_insert(value);
     }
     fields
 }

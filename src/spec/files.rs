@@ -5,7 +5,7 @@
 //! files byte for byte and reviews show small diffs. Other files (the overlay) are left alone.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use include_dir::{Dir, include_dir};
 use serde::Serialize;
@@ -26,16 +26,25 @@ pub const ACTIONS_DIR: &str = "actions";
 pub const STRIPE_SPEC_DIR: &str = "connector-spec/stripe";
 
 static STRIPE_FILES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/connector-spec/stripe");
-static STRIPE_SPEC: OnceLock<ConnectorSpec> = OnceLock::new();
+static STRIPE_SPEC: OnceLock<Arc<ConnectorSpec>> = OnceLock::new();
 
 /// The Stripe connector spec compiled into the binary (`connector-spec/stripe/`), loaded and
 /// validated on first use.
 pub fn stripe() -> Result<&'static ConnectorSpec, SpecError> {
+    Ok(stripe_shared_ref()?.as_ref())
+}
+
+/// The same embedded spec as a shared handle, so the engine and the sandbox use one copy.
+pub fn stripe_shared() -> Result<Arc<ConnectorSpec>, SpecError> {
+    stripe_shared_ref().cloned()
+}
+
+fn stripe_shared_ref() -> Result<&'static Arc<ConnectorSpec>, SpecError> {
     if let Some(spec) = STRIPE_SPEC.get() {
         return Ok(spec);
     }
     let spec = load(&Embedded(&STRIPE_FILES), STRIPE_SPEC_DIR)?;
-    Ok(STRIPE_SPEC.get_or_init(|| spec))
+    Ok(STRIPE_SPEC.get_or_init(|| Arc::new(spec)))
 }
 
 /// Loads and validates the connector spec in `dir`.
