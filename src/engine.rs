@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::spec::model::{
     ActionSpec, ConnectorSpec, EntitySpec, OperationKind, OperationSpec, ParamLocation,
 };
+use crate::stripe::error::StripeError;
 use crate::stripe::headers::MAX_IDEMPOTENCY_KEY_LEN;
 use crate::throttle::{AccountBudget, NodePool};
 use client::{CallOptions, UpstreamClient, UpstreamResponse};
@@ -269,6 +270,18 @@ impl Engine {
             )
             .await?,
         )?;
+        // Stripe still answers some deleted objects (a deleted customer) with a stub
+        // `{id, object, deleted: true}`; for a connector the entity no longer exists.
+        if object.get("deleted") == Some(&Value::Bool(true)) {
+            return Err(EngineError::Upstream(Box::new(StripeError {
+                http_status: 404,
+                error_type: "invalid_request_error".to_owned(),
+                code: Some("resource_missing".to_owned()),
+                message: format!("{} {} was deleted", entity.name, id),
+                request_id,
+                ..StripeError::default()
+            })));
+        }
         Self::record(entity, id.parents, object, request_id)
     }
 

@@ -407,6 +407,12 @@ async fn a_secret_value_never_appears_in_responses_or_logs() {
 
 /// An upstream that answers a customer after a delay, to keep a call in flight.
 async fn slow_upstream(delay: Duration) -> String {
+    let body = r#"{"id":"cus_slow","object":"customer","created":1700000000,"livemode":false,"email":"slow@example.com"}"#;
+    canned_upstream(delay, body).await
+}
+
+/// An upstream that answers every request with `body` after `delay`.
+async fn canned_upstream(delay: Duration, body: &'static str) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -415,7 +421,6 @@ async fn slow_upstream(delay: Duration) -> String {
                 let mut buffer = vec![0u8; 8192];
                 let _ = socket.read(&mut buffer).await;
                 tokio::time::sleep(delay).await;
-                let body = r#"{"id":"cus_slow","object":"customer","created":1700000000,"livemode":false,"email":"slow@example.com"}"#;
                 let response = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -480,4 +485,28 @@ async fn graceful_shutdown_reports_not_serving_and_completes_in_flight_calls() {
         DrainOutcome::Completed,
         "the drain ends with the last call, not at its timeout"
     );
+}
+
+#[tokio::test]
+async fn a_deleted_stub_from_stripe_reads_as_not_found() {
+    let home = Home::new();
+    home.put_secret("stripe-key", "1", STRIPE_KEY);
+    let mut settings = home.settings(false);
+    let mut connection = connector_runtime::connections::model::ConnectionSpec::with_id("stubbed");
+    connection.api_key = Some(secret("stripe-key"));
+    // What Stripe answers for a deleted customer.
+    connection.api_base_url = canned_upstream(
+        Duration::ZERO,
+        r#"{"id":"cus_gone","object":"customer","deleted":true}"#,
+    )
+    .await;
+    settings.connections = vec![connection];
+    let service = start(settings).await;
+    let gone = service
+        .get("stubbed", "Customer", "cus_gone")
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    assert_eq!(reason(&gone), "STRIPE_RESOURCE_MISSING");
+    service.shutdown().await;
 }

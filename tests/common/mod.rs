@@ -84,8 +84,10 @@ impl Home {
 
     /// Settings for a test service: this home's dirs; tokens when `auth`.
     pub fn settings(&self, auth: bool) -> Settings {
-        let mut settings = Settings::default();
-        settings.data_dir = self.data_dir();
+        let mut settings = Settings {
+            data_dir: self.data_dir(),
+            ..Settings::default()
+        };
         settings.secrets.dir = Some(self.secrets_dir());
         settings.sandbox.rate_limit = 0;
         if auth {
