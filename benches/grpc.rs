@@ -302,6 +302,7 @@ async fn main() {
             }
         })
         .await;
+        let channel_for_reference = channel.clone();
         let channel = channel.clone();
         let entity = name.clone();
         let sampler = tokio::spawn(async move {
@@ -325,9 +326,24 @@ async fn main() {
         })
         .await;
         loaded_kib = loaded_kib.max(sampler.await.unwrap());
+        // For reference: the gRPC hop alone, a call the runtime answers without going upstream.
+        let reference_channel = channel_for_reference.clone();
+        let grpc_only = run_phase(callers, duration, move || {
+            let mut client = ConnectionServiceClient::new(reference_channel.clone());
+            async move {
+                client
+                    .check_readiness(pb::CheckReadinessRequest {
+                        name: "connections/bench".to_owned(),
+                    })
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
         for (path, f) in [
             ("direct HTTP", &direct),
             ("through runtime (gRPC)", &runtime),
+            ("gRPC only, no upstream (CheckReadiness)", &grpc_only),
         ] {
             println!(
                 "| {path} | {callers} | {:.0} | {:.0} µs | {:.0} µs |",
