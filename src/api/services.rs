@@ -82,6 +82,28 @@ fn is_full(view: i32) -> bool {
     view == pb::View::Full as i32
 }
 
+impl ApiState {
+    /// NOT_FOUND unless the connection exists (ready or not).
+    fn require_connection(&self, id: &str) -> Result<(), Status> {
+        match self.registry.get(id) {
+            Some(_) => Ok(()),
+            None => Err(status::engine_error(
+                &crate::engine::EngineError::ConnectionNotFound(id.to_owned()),
+            )),
+        }
+    }
+
+    /// The runtime serving a connection, or its error as a status.
+    fn runtime(
+        &self,
+        id: &str,
+    ) -> Result<std::sync::Arc<crate::engine::ConnectionRuntime>, Status> {
+        self.registry
+            .runtime(id)
+            .map_err(|e| status::engine_error(&e))
+    }
+}
+
 fn request_id(text: &str) -> Option<&str> {
     (!text.is_empty()).then_some(text)
 }
@@ -94,11 +116,7 @@ impl EntityService for ApiState {
     ) -> Result<Response<pb::ListEntityTypesResponse>, Status> {
         let r = request.into_inner();
         let connection = names::connection(&r.parent, "parent")?;
-        self.registry.get(&connection).ok_or_else(|| {
-            status::engine_error(&crate::engine::EngineError::ConnectionNotFound(
-                connection.clone(),
-            ))
-        })?;
+        self.require_connection(&connection)?;
         let entities = &self.engine.spec().entities;
         let (page, next) = offset_page(entities, r.page_size, &r.page_token, 25, 1000, &r.parent)?;
         let full = is_full(r.view);
@@ -118,11 +136,7 @@ impl EntityService for ApiState {
     ) -> Result<Response<pb::EntityType>, Status> {
         let r = request.into_inner();
         let (connection, entity_type) = names::entity_type(&r.name, "name")?;
-        self.registry.get(&connection).ok_or_else(|| {
-            status::engine_error(&crate::engine::EngineError::ConnectionNotFound(
-                connection.clone(),
-            ))
-        })?;
+        self.require_connection(&connection)?;
         let entity = self
             .engine
             .entity(&entity_type)
@@ -141,10 +155,7 @@ impl EntityService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, entity_type) = names::entity_type(&r.parent, "parent")?;
-        let runtime = self
-            .registry
-            .runtime(&connection)
-            .map_err(|e| status::engine_error(&e))?;
+        let runtime = self.runtime(&connection)?;
         let query = ListQuery {
             page_size: r.page_size,
             page_token: r.page_token,
@@ -174,10 +185,7 @@ impl EntityService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, entity_type, id) = names::entity(&r.name, "name")?;
-        let runtime = self
-            .registry
-            .runtime(&connection)
-            .map_err(|e| status::engine_error(&e))?;
+        let runtime = self.runtime(&connection)?;
         let record = self
             .engine
             .get(&runtime, &entity_type, &id, deadline)
@@ -197,10 +205,7 @@ impl EntityService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, entity_type) = names::entity_type(&r.parent, "parent")?;
-        let runtime = self
-            .registry
-            .runtime(&connection)
-            .map_err(|e| status::engine_error(&e))?;
+        let runtime = self.runtime(&connection)?;
         let fields = struct_or_empty(r.entity.as_ref().and_then(|e| e.fields.as_ref()));
         let record = self
             .engine
@@ -230,10 +235,7 @@ impl EntityService for ApiState {
             .entity
             .ok_or_else(|| status::invalid_field("entity", "is required"))?;
         let (connection, entity_type, id) = names::entity(&entity.name, "entity.name")?;
-        let runtime = self
-            .registry
-            .runtime(&connection)
-            .map_err(|e| status::engine_error(&e))?;
+        let runtime = self.runtime(&connection)?;
         let fields = struct_or_empty(entity.fields.as_ref());
         let record = self
             .engine
@@ -261,10 +263,7 @@ impl EntityService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, entity_type, id) = names::entity(&r.name, "name")?;
-        let runtime = self
-            .registry
-            .runtime(&connection)
-            .map_err(|e| status::engine_error(&e))?;
+        let runtime = self.runtime(&connection)?;
         self.engine
             .delete(
                 &runtime,
@@ -285,10 +284,7 @@ impl EntityService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, entity_type) = names::entity_type(&r.entity_type, "entity_type")?;
-        let runtime = self
-            .registry
-            .runtime(&connection)
-            .map_err(|e| status::engine_error(&e))?;
+        let runtime = self.runtime(&connection)?;
         let fields = struct_or_empty(r.entity.as_ref().and_then(|e| e.fields.as_ref()));
         let ids = self
             .engine
@@ -313,10 +309,7 @@ impl EntityService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, entity_type) = names::entity_type(&r.entity_type, "entity_type")?;
-        let runtime = self
-            .registry
-            .runtime(&connection)
-            .map_err(|e| status::engine_error(&e))?;
+        let runtime = self.runtime(&connection)?;
         self.engine
             .delete_with_conditions(&runtime, &entity_type, &r.conditions, deadline)
             .await
@@ -333,11 +326,7 @@ impl ActionService for ApiState {
     ) -> Result<Response<pb::ListActionsResponse>, Status> {
         let r = request.into_inner();
         let connection = names::connection(&r.parent, "parent")?;
-        self.registry.get(&connection).ok_or_else(|| {
-            status::engine_error(&crate::engine::EngineError::ConnectionNotFound(
-                connection.clone(),
-            ))
-        })?;
+        self.require_connection(&connection)?;
         let actions = &self.engine.spec().actions;
         let (page, next) = offset_page(actions, r.page_size, &r.page_token, 25, 1000, &r.parent)?;
         let full = is_full(r.view);
@@ -357,11 +346,7 @@ impl ActionService for ApiState {
     ) -> Result<Response<pb::Action>, Status> {
         let r = request.into_inner();
         let (connection, action) = names::action(&r.name, "name")?;
-        self.registry.get(&connection).ok_or_else(|| {
-            status::engine_error(&crate::engine::EngineError::ConnectionNotFound(
-                connection.clone(),
-            ))
-        })?;
+        self.require_connection(&connection)?;
         let spec = self
             .engine
             .action(&action)
@@ -386,10 +371,7 @@ impl ActionService for ApiState {
                 ));
             }
         };
-        let runtime = self
-            .registry
-            .runtime(&connection)
-            .map_err(|e| status::engine_error(&e))?;
+        let runtime = self.runtime(&connection)?;
         let parameters = struct_or_empty(r.parameters.as_ref());
         let rows = self
             .engine
