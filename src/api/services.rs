@@ -49,7 +49,7 @@ pub(crate) fn offset_page<T: Clone>(
             status::invalid_field("page_token", "is not a token this service issued")
         })?
     };
-    let end = (start + size).min(items.len());
+    let end = start.saturating_add(size).min(items.len());
     let page = items.get(start..end).map(<[T]>::to_vec).unwrap_or_default();
     let next = if end < items.len() {
         PageToken {
@@ -392,3 +392,26 @@ impl ActionService for ApiState {
 }
 
 pub use connection_convert::ConnectionApi;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_pages_walk_the_list_and_survive_forged_tokens() {
+        let items: Vec<u32> = (0..5).collect();
+        let (first, token) = offset_page(&items, 2, "", 25, 1000, "scope").unwrap();
+        assert_eq!(first, vec![0, 1]);
+        let (second, _) = offset_page(&items, 2, &token, 25, 1000, "scope").unwrap();
+        assert_eq!(second, vec![2, 3]);
+        assert!(offset_page(&items, 2, &token, 25, 1000, "other scope").is_err());
+        assert!(offset_page(&items, -1, "", 25, 1000, "scope").is_err());
+        let forged = PageToken {
+            after: usize::MAX.to_string(),
+            fingerprint: fingerprint(&["scope"]),
+        }
+        .encode();
+        let (page, next) = offset_page(&items, 2, &forged, 25, 1000, "scope").unwrap();
+        assert!(page.is_empty() && next.is_empty());
+    }
+}
