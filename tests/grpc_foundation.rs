@@ -510,3 +510,33 @@ async fn a_deleted_stub_from_stripe_reads_as_not_found() {
     assert_eq!(reason(&gone), "STRIPE_RESOURCE_MISSING");
     service.shutdown().await;
 }
+
+#[tokio::test]
+async fn serving_beyond_loopback_without_tokens_needs_the_insecure_flag() {
+    let home = Home::new();
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let refused = connector_runtime::app::start(
+        home.settings(false),
+        false,
+        listener,
+        std::future::pending(),
+    )
+    .await;
+    let message = refused.err().expect("refuses to start").to_string();
+    assert!(message.contains("insecure"), "{message}");
+
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let running =
+        connector_runtime::app::start(home.settings(false), true, listener, std::future::pending())
+            .await
+            .unwrap();
+    running.shutdown().await.unwrap();
+
+    // With tokens configured, no flag is needed.
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let running =
+        connector_runtime::app::start(home.settings(true), false, listener, std::future::pending())
+            .await
+            .unwrap();
+    running.shutdown().await.unwrap();
+}
