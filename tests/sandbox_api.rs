@@ -97,7 +97,16 @@ async fn customers_are_created_read_updated_and_deleted_with_full_shape() {
         deleted.body,
         json!({"id": customer, "object": "customer", "deleted": true})
     );
-    let gone = client.get(&format!("/v1/customers/{customer}"), &[]).await;
+    // As Stripe does, a deleted customer still answers, as a stub; it can no longer be changed.
+    let stub = client.get(&format!("/v1/customers/{customer}"), &[]).await;
+    assert_eq!(stub.status, 200);
+    assert_eq!(
+        stub.body,
+        json!({"id": customer, "object": "customer", "deleted": true})
+    );
+    let gone = client
+        .post(&format!("/v1/customers/{customer}"), &[("name", "x")])
+        .await;
     assert_eq!(gone.status, 404);
     assert_eq!(gone.body["error"]["code"], "resource_missing");
 }

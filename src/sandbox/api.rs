@@ -381,6 +381,11 @@ fn load_item(
 }
 
 fn retrieve(ctx: &mut Ctx<'_>, entity: &EntitySpec, call: &Call) -> Result<Value, ApiError> {
+    let id = call.object_id(Some(entity));
+    if entity.object == "customer" && ctx.store.deleted_customers.contains(id) {
+        // As Stripe does: a deleted customer still answers, as a stub.
+        return Ok(json!({"id": id, "object": "customer", "deleted": true}));
+    }
     Ok(Value::Object(load_item(ctx, entity, call)?))
 }
 
@@ -429,6 +434,9 @@ pub(crate) fn delete(
     let object = load_item(ctx, entity, call)?;
     let id = call.object_id(Some(entity)).to_owned();
     ctx.store.remove(&entity.object, &id);
+    if entity.object == "customer" {
+        ctx.store.deleted_customers.insert(id.clone());
+    }
     ctx.event(&format!("{}.deleted", entity.object), &object, None);
     Ok(json!({"id": id, "object": entity.object, "deleted": true}))
 }

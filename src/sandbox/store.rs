@@ -56,6 +56,8 @@ pub(crate) struct Store {
     pub quote_sequence: u64,
     /// When each object was created, on tokio's clock (for search lag).
     created_at: HashMap<String, tokio::time::Instant>,
+    /// Deleted customers: Stripe still answers them with a `{id, object, deleted: true}` stub.
+    pub deleted_customers: HashSet<String>,
 }
 
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -73,6 +75,7 @@ impl Store {
             invoice_sequences: HashMap::new(),
             quote_sequence: 0,
             created_at: HashMap::new(),
+            deleted_customers: HashSet::new(),
         }
     }
 
