@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod conditions;
+pub mod digest_proxy;
 pub mod error;
 pub mod paging;
 pub mod request;
@@ -116,6 +117,8 @@ pub struct ConnectionRuntime {
     pub client: UpstreamClient,
     pub pool: Arc<NodePool>,
     pub budget: Arc<AccountBudget>,
+    /// The loopback adapter in front of a Digest-authenticating proxy, kept alive with the client.
+    pub proxy_adapter: Option<Arc<digest_proxy::DigestProxyAdapter>>,
 }
 
 impl ConnectionRuntime {

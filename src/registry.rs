@@ -12,6 +12,7 @@ use crate::connections::model::{
 use crate::connections::store::{ConnectionStore, StoreError};
 use crate::connections::validate::{self, Violation};
 use crate::engine::client::{ClientOptions, ProxyOptions, Redacted, UpstreamClient};
+use crate::engine::digest_proxy::{DigestProxy, DigestProxyAdapter};
 use crate::engine::{ConnectionRuntime, EngineError};
 use crate::secrets::SecretResolver;
 use crate::throttle::{AccountBudgets, BudgetSettings, NodePool, PoolSettings, PoolStatus};
@@ -257,6 +258,7 @@ impl Registry {
             (None, Some(sandbox)) if spec.id == EMBEDDED_CONNECTION_ID => sandbox.api_key.clone(),
             (None, _) => return Err("api_key: no Stripe key configured".to_owned()),
         };
+        let mut proxy_adapter = None;
         let proxy = if spec.proxy.enabled {
             let host = spec
                 .proxy
@@ -267,36 +269,51 @@ impl Registry {
                 .proxy
                 .port
                 .ok_or("proxy.server_port: required when the proxy is enabled")?;
-            let scheme = match spec.proxy.ssl_type {
-                ProxySslType::Always => "https",
-                ProxySslType::Auto | ProxySslType::Never | ProxySslType::Tunnel => "http",
+            let password = match &spec.proxy.password {
+                Some(reference) => self
+                    .secrets
+                    .resolve(reference)
+                    .map_err(|e| e.to_string())?
+                    .expose()
+                    .to_owned(),
+                None => String::new(),
             };
-            let basic_auth = match spec.proxy.auth_scheme {
-                ProxyAuthScheme::None => None,
+            let user = spec.proxy.user.clone().unwrap_or_default();
+            match spec.proxy.auth_scheme {
                 ProxyAuthScheme::Digest => {
-                    return Err(
-                        "proxy.auth_scheme: DIGEST proxy authentication is not supported yet"
-                            .to_owned(),
-                    );
+                    if spec.proxy.ssl_type == ProxySslType::Always {
+                        return Err(
+                            "proxy: DIGEST with SSL type ALWAYS is not supported".to_owned()
+                        );
+                    }
+                    // The client cannot answer a Digest challenge; a loopback adapter does.
+                    let adapter = DigestProxyAdapter::start(DigestProxy {
+                        proxy: format!("{host}:{port}"),
+                        user,
+                        password: Redacted::new(password),
+                    })
+                    .map_err(|e| format!("proxy: cannot start the Digest adapter: {e}"))?;
+                    let url = adapter.url();
+                    proxy_adapter = Some(Arc::new(adapter));
+                    Some(ProxyOptions {
+                        url,
+                        basic_auth: None,
+                    })
                 }
-                ProxyAuthScheme::Basic => {
-                    let user = spec.proxy.user.clone().unwrap_or_default();
-                    let password = match &spec.proxy.password {
-                        Some(reference) => self
-                            .secrets
-                            .resolve(reference)
-                            .map_err(|e| e.to_string())?
-                            .expose()
-                            .to_owned(),
-                        None => String::new(),
+                scheme => {
+                    let tls = if spec.proxy.ssl_type == ProxySslType::Always {
+                        "https"
+                    } else {
+                        "http"
                     };
-                    Some((user, Redacted::new(password)))
+                    let basic_auth =
+                        (scheme == ProxyAuthScheme::Basic).then(|| (user, Redacted::new(password)));
+                    Some(ProxyOptions {
+                        url: format!("{tls}://{host}:{port}"),
+                        basic_auth,
+                    })
                 }
-            };
-            Some(ProxyOptions {
-                url: format!("{scheme}://{host}:{port}"),
-                basic_auth,
-            })
+            }
         } else {
             None
         };
@@ -341,6 +358,7 @@ impl Registry {
             client,
             pool,
             budget,
+            proxy_adapter,
         })
     }
 }

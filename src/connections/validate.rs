@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::connections::model::{ConnectionSpec, ProxyAuthScheme, SecretRef};
+use crate::connections::model::{ConnectionSpec, ProxyAuthScheme, ProxySslType, SecretRef};
 use crate::secrets::SecretResolver;
 
 /// Longest connection name (Google's limit).
@@ -309,13 +309,12 @@ fn check_proxy(spec: &ConnectionSpec, secrets: &SecretResolver, out: &mut Vec<Vi
             "a proxy port (1-65535) is required when the proxy is enabled",
         ));
     }
-    if proxy.auth_scheme == ProxyAuthScheme::Digest {
-        // The HTTP client sends credentials up front; DIGEST needs a challenge round trip on
-        // every tunnel, which it cannot do yet. Refusing is better than sending Basic instead.
+    if proxy.auth_scheme == ProxyAuthScheme::Digest && proxy.ssl_type == ProxySslType::Always {
+        // DIGEST goes through a loopback adapter that speaks plain HTTP to the proxy.
         out.push(Violation::new(
             "proxy.auth_scheme",
             "PROXY_AUTH_SCHEME_UNSUPPORTED",
-            "DIGEST proxy authentication is not supported yet; use BASIC or NONE",
+            "DIGEST proxy authentication is not supported with SSL type ALWAYS (TLS to the proxy)",
         ));
     }
     if matches!(

@@ -144,6 +144,7 @@ fn each_rule_reports_its_own_reason_and_field() {
         }),
         ("PROXY_AUTH_SCHEME_UNSUPPORTED", "proxy.auth_scheme", |s| {
             s.proxy = enabled_proxy(ProxyAuthScheme::Digest);
+            s.proxy.ssl_type = ProxySslType::Always;
         }),
         ("MISSING_PROXY_PASSWORD", "proxy.password", |s| {
             s.proxy = enabled_proxy(ProxyAuthScheme::Basic);
