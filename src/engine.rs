@@ -6,9 +6,9 @@
 
 pub mod client;
 pub mod conditions;
-pub mod digest_proxy;
 pub mod error;
 pub mod paging;
+pub mod proxy_tunnel;
 pub mod request;
 pub mod result;
 pub mod retry;
@@ -118,7 +118,7 @@ pub struct ConnectionRuntime {
     pub pool: Arc<NodePool>,
     pub budget: Arc<AccountBudget>,
     /// The loopback adapter in front of a Digest-authenticating proxy, kept alive with the client.
-    pub proxy_adapter: Option<Arc<digest_proxy::DigestProxyAdapter>>,
+    pub proxy_adapter: Option<Arc<proxy_tunnel::TunnelAdapter>>,
 }
 
 impl ConnectionRuntime {

@@ -12,7 +12,7 @@ use crate::connections::model::{
 use crate::connections::store::{ConnectionStore, StoreError};
 use crate::connections::validate::{self, Violation};
 use crate::engine::client::{ClientOptions, ProxyOptions, Redacted, UpstreamClient};
-use crate::engine::digest_proxy::{DigestProxy, DigestProxyAdapter};
+use crate::engine::proxy_tunnel::{TunnelAdapter, TunnelAuth, TunnelProxy};
 use crate::engine::{ConnectionRuntime, EngineError};
 use crate::secrets::SecretResolver;
 use crate::throttle::{AccountBudgets, BudgetSettings, NodePool, PoolSettings, PoolStatus};
@@ -279,40 +279,47 @@ impl Registry {
                 None => String::new(),
             };
             let user = spec.proxy.user.clone().unwrap_or_default();
-            match spec.proxy.auth_scheme {
-                ProxyAuthScheme::Digest => {
-                    if spec.proxy.ssl_type == ProxySslType::Always {
-                        return Err(
-                            "proxy: DIGEST with SSL type ALWAYS is not supported".to_owned()
-                        );
-                    }
-                    // The client cannot answer a Digest challenge; a loopback adapter does.
-                    let adapter = DigestProxyAdapter::start(DigestProxy {
-                        proxy: format!("{host}:{port}"),
+            let tunnel_all = spec.proxy.ssl_type == ProxySslType::Tunnel
+                || spec.proxy.auth_scheme == ProxyAuthScheme::Digest;
+            if tunnel_all {
+                if spec.proxy.ssl_type == ProxySslType::Always {
+                    return Err("proxy: DIGEST with SSL type ALWAYS is not supported".to_owned());
+                }
+                // The client cannot answer a Digest challenge nor tunnel plain HTTP; the adapter does.
+                let auth = match spec.proxy.auth_scheme {
+                    ProxyAuthScheme::None => TunnelAuth::None,
+                    ProxyAuthScheme::Basic => TunnelAuth::Basic {
                         user,
                         password: Redacted::new(password),
-                    })
-                    .map_err(|e| format!("proxy: cannot start the Digest adapter: {e}"))?;
-                    let url = adapter.url();
-                    proxy_adapter = Some(Arc::new(adapter));
-                    Some(ProxyOptions {
-                        url,
-                        basic_auth: None,
-                    })
-                }
-                scheme => {
-                    let tls = if spec.proxy.ssl_type == ProxySslType::Always {
-                        "https"
-                    } else {
-                        "http"
-                    };
-                    let basic_auth =
-                        (scheme == ProxyAuthScheme::Basic).then(|| (user, Redacted::new(password)));
-                    Some(ProxyOptions {
-                        url: format!("{tls}://{host}:{port}"),
-                        basic_auth,
-                    })
-                }
+                    },
+                    ProxyAuthScheme::Digest => TunnelAuth::Digest {
+                        user,
+                        password: Redacted::new(password),
+                    },
+                };
+                let adapter = TunnelAdapter::start(TunnelProxy {
+                    proxy: format!("{host}:{port}"),
+                    auth,
+                })
+                .map_err(|e| format!("proxy: cannot start the tunnelling adapter: {e}"))?;
+                let url = adapter.url();
+                proxy_adapter = Some(Arc::new(adapter));
+                Some(ProxyOptions {
+                    url,
+                    basic_auth: None,
+                })
+            } else {
+                let tls = if spec.proxy.ssl_type == ProxySslType::Always {
+                    "https"
+                } else {
+                    "http"
+                };
+                let basic_auth = (spec.proxy.auth_scheme == ProxyAuthScheme::Basic)
+                    .then(|| (user, Redacted::new(password)));
+                Some(ProxyOptions {
+                    url: format!("{tls}://{host}:{port}"),
+                    basic_auth,
+                })
             }
         } else {
             None

@@ -137,6 +137,27 @@ async fn calls_pass_through_tinyproxy_and_a_wrong_password_is_a_clear_error() {
         "the call did not go through the proxy:\n{proxy_log}"
     );
 
+    // SSL type TUNNEL: even the plain-HTTP sandbox is reached through a CONNECT tunnel.
+    let mut tunneled = proxied("tunneled", "proxy-pass", port, &sandbox);
+    if let Some(proxy) = tunneled.proxy.as_mut() {
+        proxy.ssl_type = pb::proxy_config::SslType::Tunnel as i32;
+    }
+    let request = pb::CreateConnectionRequest {
+        connection_id: String::new(),
+        connection: Some(tunneled),
+    };
+    connections.create_connection(request).await.unwrap();
+    assert_eq!(
+        service.get("tunneled", "Customer", &id).await.unwrap()["Email"],
+        serde_json::json!("via@proxy.example")
+    );
+    let authority = sandbox.trim_start_matches("http://");
+    let proxy_log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        proxy_log.contains(&format!("CONNECT {authority}")),
+        "no tunnel in the proxy's log:\n{proxy_log}"
+    );
+
     let refused = service.get("bad-proxy", "Customer", &id).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert_eq!(reason(&refused), "PROXY_AUTHENTICATION_FAILED");

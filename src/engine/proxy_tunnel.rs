@@ -1,10 +1,11 @@
-//! A loopback adapter for proxies that require Digest authentication (RFC 7616, MD5, `qop=auth`).
+//! A loopback tunnelling adapter in front of a proxy: every upstream connection becomes a CONNECT
+//! tunnel through the real proxy, authenticated with Basic or Digest (RFC 7616, MD5, `qop=auth`).
 //!
-//! The HTTP client can send proxy credentials only up front (Basic); Digest needs the proxy's
-//! challenge first. So, for a connection whose proxy uses DIGEST, the client talks to this adapter
-//! on 127.0.0.1 as an unauthenticated proxy, and the adapter opens every connection to the upstream
-//! as a CONNECT tunnel through the real proxy: it sends CONNECT, answers the 407 challenge with a
-//! Digest response on a fresh connection, then splices bytes both ways. A plain-HTTP request the
+//! It serves two settings the HTTP client cannot: Digest authentication (the client can send proxy
+//! credentials only up front; Digest needs the proxy's challenge first) and SSL type TUNNEL for a
+//! plain-HTTP upstream (the client forwards plain HTTP instead of tunnelling it). The client talks
+//! to the adapter on 127.0.0.1 as an unauthenticated proxy; the adapter sends CONNECT, answers a
+//! 407 Digest challenge on a fresh connection when needed, then splices bytes both ways. A plain-HTTP request the
 //! client forwards (absolute-form) goes through a tunnel to its origin as it is; HTTPS requests
 //! arrive as CONNECT and are tunnelled the same way, so TLS stays end to end.
 
@@ -20,31 +21,38 @@ use super::client::Redacted;
 /// Longest request or response head the adapter reads.
 const MAX_HEAD: usize = 64 * 1024;
 
+/// How the adapter authenticates its CONNECT requests.
+#[derive(Debug, Clone)]
+pub enum TunnelAuth {
+    None,
+    Basic { user: String, password: Redacted },
+    Digest { user: String, password: Redacted },
+}
+
 /// The proxy and the credentials to answer its challenges with.
 #[derive(Debug, Clone)]
-pub struct DigestProxy {
+pub struct TunnelProxy {
     /// `host:port` of the real proxy.
     pub proxy: String,
-    pub user: String,
-    pub password: Redacted,
+    pub auth: TunnelAuth,
 }
 
 /// A running adapter; dropping it stops accepting new connections.
 #[derive(Debug)]
-pub struct DigestProxyAdapter {
+pub struct TunnelAdapter {
     local_addr: SocketAddr,
     task: JoinHandle<()>,
 }
 
-impl Drop for DigestProxyAdapter {
+impl Drop for TunnelAdapter {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl DigestProxyAdapter {
+impl TunnelAdapter {
     /// Binds 127.0.0.1 on a free port and serves in the background. Needs a tokio runtime.
-    pub fn start(target: DigestProxy) -> std::io::Result<Self> {
+    pub fn start(target: TunnelProxy) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
@@ -54,7 +62,7 @@ impl DigestProxyAdapter {
                 let target = target.clone();
                 tokio::spawn(async move {
                     if let Err(error) = serve(client, &target).await {
-                        tracing::debug!(%error, "digest proxy adapter: connection ended");
+                        tracing::debug!(%error, "proxy tunnel adapter: connection ended");
                     }
                 });
             }
@@ -259,12 +267,21 @@ async fn send_connect(
     Ok((stream, String::from_utf8_lossy(&head).into_owned(), rest))
 }
 
-/// Opens a tunnel to `target` through the proxy, answering its Digest challenge.
-async fn tunnel(proxy: &DigestProxy, target: &str) -> Result<(TcpStream, Vec<u8>), TunnelError> {
-    let (stream, head, rest) = send_connect(&proxy.proxy, target, None).await?;
-    let (stream, head, rest) = match status_of(&head) {
-        Some(200) => return Ok((stream, rest)),
-        Some(407) => {
+/// Opens a tunnel to `target` through the proxy, answering a Digest challenge when configured.
+async fn tunnel(proxy: &TunnelProxy, target: &str) -> Result<(TcpStream, Vec<u8>), TunnelError> {
+    use base64::Engine as _;
+    let basic = match &proxy.auth {
+        TunnelAuth::Basic { user, password } => Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{user}:{}", password.expose()))
+        )),
+        _ => None,
+    };
+    let (stream, head, rest) = send_connect(&proxy.proxy, target, basic.as_deref()).await?;
+    let (stream, head, rest) = match (status_of(&head), &proxy.auth) {
+        (Some(200), _) => return Ok((stream, rest)),
+        (Some(407), TunnelAuth::Digest { user, password }) => {
             let challenge = header(&head, "Proxy-Authenticate")
                 .and_then(parse_challenge)
                 .ok_or_else(|| {
@@ -273,18 +290,17 @@ async fn tunnel(proxy: &DigestProxy, target: &str) -> Result<(TcpStream, Vec<u8>
                     )
                 })?;
             let cnonce = uuid::Uuid::new_v4().simple().to_string();
-            let value = authorization(
-                &challenge,
-                &proxy.user,
-                proxy.password.expose(),
-                target,
-                &cnonce,
-            )
-            .map_err(TunnelError::Refused)?;
+            let value = authorization(&challenge, user, password.expose(), target, &cnonce)
+                .map_err(TunnelError::Refused)?;
             drop(stream);
             send_connect(&proxy.proxy, target, Some(&value)).await?
         }
-        other => {
+        (Some(407) | Some(401), _) => {
+            return Err(TunnelError::Refused(
+                "the proxy rejected the credentials".to_owned(),
+            ));
+        }
+        (other, _) => {
             return Err(TunnelError::Refused(format!(
                 "the proxy answered CONNECT with {other:?}"
             )));
@@ -301,7 +317,7 @@ async fn tunnel(proxy: &DigestProxy, target: &str) -> Result<(TcpStream, Vec<u8>
     }
 }
 
-async fn serve(mut client: TcpStream, proxy: &DigestProxy) -> std::io::Result<()> {
+async fn serve(mut client: TcpStream, proxy: &TunnelProxy) -> std::io::Result<()> {
     client.set_nodelay(true)?;
     let (head, early) = read_head(&mut client).await?;
     let text = String::from_utf8_lossy(&head).into_owned();
@@ -316,7 +332,7 @@ async fn serve(mut client: TcpStream, proxy: &DigestProxy) -> std::io::Result<()
     let (mut upstream, upstream_early) = match tunnel(proxy, &target).await {
         Ok(opened) => opened,
         Err(TunnelError::Refused(reason)) => {
-            tracing::warn!(proxy = %proxy.proxy, %reason, "digest proxy refused the tunnel");
+            tracing::warn!(proxy = %proxy.proxy, %reason, "the proxy refused the tunnel");
             client
                 .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
                 .await?;
