@@ -98,8 +98,20 @@ async fn calls_pass_through_tinyproxy_and_a_wrong_password_is_a_clear_error() {
     home.put_secret("stripe-key", "1", "sk_test_proxied_0123456789");
     home.put_secret("proxy-pass", "1", PROXY_PASSWORD);
     home.put_secret("wrong-pass", "1", "not-the-password");
+    // SSL type ALWAYS: TLS to the proxy. A TLS terminator for `localhost` in front of tinyproxy.
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let ca_file = home.dir.path().join("proxy-ca.pem");
+    std::fs::write(&ca_file, generated.cert.pem()).unwrap();
+    let tls_port = tls_terminator(
+        &generated.cert.pem(),
+        &generated.signing_key.serialize_pem(),
+        port,
+    )
+    .await;
+
     let mut settings = home.settings(false);
     settings.sandbox.enabled = connector_runtime::config::SandboxMode::Always;
+    settings.upstream.extra_ca_file = Some(ca_file);
     let service = start(settings).await;
     let sandbox = service
         .running
@@ -158,6 +170,25 @@ async fn calls_pass_through_tinyproxy_and_a_wrong_password_is_a_clear_error() {
         "no tunnel in the proxy's log:\n{proxy_log}"
     );
 
+    let mut over_tls = proxied("over-tls", "proxy-pass", tls_port, &sandbox);
+    if let Some(proxy) = over_tls.proxy.as_mut() {
+        proxy.ssl_type = pb::proxy_config::SslType::Always as i32;
+        proxy.server_host = "localhost".to_owned();
+    }
+    let request = pb::CreateConnectionRequest {
+        connection_id: String::new(),
+        connection: Some(over_tls),
+    };
+    connections.create_connection(request).await.unwrap();
+    assert_eq!(
+        service.get("over-tls", "Customer", &id).await.unwrap()["Email"],
+        serde_json::json!("via@proxy.example")
+    );
+    assert!(
+        TLS_SESSIONS.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "no TLS session reached the proxy"
+    );
+
     let refused = service.get("bad-proxy", "Customer", &id).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert_eq!(reason(&refused), "PROXY_AUTHENTICATION_FAILED");
@@ -198,4 +229,39 @@ fn which_tinyproxy() -> Result<std::path::PathBuf, ()> {
     .map(std::path::PathBuf::from)
     .find(|p| p.exists())
     .ok_or(())
+}
+
+static TLS_SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Terminates TLS for `localhost` and relays the plain bytes to the proxy on `proxy_port`.
+async fn tls_terminator(cert_pem: &str, key_pem: &str, proxy_port: u16) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    connector_runtime::engine::client::ensure_crypto_provider();
+    let certs =
+        vec![rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                TLS_SESSIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", proxy_port)).await
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    port
 }
