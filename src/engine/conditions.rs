@@ -158,10 +158,16 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, ParseError> {
     Ok(tokens)
 }
 
+/// Longest clause accepted, in bytes.
+pub const MAX_CLAUSE_LEN: usize = 16 * 1024;
+/// Deepest nesting of parentheses and NOT accepted, so no clause can exhaust the stack.
+pub const MAX_DEPTH: usize = 32;
+
 struct Parser {
     tokens: Vec<(usize, Token)>,
     pos: usize,
     end: usize,
+    depth: usize,
 }
 
 impl Parser {
@@ -211,6 +217,16 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Condition, ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(&format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        let result = self.unary_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn unary_inner(&mut self) -> Result<Condition, ParseError> {
         if self.keyword("NOT") {
             return Ok(Condition::Not(Box::new(self.unary()?)));
         }
@@ -257,10 +273,17 @@ pub fn parse(input: &str) -> Result<Option<Condition>, ParseError> {
     if input.trim().is_empty() {
         return Ok(None);
     }
+    if input.len() > MAX_CLAUSE_LEN {
+        return Err(ParseError {
+            offset: MAX_CLAUSE_LEN,
+            message: format!("longer than {MAX_CLAUSE_LEN} bytes"),
+        });
+    }
     let mut parser = Parser {
         tokens: tokenize(input)?,
         pos: 0,
         end: input.len(),
+        depth: 0,
     };
     let condition = parser.expr()?;
     if parser.pos != parser.tokens.len() {
@@ -423,6 +446,15 @@ mod tests {
                 .matches(&entity)
         );
         assert!(!parse("amount > '2000'").unwrap().unwrap().matches(&entity));
+    }
+
+    #[test]
+    fn refuses_clauses_that_nest_too_deep_or_run_too_long() {
+        let deep = format!("{}Email = 'x'{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(parse(&deep).is_err());
+        let nots = format!("{}Email = 'x'", "NOT ".repeat(1000));
+        assert!(parse(&nots).unwrap_err().message.contains("nested deeper"));
+        assert!(parse("(((Email = 'x')))").is_ok());
     }
 
     #[test]
