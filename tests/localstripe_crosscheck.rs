@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -14,15 +14,6 @@ use connector_runtime::config::SandboxMode;
 use connector_runtime::connections::model::ConnectionSpec;
 use serde_json::{Value, json};
 use tonic::Code;
-
-struct Emulator(Child);
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn id_of(name: &str) -> String {
     name.rsplit('/').next().unwrap_or_default().to_owned()
@@ -196,7 +187,7 @@ async fn the_same_flows_hold_against_localstripe() {
         .local_addr()
         .unwrap()
         .port();
-    let _emulator = Emulator(
+    let _emulator = ChildGuard(
         Command::new("localstripe")
             .args(["--port", &port.to_string(), "--from-scratch"])
             .stdout(Stdio::null())

@@ -6,7 +6,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -14,15 +14,6 @@ use connector_runtime::api::pb;
 use tonic::Code;
 
 const PROXY_PASSWORD: &str = "digest-pass-SECRET-0123";
-
-struct Squid(Child);
-
-impl Drop for Squid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn digest_connection(id: &str, password_secret: &str, port: u16, sandbox: &str) -> pb::Connection {
     pb::Connection {
@@ -92,7 +83,7 @@ async fn calls_pass_through_a_digest_authenticating_squid() {
         ),
     )
     .unwrap();
-    let _squid = Squid(
+    let _squid = ChildGuard(
         Command::new(squid)
             .args(["-N", "-f"])
             .arg(&conf)
@@ -101,18 +92,7 @@ async fn calls_pass_through_a_digest_authenticating_squid() {
             .spawn()
             .unwrap(),
     );
-    let mut up = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "squid did not start");
+    assert!(wait_for_port(port).await, "squid did not start");
 
     home.put_secret("stripe-key", "1", "sk_test_digest_0123456789");
     home.put_secret("proxy-pass", "1", PROXY_PASSWORD);

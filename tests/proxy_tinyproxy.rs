@@ -4,23 +4,13 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use common::*;
 use connector_runtime::api::pb;
 use tonic::Code;
 
 const PROXY_PASSWORD: &str = "proxy-pass-SECRET-0123";
-
-struct Proxy(Child);
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn proxied(id: &str, password_secret: &str, port: u16, sandbox: &str) -> pb::Connection {
     pb::Connection {
@@ -73,7 +63,7 @@ async fn calls_pass_through_tinyproxy_and_a_wrong_password_is_a_clear_error() {
         ),
     )
     .unwrap();
-    let _proxy = Proxy(
+    let _proxy = ChildGuard(
         Command::new(path)
             .args(["-d", "-c"])
             .arg(&conf)
@@ -82,18 +72,7 @@ async fn calls_pass_through_tinyproxy_and_a_wrong_password_is_a_clear_error() {
             .spawn()
             .unwrap(),
     );
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "tinyproxy did not start");
+    assert!(wait_for_port(port).await, "tinyproxy did not start");
 
     home.put_secret("stripe-key", "1", "sk_test_proxied_0123456789");
     home.put_secret("proxy-pass", "1", PROXY_PASSWORD);

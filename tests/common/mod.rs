@@ -272,3 +272,27 @@ pub fn violation_fields(status: &tonic::Status) -> Vec<String> {
 pub fn path_exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// A helper process (a proxy, an emulator) that is killed when the test ends.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (bounded, about 10 s) until a helper process accepts connections on a loopback port.
+pub async fn wait_for_port(port: u16) -> bool {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
