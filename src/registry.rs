@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::connections::model::{
     ConnectionSpec, Origin, ProxyAuthScheme, ProxySslType, StoredConnection,
@@ -65,6 +65,7 @@ impl From<StoreError> for RegistryError {
         match error {
             StoreError::AlreadyExists { id } => Self::AlreadyExists(id),
             StoreError::NotFound { id } => Self::NotFound(id),
+            StoreError::Embedded { id } => Self::ReadOnly(id),
             other => Self::Store(other.to_string()),
         }
     }
@@ -90,7 +91,6 @@ pub struct Registry {
     options: RuntimeOptions,
     budgets: AccountBudgets,
     sandbox: Option<SandboxTarget>,
-    embedded: Option<Arc<StoredConnection>>,
     live: RwLock<HashMap<String, ConnectionView>>,
 }
 
@@ -117,31 +117,25 @@ impl Registry {
         sandbox: Option<SandboxTarget>,
     ) -> Self {
         let budgets = AccountBudgets::new(options.budgets.clone());
-        let embedded = sandbox.as_ref().map(|target| {
+        if let Some(target) = &sandbox {
             let mut spec = ConnectionSpec::with_id(EMBEDDED_CONNECTION_ID);
             spec.description =
                 "Built-in Stripe test-mode sandbox (no Stripe account needed)".to_owned();
             spec.api_base_url = target.base_url.clone();
-            let now = SystemTime::now();
-            Arc::new(StoredConnection {
-                spec,
-                origin: Origin::Embedded,
-                create_time: now,
-                update_time: now,
-            })
-        });
+            // The store keeps it in memory only and refuses to change or delete it.
+            if let Err(error) = store.add_embedded(spec) {
+                tracing::warn!(%error, "the embedded sandbox connection was not added");
+            }
+        }
         let registry = Self {
             store,
             secrets,
             options,
             budgets,
             sandbox,
-            embedded,
             live: RwLock::new(HashMap::new()),
         };
-        let mut all: Vec<Arc<StoredConnection>> = registry.store.list();
-        all.extend(registry.embedded.clone());
-        for stored in all {
+        for stored in registry.store.list() {
             let view = registry.build(stored, None);
             registry.write().insert(view.stored.spec.id.clone(), view);
         }
@@ -206,6 +200,7 @@ impl Registry {
         let previous = self
             .get(&spec.id)
             .ok_or_else(|| RegistryError::NotFound(spec.id.clone()))?;
+        // Checked before validation: the embedded connection has no key to validate.
         if previous.stored.origin == Origin::Embedded {
             return Err(RegistryError::ReadOnly(spec.id));
         }
@@ -219,12 +214,6 @@ impl Registry {
     }
 
     pub fn delete(&self, id: &str) -> Result<(), RegistryError> {
-        let previous = self
-            .get(id)
-            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
-        if previous.stored.origin == Origin::Embedded {
-            return Err(RegistryError::ReadOnly(id.to_owned()));
-        }
         self.store.delete(id)?;
         if let Some(view) = self.write().remove(id)
             && let Ok(runtime) = view.runtime

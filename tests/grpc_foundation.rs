@@ -540,3 +540,35 @@ async fn serving_beyond_loopback_without_tokens_needs_the_insecure_flag() {
             .unwrap();
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_embedded_sandbox_connection_cannot_be_changed_or_deleted() {
+    let home = Home::new();
+    let service = start(home.settings(false)).await;
+    let mut connections = service.connections();
+    let name = "connections/stripe-sandbox".to_owned();
+    let current = connections
+        .get_connection(pb::GetConnectionRequest { name: name.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(current.origin, pb::connection::Origin::Embedded as i32);
+    let update = pb::UpdateConnectionRequest {
+        connection: Some(pb::Connection {
+            verbosity: 3,
+            ..current
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["verbosity".to_owned()],
+        }),
+    };
+    let refused = connections.update_connection(update).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&refused), "CONNECTION_READ_ONLY");
+    let refused = connections
+        .delete_connection(pb::DeleteConnectionRequest { name })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "CONNECTION_READ_ONLY");
+    service.shutdown().await;
+}
