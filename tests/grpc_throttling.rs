@@ -22,32 +22,15 @@ async fn service_with(
     settings.sandbox.enabled = connector_runtime::config::SandboxMode::Always;
     tune(&mut settings);
     let service = start(settings).await;
-    let sandbox_url = service
-        .running
-        .as_ref()
-        .and_then(|r| r.sandbox_url.clone())
-        .unwrap();
+    let sandbox_url = service.sandbox_url();
     let connection = pb::Connection {
-        name: "connections/tight".to_owned(),
-        api_key: Some(pb::SecretRef {
-            secret: "sandbox-key".to_owned(),
-            version: "1".to_owned(),
-        }),
-        api_base_url: sandbox_url,
         node_config: Some(pb::NodeConfig {
             min_node_count: nodes.min_node_count as i32,
             max_node_count: nodes.max_node_count as i32,
         }),
-        ..Default::default()
+        ..Service::connection_to("tight", "sandbox-key", &sandbox_url)
     };
-    service
-        .connections()
-        .create_connection(pb::CreateConnectionRequest {
-            connection_id: String::new(),
-            connection: Some(connection),
-        })
-        .await
-        .unwrap();
+    service.add_connection(connection).await;
     service
 }
 

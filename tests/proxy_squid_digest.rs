@@ -100,21 +100,12 @@ async fn calls_pass_through_a_digest_authenticating_squid() {
     let mut settings = home.settings(false);
     settings.sandbox.enabled = connector_runtime::config::SandboxMode::Always;
     let service = start(settings).await;
-    let sandbox = service
-        .running
-        .as_ref()
-        .and_then(|r| r.sandbox_url.clone())
-        .unwrap();
-    let mut connections = service.connections();
+    let sandbox = service.sandbox_url();
     for connection in [
         digest_connection("digest", "proxy-pass", port, &sandbox),
         digest_connection("digest-bad", "wrong-pass", port, &sandbox),
     ] {
-        let request = pb::CreateConnectionRequest {
-            connection_id: String::new(),
-            connection: Some(connection),
-        };
-        connections.create_connection(request).await.unwrap();
+        service.add_connection(connection).await;
     }
 
     let (name, _) = service

@@ -92,21 +92,13 @@ async fn calls_pass_through_tinyproxy_and_a_wrong_password_is_a_clear_error() {
     settings.sandbox.enabled = connector_runtime::config::SandboxMode::Always;
     settings.upstream.extra_ca_file = Some(ca_file);
     let service = start(settings).await;
-    let sandbox = service
-        .running
-        .as_ref()
-        .and_then(|r| r.sandbox_url.clone())
-        .unwrap();
+    let sandbox = service.sandbox_url();
     let mut connections = service.connections();
     for connection in [
         proxied("proxied", "proxy-pass", port, &sandbox),
         proxied("bad-proxy", "wrong-pass", port, &sandbox),
     ] {
-        let request = pb::CreateConnectionRequest {
-            connection_id: String::new(),
-            connection: Some(connection),
-        };
-        connections.create_connection(request).await.unwrap();
+        service.add_connection(connection).await;
     }
 
     let (name, _) = service
@@ -133,11 +125,7 @@ async fn calls_pass_through_tinyproxy_and_a_wrong_password_is_a_clear_error() {
     if let Some(proxy) = tunneled.proxy.as_mut() {
         proxy.ssl_type = pb::proxy_config::SslType::Tunnel as i32;
     }
-    let request = pb::CreateConnectionRequest {
-        connection_id: String::new(),
-        connection: Some(tunneled),
-    };
-    connections.create_connection(request).await.unwrap();
+    service.add_connection(tunneled).await;
     assert_eq!(
         service.get("tunneled", "Customer", &id).await.unwrap()["Email"],
         serde_json::json!("via@proxy.example")
@@ -154,11 +142,7 @@ async fn calls_pass_through_tinyproxy_and_a_wrong_password_is_a_clear_error() {
         proxy.ssl_type = pb::proxy_config::SslType::Always as i32;
         proxy.server_host = "localhost".to_owned();
     }
-    let request = pb::CreateConnectionRequest {
-        connection_id: String::new(),
-        connection: Some(over_tls),
-    };
-    connections.create_connection(request).await.unwrap();
+    service.add_connection(over_tls).await;
     assert_eq!(
         service.get("over-tls", "Customer", &id).await.unwrap()["Email"],
         serde_json::json!("via@proxy.example")

@@ -93,30 +93,13 @@ async fn a_thousand_calls_under_twenty_percent_faults_lose_nothing_and_repeat_no
     settings.nodes.stripe_budget.test = 100_000;
     settings.upstream.request_timeout = Duration::from_secs(1);
     let service = start(settings).await;
-    let base = service
-        .running
-        .as_ref()
-        .and_then(|r| r.sandbox_url.clone())
-        .unwrap();
+    let base = service.sandbox_url();
     let connection = pb::Connection {
-        name: format!("connections/{C}"),
-        api_key: Some(pb::SecretRef {
-            secret: "faulty-key".to_owned(),
-            version: "1".to_owned(),
-        }),
-        api_base_url: base.clone(),
         verbosity: 5,
         log_level: pb::connection::LogLevel::Debug as i32,
-        ..Default::default()
+        ..Service::connection_to(C, "faulty-key", &base)
     };
-    service
-        .connections()
-        .create_connection(pb::CreateConnectionRequest {
-            connection_id: String::new(),
-            connection: Some(connection),
-        })
-        .await
-        .unwrap();
+    service.add_connection(connection).await;
 
     let http = reqwest::Client::new();
     let faults = json!({"seed": 7, "faults": {

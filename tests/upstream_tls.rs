@@ -100,28 +100,10 @@ async fn check_status_tells_a_rejected_key_from_a_working_one() {
     let mut settings = home.settings(false);
     settings.sandbox.enabled = connector_runtime::config::SandboxMode::Always;
     let service = start(settings).await;
-    let sandbox = service
-        .running
-        .as_ref()
-        .and_then(|r| r.sandbox_url.clone())
-        .unwrap();
-    let connection = pb::Connection {
-        name: "connections/rejected".to_owned(),
-        api_key: Some(pb::SecretRef {
-            secret: "live-key".to_owned(),
-            version: "1".to_owned(),
-        }),
-        api_base_url: sandbox,
-        ..Default::default()
-    };
+    let sandbox = service.sandbox_url();
+    let connection = Service::connection_to("rejected", "live-key", &sandbox);
     let mut connections = service.connections();
-    connections
-        .create_connection(pb::CreateConnectionRequest {
-            connection_id: String::new(),
-            connection: Some(connection),
-        })
-        .await
-        .unwrap();
+    service.add_connection(connection).await;
     let rejected = connections
         .check_status(pb::CheckStatusRequest {
             name: "connections/rejected".to_owned(),

@@ -159,6 +159,39 @@ impl Service {
         }
     }
 
+    /// The built-in sandbox's base URL (the service must run it).
+    pub fn sandbox_url(&self) -> String {
+        self.running
+            .as_ref()
+            .and_then(|r| r.sandbox_url.clone())
+            .expect("the service runs its sandbox")
+    }
+
+    /// Creates a connection through ConnectionService, failing the test if it is refused.
+    pub async fn add_connection(&self, connection: pb::Connection) {
+        let request = pb::CreateConnectionRequest {
+            connection_id: String::new(),
+            connection: Some(connection),
+        };
+        self.connections()
+            .create_connection(self.request(request))
+            .await
+            .unwrap();
+    }
+
+    /// A connection `id` to `base_url` whose key is the secret `key_secret`, version 1.
+    pub fn connection_to(id: &str, key_secret: &str, base_url: &str) -> pb::Connection {
+        pb::Connection {
+            name: format!("connections/{id}"),
+            api_key: Some(pb::SecretRef {
+                secret: key_secret.to_owned(),
+                version: "1".to_owned(),
+            }),
+            api_base_url: base_url.to_owned(),
+            ..Default::default()
+        }
+    }
+
     pub fn with_token(mut self, token: &str) -> Self {
         self.token = Some(token.to_owned());
         self
