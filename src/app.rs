@@ -30,6 +30,7 @@ use crate::engine::Engine;
 use crate::registry::{Registry, RuntimeOptions, SandboxTarget};
 use crate::sandbox::{self, SandboxConfig, SandboxHandle};
 use crate::spec::model::ConnectorSpec;
+use crate::telemetry::{self, Board, CallLayer, MetricsServer};
 
 /// The gRPC service names health reports on (besides the server as a whole, "").
 const SERVICES: [&str; 3] = [
@@ -53,9 +54,45 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The built-in sandbox's base URL, when it runs.
     pub sandbox_url: Option<String>,
+    /// Where the metrics port (`/metrics`, `/status`) listens, when `metrics.enabled`.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<DrainOutcome>>,
     sandbox: Option<SandboxHandle>,
+    observed: Observed,
+}
+
+/// The status board and metrics port of a running service (stopped when dropped).
+struct Observed {
+    _board: Option<Arc<Board>>,
+    server: Option<MetricsServer>,
+}
+
+impl Observed {
+    fn stop(&mut self) {
+        self.server = None;
+        self._board = None;
+    }
+}
+
+/// Starts the status board when anything reads it, and the metrics port when enabled.
+async fn observe(settings: &Settings, registry: &Arc<Registry>) -> anyhow::Result<Observed> {
+    let wanted = settings.metrics.enabled || telemetry::exporting();
+    let board = wanted.then(|| Board::start(registry.clone()));
+    let server = match (&board, settings.metrics.enabled) {
+        (Some(board), true) => {
+            let listen = settings.metrics.listen;
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding metrics.listen {listen}"))?;
+            Some(MetricsServer::start(listener, board.clone())?)
+        }
+        _ => None,
+    };
+    Ok(Observed {
+        _board: board,
+        server,
+    })
 }
 
 impl Running {
@@ -68,6 +105,7 @@ impl Running {
             .task
             .await
             .map_err(|e| anyhow!("server task failed: {e}"))?;
+        self.observed.stop();
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.shutdown().await;
         }
@@ -79,6 +117,7 @@ impl Running {
         let result = (&mut self.task)
             .await
             .map_err(|e| anyhow!("server task failed: {e}"))?;
+        self.observed.stop();
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.shutdown().await;
         }
@@ -175,6 +214,7 @@ pub async fn start(
         runtime_options(&settings, &spec)?,
         target,
     ));
+    let observed = observe(&settings, &registry).await?;
     let state = ApiState {
         engine: Engine::new(spec.clone()),
         registry: registry.clone(),
@@ -203,6 +243,7 @@ pub async fn start(
             builder.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
     }
     let router = builder
+        .layer(CallLayer)
         .layer(AuthLayer::new(tokens.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -267,9 +308,11 @@ pub async fn start(
     Ok(Running {
         addr,
         sandbox_url: sandbox.as_ref().map(SandboxHandle::base_url),
+        metrics_addr: observed.server.as_ref().map(MetricsServer::addr),
         shutdown: Some(tx),
         task,
         sandbox,
+        observed,
     })
 }
 

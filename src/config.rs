@@ -108,6 +108,10 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     /// The runtime's own log output.
     pub log: LogSettings,
+    /// The metrics port: Prometheus `/metrics` and the live `/status` page.
+    pub metrics: crate::telemetry::MetricsSettings,
+    /// OpenTelemetry export of traces and metrics (OTLP).
+    pub telemetry: crate::telemetry::TelemetrySettings,
     /// Connections defined in the file. Connections created or changed through the API are
     /// persisted in `data_dir` and take precedence over these (see `docs/configuration.md`).
     pub connections: Vec<ConnectionSpec>,
@@ -125,6 +129,8 @@ impl Default for Settings {
             nodes: NodesSettings::default(),
             upstream: UpstreamSettings::default(),
             log: LogSettings::default(),
+            metrics: crate::telemetry::MetricsSettings::default(),
+            telemetry: crate::telemetry::TelemetrySettings::default(),
             connections: Vec::new(),
         }
     }

@@ -128,8 +128,18 @@ impl ConnectionRuntime {
         request: &UpstreamRequest,
         options: &CallOptions,
     ) -> Result<UpstreamResponse, EngineError> {
-        let _admission = self.pool.admit(options.deadline).await?;
-        self.budget.admit(options.deadline).await?;
+        let admission = self
+            .pool
+            .admit(options.deadline)
+            .await
+            .inspect_err(throttled_event)?;
+        if !admission.waited.is_zero() {
+            tracing::debug!(target: crate::telemetry::SPAN_EVENTS, connection = %self.id, waited_ms = admission.waited.as_secs_f64() * 1e3, node = admission.node, "queued");
+        }
+        self.budget
+            .admit(options.deadline)
+            .await
+            .inspect_err(throttled_event)?;
         let result = self.client.send(request, options).await;
         if let Err(error) = &result {
             // Stripe's 4xx answers (declines, bad ids) are the caller's business: a warning. The
@@ -148,6 +158,17 @@ impl ConnectionRuntime {
         }
         result
     }
+}
+
+/// The span event of a refused transaction (the call's span carries the reason as well).
+fn throttled_event(throttled: &crate::throttle::Throttled) {
+    tracing::debug!(
+        target: crate::telemetry::SPAN_EVENTS,
+        reason = throttled.reason.as_str(),
+        cause = %throttled.cause,
+        retry_after_ms = throttled.retry_after.as_secs_f64() * 1e3,
+        "throttled"
+    );
 }
 
 /// Executes a connector spec.

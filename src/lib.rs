@@ -14,4 +14,5 @@ pub mod sandbox;
 pub mod secrets;
 pub mod spec;
 pub mod stripe;
+pub mod telemetry;
 pub mod throttle;

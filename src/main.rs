@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};
 use connector_runtime::api::client::{self, ClientCommand};
-use connector_runtime::{app, config, sandbox, spec};
-use tracing_subscriber::EnvFilter;
+use connector_runtime::{app, config, sandbox, spec, telemetry};
 
 /// A self-hostable Stripe integration-connector runtime with a gRPC interface modelled on Google
 /// Integration Connectors.
@@ -97,20 +96,10 @@ enum SpecCommand {
     },
 }
 
-fn init_logging(settings: Option<&config::Settings>) {
-    let level = settings.map_or_else(|| "info".to_owned(), |s| s.log.level.clone());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let json = settings.is_some_and(|s| matches!(s.log.format, config::LogFormat::Json));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+/// Logs to stderr; with settings, also exports to an OTLP collector when one is configured.
+fn init_logging(settings: Option<&config::Settings>) -> anyhow::Result<telemetry::Telemetry> {
+    let log = settings.map(|s| s.log.clone()).unwrap_or_default();
+    Ok(telemetry::init(&log, settings.map(|s| &s.telemetry))?)
 }
 
 async fn serve(
@@ -121,14 +110,14 @@ async fn serve(
     let mut settings = match config::load(config_path.as_deref()) {
         Ok(settings) => settings,
         Err(error) => {
-            init_logging(None);
+            init_logging(None)?;
             return Err(anyhow!("{error}"));
         }
     };
     if let Some(listen) = listen {
         settings.server.listen = listen;
     }
-    init_logging(Some(&settings));
+    let _telemetry = init_logging(Some(&settings))?;
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
         .with_context(|| format!("binding {}", settings.server.listen))?;
@@ -164,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rate_limit,
             spec_dir,
         } => {
-            init_logging(None);
+            let _logging = init_logging(None)?;
             let spec = match spec_dir {
                 Some(dir) => std::sync::Arc::new(spec::load_dir(&dir).map_err(|e| anyhow!("{e}"))?),
                 None => spec::stripe_shared().map_err(|e| anyhow!("{e}"))?,

@@ -484,6 +484,7 @@ impl ConnectionService for ConnectionApi {
                     query: vec![("limit".to_owned(), "1".to_owned())],
                     form: Vec::new(),
                     operation_id: "GetCustomers".to_owned(),
+                    path_template: "/v1/customers".to_owned(),
                 };
                 let options = CallOptions {
                     idempotency_key: None,

@@ -11,6 +11,7 @@ use super::{connection_convert, deadline, names, pb, schema, status};
 use crate::engine::paging::{PageToken, fingerprint};
 use crate::engine::{Engine, EntityRecord, ListQuery};
 use crate::registry::Registry;
+use crate::telemetry;
 
 /// What every service shares.
 #[derive(Debug, Clone)]
@@ -86,7 +87,10 @@ impl ApiState {
     /// NOT_FOUND unless the connection exists (ready or not).
     fn require_connection(&self, id: &str) -> Result<(), Status> {
         match self.registry.get(id) {
-            Some(_) => Ok(()),
+            Some(_) => {
+                telemetry::note_connection(id);
+                Ok(())
+            }
             None => Err(status::engine_error(
                 &crate::engine::EngineError::ConnectionNotFound(id.to_owned()),
             )),
@@ -98,9 +102,12 @@ impl ApiState {
         &self,
         id: &str,
     ) -> Result<std::sync::Arc<crate::engine::ConnectionRuntime>, Status> {
-        self.registry
+        let runtime = self
+            .registry
             .runtime(id)
-            .map_err(|e| status::engine_error(&e))
+            .map_err(|e| status::engine_error(&e))?;
+        telemetry::note_connection(id);
+        Ok(runtime)
     }
 }
 
@@ -136,6 +143,7 @@ impl EntityService for ApiState {
     ) -> Result<Response<pb::EntityType>, Status> {
         let r = request.into_inner();
         let (connection, entity_type) = names::entity_type(&r.name, "name")?;
+        telemetry::note_entity_type(&entity_type);
         self.require_connection(&connection)?;
         let entity = self
             .engine
@@ -155,6 +163,7 @@ impl EntityService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, entity_type) = names::entity_type(&r.parent, "parent")?;
+        telemetry::note_entity_type(&entity_type);
         let runtime = self.runtime(&connection)?;
         let query = ListQuery {
             page_size: r.page_size,
@@ -185,6 +194,7 @@ impl EntityService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, entity_type, id) = names::entity(&r.name, "name")?;
+        telemetry::note_entity_type(&entity_type);
         let runtime = self.runtime(&connection)?;
         let record = self
             .engine
@@ -205,6 +215,7 @@ impl EntityService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, entity_type) = names::entity_type(&r.parent, "parent")?;
+        telemetry::note_entity_type(&entity_type);
         let runtime = self.runtime(&connection)?;
         let fields = struct_or_empty(r.entity.as_ref().and_then(|e| e.fields.as_ref()));
         let record = self
@@ -235,6 +246,7 @@ impl EntityService for ApiState {
             .entity
             .ok_or_else(|| status::invalid_field("entity", "is required"))?;
         let (connection, entity_type, id) = names::entity(&entity.name, "entity.name")?;
+        telemetry::note_entity_type(&entity_type);
         let runtime = self.runtime(&connection)?;
         let fields = struct_or_empty(entity.fields.as_ref());
         let record = self
@@ -263,6 +275,7 @@ impl EntityService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, entity_type, id) = names::entity(&r.name, "name")?;
+        telemetry::note_entity_type(&entity_type);
         let runtime = self.runtime(&connection)?;
         self.engine
             .delete(
@@ -284,6 +297,7 @@ impl EntityService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, entity_type) = names::entity_type(&r.entity_type, "entity_type")?;
+        telemetry::note_entity_type(&entity_type);
         let runtime = self.runtime(&connection)?;
         let fields = struct_or_empty(r.entity.as_ref().and_then(|e| e.fields.as_ref()));
         let ids = self
@@ -309,6 +323,7 @@ impl EntityService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, entity_type) = names::entity_type(&r.entity_type, "entity_type")?;
+        telemetry::note_entity_type(&entity_type);
         let runtime = self.runtime(&connection)?;
         self.engine
             .delete_with_conditions(&runtime, &entity_type, &r.conditions, deadline)
@@ -346,6 +361,7 @@ impl ActionService for ApiState {
     ) -> Result<Response<pb::Action>, Status> {
         let r = request.into_inner();
         let (connection, action) = names::action(&r.name, "name")?;
+        telemetry::note_action(&action);
         self.require_connection(&connection)?;
         let spec = self
             .engine
@@ -361,6 +377,7 @@ impl ActionService for ApiState {
         let deadline = deadline::of(&request);
         let r = request.into_inner();
         let (connection, action) = names::action(&r.name, "name")?;
+        telemetry::note_action(&action);
         let native = match pb::ResultFormat::try_from(r.result_format) {
             Ok(pb::ResultFormat::Native) => true,
             Ok(_) => false,

@@ -28,6 +28,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "nodes",
     "upstream",
     "log",
+    "metrics",
+    "telemetry",
     "connections",
 ];
 
@@ -198,6 +200,8 @@ fn parse_sections(
             "nodes" => section(&key, value, &mut settings.nodes, problems),
             "upstream" => section(&key, value, &mut settings.upstream, problems),
             "log" => section(&key, value, &mut settings.log, problems),
+            "metrics" => section(&key, value, &mut settings.metrics, problems),
+            "telemetry" => section(&key, value, &mut settings.telemetry, problems),
             "auth" => parse_auth(value, settings, &mut parsed.token_index, problems),
             "connections" => {
                 for (i, item) in list(&key, value, problems).into_iter().enumerate() {
@@ -328,6 +332,15 @@ fn check_settings(parsed: &Parsed, secrets: &SecretResolver, problems: &mut Vec<
         problems.push(Problem::new(
             "log.level",
             format!("not a valid log filter: {e}"),
+        ));
+    }
+    for (key, message) in settings.telemetry.problems() {
+        problems.push(Problem::new(format!("telemetry.{key}"), message));
+    }
+    if settings.metrics.enabled && settings.metrics.listen == settings.server.listen {
+        problems.push(Problem::new(
+            "metrics.listen",
+            "must differ from server.listen",
         ));
     }
     check_connections(parsed, secrets, problems);

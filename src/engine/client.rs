@@ -10,6 +10,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::Value;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::error::EngineError;
 use super::request::UpstreamRequest;
@@ -194,7 +195,7 @@ impl UpstreamClient {
             let timeout = remaining.map_or(self.options.request_timeout, |r| {
                 r.min(self.options.request_timeout)
             });
-            let result = self.attempt(request, call, timeout).await;
+            let result = self.observed_attempt(request, call, timeout, attempt).await;
             let (outcome, error) = match result {
                 Ok(Attempt::Success(mut response)) => {
                     response.attempts = attempt;
@@ -245,8 +246,66 @@ impl UpstreamClient {
                     "retrying upstream call"
                 );
             }
+            crate::telemetry::record_retry(&self.options.connection);
+            tracing::debug!(target: crate::telemetry::SPAN_EVENTS, attempt, wait_ms = wait.as_secs_f64() * 1e3, "retrying");
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// One attempt inside its `upstream` span (method, path template — never ids —, status,
+    /// Stripe's request id, attempt number), recorded in the upstream metrics.
+    async fn observed_attempt(
+        &self,
+        request: &UpstreamRequest,
+        call: &CallOptions,
+        timeout: Duration,
+        attempt: u32,
+    ) -> Result<Attempt, EngineError> {
+        let method = method_name(request.method);
+        let span = tracing::info_span!(
+            "upstream",
+            otel.name = %format_args!("{method} {}", request.path_template),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = method,
+            url.template = %request.path_template,
+            connector.operation = %request.operation_id,
+            attempt,
+            http.response.status_code = tracing::field::Empty,
+            stripe.request_id = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = self
+            .attempt(request, call, timeout)
+            .instrument(span.clone())
+            .await;
+        let (status, request_id) = match &result {
+            Ok(Attempt::Success(response)) => {
+                (Some(response.status), response.request_id.as_deref())
+            }
+            Ok(Attempt::Failure { error, .. }) => {
+                (Some(error.http_status), error.request_id.as_deref())
+            }
+            Err(_) => (None, None),
+        };
+        match status {
+            Some(code) => span.record("http.response.status_code", code),
+            None => span.record("error.type", "transport"),
+        };
+        if let Some(id) = request_id {
+            span.record("stripe.request_id", id);
+        }
+        if status.is_none_or(|code| code >= 400) {
+            span.record("otel.status_code", "ERROR");
+        }
+        crate::telemetry::record_upstream(
+            &self.options.connection,
+            method,
+            status,
+            started.elapsed(),
+        );
+        result
     }
 
     async fn attempt(

@@ -21,6 +21,9 @@ pub struct UpstreamRequest {
     pub form: Vec<(String, String)>,
     /// Stripe's operationId, for traces.
     pub operation_id: String,
+    /// The path before ids were put in, e.g. `/v1/payment_intents/{intent}/confirm`: what traces
+    /// show, never the ids.
+    pub path_template: String,
 }
 
 /// Finds the parameter an input key names: by PascalCase name or by Stripe's name.
@@ -135,6 +138,7 @@ pub fn build(
             query,
             form: body,
             operation_id: op.operation_id.clone(),
+            path_template: op.path.clone(),
         })
     } else {
         Err(violations)

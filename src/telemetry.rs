@@ -1,0 +1,101 @@
+//! Observability: logs, OpenTelemetry traces and metrics, the Prometheus `/metrics` endpoint and
+//! the live `/status` page. The only user of the OpenTelemetry crates (in [`otel`]).
+//!
+//! What the rest of the code does to be observed is small and has no OpenTelemetry type in it:
+//! the gRPC server wraps calls in [`CallLayer`]; handlers name the connection, entity type or
+//! action ([`note_connection`], [`note_entity_type`], [`note_action`]); the upstream client opens
+//! an `upstream` span and records attempts and retries ([`record_upstream`], [`record_retry`]);
+//! queueing, throttling and retries are `tracing` events on the [`SPAN_EVENTS`] target, which
+//! become span events. No span attribute, metric label or log field holds a secret: labels are
+//! connection ids, method names, status codes and throttle reasons; paths are templates.
+
+mod board;
+mod call;
+mod figures;
+mod http;
+mod metrics;
+mod otel;
+mod prometheus;
+mod settings;
+
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+pub use board::{Board, HISTORY_POINTS, Point, SAMPLE_INTERVAL};
+pub use call::{CallLayer, note_action, note_connection, note_entity_type, traceparent_trace_id};
+pub use figures::{BudgetFigures, CallFigures, ConnectionFigures, NodeFigures, UpstreamFigures};
+pub use http::{ConnectionStatus, MetricsServer, StatusDocument};
+pub use metrics::{MAX_SERIES, metrics, record_retry, record_upstream};
+pub use otel::{OtelError, OtelGuard};
+pub use settings::{
+    ENV_OTLP_ENDPOINT, ENV_SDK_DISABLED, MetricsSettings, TelemetrySettings,
+    default_metrics_interval, default_metrics_listen, default_trace_sample_ratio,
+};
+
+use crate::config::{LogFormat, LogSettings};
+
+/// The `tracing` target of events meant as span events (queued, throttled, retrying): exported
+/// with their spans, and logged only when this target's `debug` level is on.
+pub const SPAN_EVENTS: &str = "connector_runtime::span_event";
+
+/// What the exporters need kept alive; dropping it flushes them.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    otel: Option<OtelGuard>,
+}
+
+impl Telemetry {
+    /// Whether traces and metrics are exported.
+    pub fn exporting(&self) -> bool {
+        self.otel.is_some()
+    }
+}
+
+/// Whether this process exports traces and metrics over OTLP.
+pub fn exporting() -> bool {
+    otel::active()
+}
+
+/// Installs the process' `tracing` subscriber: log lines to stderr (text or JSON, filtered by
+/// `log.level` or `RUST_LOG`; lines inside a call carry its `trace_id`), and, when `telemetry`
+/// names an OTLP endpoint (or `OTEL_EXPORTER_OTLP_ENDPOINT` does), span export. Call it once,
+/// inside the tokio runtime. A subscriber already installed is left in place.
+pub fn init(
+    log: &LogSettings,
+    telemetry: Option<&TelemetrySettings>,
+) -> Result<Telemetry, OtelError> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let fmt = match log.format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Text => fmt.boxed(),
+    };
+    let endpoint = telemetry.and_then(|t| t.endpoint(|name| std::env::var(name).ok()));
+    let (otel_layer, guard) = match (telemetry, endpoint) {
+        (Some(settings), Some(endpoint)) => {
+            let (layer, guard) = otel::start::<Registry>(settings, &endpoint)?;
+            let exported = Targets::new()
+                .with_target("connector_runtime", LevelFilter::INFO)
+                .with_target(SPAN_EVENTS, LevelFilter::DEBUG);
+            (Some(layer.with_filter(exported)), Some((guard, endpoint)))
+        }
+        _ => (None, None),
+    };
+    let installed = tracing_subscriber::registry()
+        .with(otel_layer)
+        .with(fmt.with_filter(filter))
+        .try_init()
+        .is_ok();
+    let otel = guard.map(|(guard, endpoint)| {
+        if installed {
+            tracing::info!(%endpoint, "exporting traces and metrics over OTLP");
+        }
+        guard
+    });
+    Ok(Telemetry { otel })
+}
