@@ -70,17 +70,24 @@ impl Scraped {
     async fn from(base: &str) -> Self {
         let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
         assert_eq!(response.status(), 200);
-        let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-        assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
         let text = response.text().await.unwrap();
         let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
         Self { text, scrape }
     }
 
     fn find(&self, metric: &str, labels: &[(&str, &str)]) -> Option<&Sample> {
-        self.scrape.samples.iter().find(|s| {
-            s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
-        })
+        self.scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
     }
 
     /// A counter's value (0 when the series does not exist yet); panics on another type.
@@ -93,9 +100,15 @@ impl Scraped {
     }
 
     fn gauge(&self, metric: &str, connection: &str) -> f64 {
-        match self.find(metric, &[("connection", connection)]).map(|s| &s.value) {
+        match self
+            .find(metric, &[("connection", connection)])
+            .map(|s| &s.value)
+        {
             Some(Value::Gauge(v)) => *v,
-            other => panic!("{metric}{{connection={connection}}} is not a gauge: {other:?}\n{}", self.text),
+            other => panic!(
+                "{metric}{{connection={connection}}} is not a gauge: {other:?}\n{}",
+                self.text
+            ),
         }
     }
 
@@ -122,7 +135,10 @@ async fn metrics_expose_pool_gauges_and_counters_that_move_with_traffic() {
         assert!((0.0..=1.0).contains(&utilization), "{utilization}");
         assert_eq!(before.gauge("connector_queue_length", connection), 0.0);
         assert_eq!(before.gauge("connector_connection_ready", connection), 1.0);
-        assert_eq!(before.gauge("connector_stripe_budget_limit", connection), 1.0);
+        assert_eq!(
+            before.gauge("connector_stripe_budget_limit", connection),
+            1.0
+        );
     }
     assert_eq!(before.gauge("connector_nodes_current", "metered-a"), 1.0);
     assert_eq!(before.gauge("connector_nodes_min", "metered-b"), 5.0);
@@ -155,7 +171,11 @@ async fn metrics_expose_pool_gauges_and_counters_that_move_with_traffic() {
         after.counter(metric, labels) - before.counter(metric, labels)
     };
     let calls = "connector_calls_total";
-    let a_ok = [("connection", "metered-a"), ("operation", "ListEntities"), ("code", "OK")];
+    let a_ok = [
+        ("connection", "metered-a"),
+        ("operation", "ListEntities"),
+        ("code", "OK"),
+    ];
     let a_refused = [
         ("connection", "metered-a"),
         ("operation", "ListEntities"),
@@ -163,20 +183,68 @@ async fn metrics_expose_pool_gauges_and_counters_that_move_with_traffic() {
     ];
     assert_eq!(moved(calls, &a_ok), 1.0);
     assert_eq!(moved(calls, &a_refused), 1.0);
-    let c_missing = [("connection", "metered-c"), ("operation", "GetEntity"), ("code", "NOT_FOUND")];
+    let c_missing = [
+        ("connection", "metered-c"),
+        ("operation", "GetEntity"),
+        ("code", "NOT_FOUND"),
+    ];
     assert_eq!(moved(calls, &c_missing), 1.0);
     let throttled = "connector_throttled_calls_total";
-    assert_eq!(moved(throttled, &[("connection", "metered-a"), ("reason", "NODE_CAPACITY")]), 1.0);
     assert_eq!(
-        moved(throttled, &[("connection", "metered-b"), ("reason", "STRIPE_RATE_BUDGET")]),
+        moved(
+            throttled,
+            &[("connection", "metered-a"), ("reason", "NODE_CAPACITY")]
+        ),
         1.0
     );
-    assert_eq!(moved(throttled, &[("connection", "metered-a"), ("reason", "STRIPE_RATE_BUDGET")]), 0.0);
-    let upstream = "connector_upstream_requests_total";
-    assert_eq!(moved(upstream, &[("connection", "metered-a"), ("method", "GET"), ("status", "200")]), 1.0);
-    assert_eq!(moved(upstream, &[("connection", "metered-c"), ("method", "GET"), ("status", "404")]), 1.0);
     assert_eq!(
-        moved("connector_stripe_budget_requests_total", &[("connection", "metered-b")]),
+        moved(
+            throttled,
+            &[
+                ("connection", "metered-b"),
+                ("reason", "STRIPE_RATE_BUDGET")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved(
+            throttled,
+            &[
+                ("connection", "metered-a"),
+                ("reason", "STRIPE_RATE_BUDGET")
+            ]
+        ),
+        0.0
+    );
+    let upstream = "connector_upstream_requests_total";
+    assert_eq!(
+        moved(
+            upstream,
+            &[
+                ("connection", "metered-a"),
+                ("method", "GET"),
+                ("status", "200")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved(
+            upstream,
+            &[
+                ("connection", "metered-c"),
+                ("method", "GET"),
+                ("status", "404")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        moved(
+            "connector_stripe_budget_requests_total",
+            &[("connection", "metered-b")]
+        ),
         1.0,
         "one list went through metered-b's budget, the second was refused"
     );
@@ -193,7 +261,10 @@ async fn metrics_expose_pool_gauges_and_counters_that_move_with_traffic() {
             &[("connection", "metered-a"), ("method", "GET")],
         )
     };
-    assert_eq!(upstream_durations(&after) - upstream_durations(&before), 1.0);
+    assert_eq!(
+        upstream_durations(&after) - upstream_durations(&before),
+        1.0
+    );
 
     // Every family documents itself, and no key or secret reaches the text.
     let types: HashMap<&str, usize> = after
@@ -239,7 +310,10 @@ async fn status_json_serves_the_figures_of_every_connection() {
         .iter()
         .map(|c| c["connection"].as_str().unwrap())
         .collect();
-    assert!(ids.contains(&"status-a") && ids.contains(&"status-b"), "{ids:?}");
+    assert!(
+        ids.contains(&"status-a") && ids.contains(&"status-b"),
+        "{ids:?}"
+    );
     let a = connections
         .iter()
         .find(|c| c["connection"] == "status-a")
@@ -252,10 +326,18 @@ async fn status_json_serves_the_figures_of_every_connection() {
     assert_eq!(a["stripe_budget"]["mode"], "test");
     assert!(a["history"].is_array());
     let page = reqwest::get(format!("{base}/status")).await.unwrap();
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let html = page.text().await.unwrap();
     for reference in ["src=", "href=", "url(", "@import", "//cdn"] {
-        assert!(!html.contains(reference), "the page loads something from elsewhere: {reference}");
+        assert!(
+            !html.contains(reference),
+            "the page loads something from elsewhere: {reference}"
+        );
     }
     assert!(!document.to_string().contains("sk_test_"));
     service.shutdown().await;

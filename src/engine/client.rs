@@ -270,7 +270,7 @@ impl UpstreamClient {
             http.request.method = method,
             url.template = %request.path_template,
             connector.operation = %request.operation_id,
-            attempt,
+            attempt = i64::from(attempt),
             http.response.status_code = tracing::field::Empty,
             stripe.request_id = tracing::field::Empty,
             error.type = tracing::field::Empty,
@@ -290,7 +290,7 @@ impl UpstreamClient {
             Err(_) => (None, None),
         };
         match status {
-            Some(code) => span.record("http.response.status_code", code),
+            Some(code) => span.record("http.response.status_code", i64::from(code)),
             None => span.record("error.type", "transport"),
         };
         if let Some(id) = request_id {

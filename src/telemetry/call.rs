@@ -200,7 +200,7 @@ where
                         Ok(response) => outcome(response.headers()),
                         Err(_) => (2, None),
                     };
-                    finished_span.record("rpc.grpc.status_code", code);
+                    finished_span.record("rpc.grpc.status_code", i64::from(code));
                     if let Some(reason) = &reason {
                         finished_span.record("error.reason", reason.as_str());
                     }

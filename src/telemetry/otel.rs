@@ -118,6 +118,7 @@ where
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer.tracer(SERVICE_NAME))
         .with_location(false)
+        .with_tracked_inactivity(false)
         .with_threads(false)
         .with_target(false);
     Ok((layer, OtelGuard { tracer, meter }))
