@@ -1,7 +1,8 @@
 //! GetEntity through the runtime versus the same GET sent straight to the same backend, at 1 and
 //! 32 concurrent callers: throughput, p50/p99 latency, and the service's resident memory.
 //!
-//! Run: `cargo bench --bench grpc` (10 s per phase) or `cargo bench --bench grpc -- --quick` (1 s).
+//! Run: `cargo bench --bench grpc` (10 s per phase) or `cargo bench --bench grpc -- --quick` (1 s);
+//! `-- telemetry` runs only the telemetry overhead comparison (off / OTLP on / collector down).
 //! The service runs as its own process (the release binary), with the built-in sandbox as the
 //! backend, the sandbox's rate limit off and nodes ample, so throttling does not bind.
 
@@ -13,6 +14,18 @@ use connector_runtime::api::convert::to_proto_struct;
 use connector_runtime::api::pb;
 use connector_runtime::api::pb::connection_service_client::ConnectionServiceClient;
 use connector_runtime::api::pb::entity_service_client::EntityServiceClient;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use serde_json::json;
 use tonic::transport::Channel;
 
@@ -242,6 +255,10 @@ async fn main() {
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    if std::env::args().any(|a| a == "telemetry") {
+        telemetry_overhead(dir.path(), &sandbox, duration).await;
+        return;
+    }
     let (_service, pid, channel) = spawn_service(
         dir.path(),
         "ample",
@@ -453,4 +470,176 @@ async fn main() {
     println!("| most nodes | {most} |");
     println!("| calls admitted | {} |", admitted.len());
     println!("| calls refused (RESOURCE_EXHAUSTED) | {refused} |");
+    println!();
+    telemetry_overhead(dir.path(), &sandbox, duration).await;
+}
+
+/// An OTLP/gRPC receiver that counts what it gets and keeps nothing.
+#[derive(Clone, Default)]
+struct CountingReceiver {
+    spans: Arc<std::sync::atomic::AtomicUsize>,
+    metric_exports: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl TraceService for CountingReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans: usize = request
+            .into_inner()
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        self.spans
+            .fetch_add(spans, std::sync::atomic::Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for CountingReceiver {
+    async fn export(
+        &self,
+        _request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.metric_exports
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+/// Creates a customer through `channel` and returns its entity name.
+async fn bench_customer(channel: &Channel) -> String {
+    EntityServiceClient::new(channel.clone())
+        .create_entity(pb::CreateEntityRequest {
+            parent: "connections/bench/entityTypes/Customer".to_owned(),
+            entity: Some(pb::Entity {
+                fields: Some(to_proto_struct(
+                    json!({"Email": "bench@example.com"}).as_object().unwrap(),
+                )),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .name
+}
+
+async fn get_entity_phase(channel: &Channel, name: &str, duration: Duration) -> Figures {
+    let channel = channel.clone();
+    let name = name.to_owned();
+    run_phase(1, duration, move || {
+        let mut client = EntityServiceClient::new(channel.clone());
+        let name = name.clone();
+        async move {
+            client
+                .get_entity(pb::GetEntityRequest { name })
+                .await
+                .unwrap();
+        }
+    })
+    .await
+}
+
+/// GetEntity at one caller with telemetry off, with OTLP export to a local receiver (and the
+/// metrics port on), and with export to a collector that is down: added p50 and memory.
+async fn telemetry_overhead(dir: &std::path::Path, sandbox: &str, duration: Duration) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_addr = listener.local_addr().unwrap();
+    let receiver = CountingReceiver::default();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(receiver.clone()))
+            .add_service(MetricsServiceServer::new(receiver.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let ample = format!(
+        "[nodes]\nnode_rate = 1000000\nnode_burst = 1000000\n[nodes.stripe_budget]\ntest = 1000000\nlive = 1000000\n\
+         [[connections]]\nid = \"bench\"\napi_key = {{ secret = \"env:BENCH_STRIPE_KEY\" }}\napi_base_url = \"{sandbox}\"\n"
+    );
+    let exporting = |endpoint: String, ratio: f64| {
+        format!(
+            "[metrics]\nenabled = true\nlisten = \"127.0.0.1:{}\"\n[telemetry]\notlp_endpoint = \"{endpoint}\"\nmetrics_interval = \"5s\"\ntrace_sample_ratio = {ratio:?}\n{ample}",
+            free_port()
+        )
+    };
+    let metrics_only = format!(
+        "[metrics]\nenabled = true\nlisten = \"127.0.0.1:{}\"\n{ample}",
+        free_port()
+    );
+    let (_off, off_pid, off) = spawn_service(dir, "telemetry-off", &ample).await;
+    let (_metrics, metrics_pid, metrics) = spawn_service(dir, "metrics-only", &metrics_only).await;
+    let receiver_url = format!("http://{receiver_addr}");
+    let (_on, on_pid, on) =
+        spawn_service(dir, "telemetry-on", &exporting(receiver_url.clone(), 1.0)).await;
+    let (_sampled, sampled_pid, sampled) =
+        spawn_service(dir, "telemetry-sampled", &exporting(receiver_url, 0.01)).await;
+    let down_endpoint = format!("http://127.0.0.1:{}", free_port());
+    let (_down, down_pid, down) =
+        spawn_service(dir, "collector-down", &exporting(down_endpoint, 1.0)).await;
+    let channels = [&off, &metrics, &on, &sampled, &down];
+    let pids = [off_pid, metrics_pid, on_pid, sampled_pid, down_pid];
+    let mut names = Vec::new();
+    for channel in channels {
+        names.push(bench_customer(channel).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = pids.map(rss_kib);
+    // Alternate the phases so drift on the shared machine hits every side alike.
+    let mut p50s: [Vec<f64>; 5] = Default::default();
+    let mut rates: [Vec<f64>; 5] = Default::default();
+    for _round in 0..3 {
+        for (i, channel) in channels.into_iter().enumerate() {
+            let f = get_entity_phase(channel, &names[i], duration).await;
+            p50s[i].push(f.p50.as_secs_f64() * 1e6);
+            rates[i].push(f.calls as f64 / f.seconds);
+        }
+    }
+    let loaded = pids.map(rss_kib);
+    let median = |v: &Vec<f64>| {
+        let mut v = v.clone();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "Telemetry overhead: GetEntity at 1 caller, three alternating rounds of {}s per service",
+        duration.as_secs()
+    );
+    println!("| telemetry | calls/s | p50 (median of rounds) | idle memory | memory after load |");
+    println!("|---|---:|---:|---:|---:|");
+    for (i, label) in [
+        "off",
+        "metrics port only",
+        "OTLP to a local receiver (every trace), metrics port on",
+        "OTLP to a local receiver (1 % of traces), metrics port on",
+        "OTLP to a collector that is down (every trace)",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        println!(
+            "| {label} | {:.0} | {:.0} µs | {:.1} MB | {:.1} MB |",
+            median(&rates[i]),
+            median(&p50s[i]),
+            idle[i] as f64 / 1024.0,
+            loaded[i] as f64 / 1024.0
+        );
+    }
+    println!(
+        "added p50: metrics port {:+.1} µs; OTLP every trace {:+.1} µs; OTLP 1 % {:+.1} µs; collector down {:+.1} µs; spans received: {}, metric exports: {}",
+        median(&p50s[1]) - median(&p50s[0]),
+        median(&p50s[2]) - median(&p50s[0]),
+        median(&p50s[3]) - median(&p50s[0]),
+        median(&p50s[4]) - median(&p50s[0]),
+        receiver.spans.load(std::sync::atomic::Ordering::Relaxed),
+        receiver
+            .metric_exports
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
 }

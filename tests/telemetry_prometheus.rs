@@ -342,3 +342,49 @@ async fn status_json_serves_the_figures_of_every_connection() {
     assert!(!document.to_string().contains("sk_test_"));
     service.shutdown().await;
 }
+
+#[tokio::test]
+async fn replica_mode_reports_the_utilisation_the_platform_autoscaler_scales_on() {
+    let home = Box::leak(Box::new(Home::new()));
+    home.put_secret("replica-key", "1", "sk_test_replica_0123456789");
+    let mut settings = home.settings(false);
+    settings.sandbox.enabled = connector_runtime::config::SandboxMode::Always;
+    settings.metrics.enabled = true;
+    settings.metrics.listen = "127.0.0.1:0".parse().unwrap();
+    settings.nodes.mode = connector_runtime::config::NodeMode::Replica;
+    settings.nodes.node_rate = 2;
+    settings.nodes.node_burst = 2;
+    let service = start(settings).await;
+    let sandbox = service.sandbox_url();
+    service
+        .add_connection(Service::connection_to("replica-a", "replica-key", &sandbox))
+        .await;
+    let base = format!(
+        "http://{}",
+        service.running.as_ref().unwrap().metrics_addr.unwrap()
+    );
+    assert_eq!(
+        Scraped::from(&base)
+            .await
+            .gauge("connector_node_utilization", "replica-a"),
+        0.0
+    );
+    list_customers(&service, "replica-a").await.unwrap();
+    list_customers(&service, "replica-a").await.unwrap();
+    // The board samples once a second; wait (bounded) for the sample that saw the two calls.
+    let mut utilization = 0.0;
+    for _ in 0..50 {
+        utilization = Scraped::from(&base)
+            .await
+            .gauge("connector_node_utilization", "replica-a");
+        if utilization > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        utilization > 0.0 && utilization <= 1.0,
+        "one node of 2 transactions/s that admitted 2: {utilization}"
+    );
+    service.shutdown().await;
+}

@@ -29,6 +29,8 @@ pub struct Point {
     pub throttled: f64,
     /// Share of the Stripe budget used (0..1).
     pub budget_used: f64,
+    /// Admitted transactions over the node pool's capacity (0..1).
+    pub utilization: f64,
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +38,7 @@ struct Track {
     last_calls: u64,
     last_throttled: u64,
     last_budget: u64,
+    last_transactions: u64,
     points: VecDeque<Point>,
 }
 
@@ -115,11 +118,15 @@ impl Board {
                 let per_second =
                     |now: u64, before: u64| now.saturating_sub(before) as f64 / seconds;
                 let limit = f64::from(f.stripe_budget.limit_per_second.max(1));
+                let capacity = f64::from(f.nodes.current.max(1)) * f64::from(f.node_rate.max(1));
                 track.points.push_back(Point {
                     t,
                     admitted: per_second(calls, track.last_calls),
                     throttled: per_second(f.calls.throttled, track.last_throttled),
                     budget_used: (per_second(f.stripe_budget.admitted, track.last_budget) / limit)
+                        .clamp(0.0, 1.0),
+                    utilization: (per_second(f.admitted_transactions, track.last_transactions)
+                        / capacity)
                         .clamp(0.0, 1.0),
                 });
                 if track.points.len() > HISTORY_POINTS {
@@ -129,10 +136,12 @@ impl Board {
             track.last_calls = calls;
             track.last_throttled = f.calls.throttled;
             track.last_budget = f.stripe_budget.admitted;
+            track.last_transactions = f.admitted_transactions;
         }
     }
 
-    /// Every connection's figures now, with the budget used from the last sample.
+    /// Every connection's figures now, with the budget used from the last sample (and, in replica
+    /// mode, where no autoscaler measures it, the utilisation too).
     pub fn figures(&self) -> Vec<ConnectionFigures> {
         let mut figures = figures::read(&self.registry);
         let samples = self.lock();
@@ -143,6 +152,9 @@ impl Board {
                 .and_then(|t| t.points.back())
             {
                 f.stripe_budget.used = last.budget_used;
+                if f.mode == "replica" {
+                    f.utilization = last.utilization;
+                }
             }
         }
         figures

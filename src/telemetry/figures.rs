@@ -14,11 +14,14 @@ pub struct ConnectionFigures {
     pub connection: String,
     /// Whether the connection can serve calls (its secret resolved, its client built).
     pub ready: bool,
-    /// `autoscale` or `replica`.
+    /// `pool` (the process autoscales the connection's nodes) or `replica` (one node per process).
     pub mode: &'static str,
     pub nodes: NodeFigures,
-    /// Admitted transactions over capacity during the last autoscaling interval, 0..1.
+    /// Admitted transactions over capacity, 0..1: over the last autoscaling interval, or in
+    /// replica mode (no in-process autoscaler) over the status board's last sampling second.
     pub utilization: f64,
+    /// Transactions per second one node admits.
+    pub node_rate: u32,
     /// Calls waiting for a free node now.
     pub queue_length: u64,
     /// Transactions the node pool admitted since start.
@@ -97,7 +100,7 @@ pub fn read(registry: &Registry) -> Vec<ConnectionFigures> {
                 ready: runtime.is_some(),
                 mode: match pool.map(|p| p.mode) {
                     Some(PoolMode::Replica) => "replica",
-                    _ => "autoscale",
+                    _ => "pool",
                 },
                 nodes: NodeFigures {
                     current: pool.map_or(0, |p| p.current_nodes),
@@ -106,6 +109,7 @@ pub fn read(registry: &Registry) -> Vec<ConnectionFigures> {
                     max: pool.map_or(0, |p| p.max_nodes),
                 },
                 utilization: pool.map_or(0.0, |p| p.utilization.clamp(0.0, 1.0)),
+                node_rate: pool.map_or(0, |p| p.node_rate),
                 queue_length: pool.map_or(0, |p| p.queued),
                 admitted_transactions: pool.map_or(0, |p| p.admitted),
                 calls,

@@ -119,6 +119,9 @@ where
         .with_tracer(tracer.tracer(SERVICE_NAME))
         .with_location(false)
         .with_tracked_inactivity(false)
+        // Nothing reads the OpenTelemetry context as the current one (no outgoing propagation),
+        // so entering a span need not attach it: that would cost on every poll.
+        .with_context_activation(false)
         .with_threads(false)
         .with_target(false);
     Ok((layer, OtelGuard { tracer, meter }))
