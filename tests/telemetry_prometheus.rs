@@ -384,7 +384,13 @@ async fn replica_mode_reports_the_utilisation_the_platform_autoscaler_scales_on(
     }
     assert!(
         utilization > 0.0 && utilization <= 1.0,
-        "one node of 2 transactions/s that admitted 2: {utilization}"
+        "one node of 2 transactions/s that admitted 2: {utilization}; {}",
+        reqwest::get(format!("{base}/status.json"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     );
     service.shutdown().await;
 }

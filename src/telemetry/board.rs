@@ -45,6 +45,8 @@ struct Track {
 #[derive(Debug)]
 struct Samples {
     at: Instant,
+    /// Whether the first sample (the baseline of the connections that existed at start) is taken.
+    baseline_taken: bool,
     tracks: HashMap<String, Track>,
 }
 
@@ -65,6 +67,7 @@ impl Board {
             registry,
             samples: Mutex::new(Samples {
                 at: Instant::now(),
+                baseline_taken: false,
                 tracks: HashMap::new(),
             }),
         });
@@ -110,8 +113,11 @@ impl Board {
         samples
             .tracks
             .retain(|id, _| figures.iter().any(|f| &f.connection == id));
+        // A connection that appears after the baseline is new: its counters started at zero.
+        let baseline = !samples.baseline_taken;
+        samples.baseline_taken = true;
         for f in &figures {
-            let fresh = !samples.tracks.contains_key(&f.connection);
+            let fresh = baseline && !samples.tracks.contains_key(&f.connection);
             let track = samples.tracks.entry(f.connection.clone()).or_default();
             let calls = f.calls.total.saturating_sub(f.calls.throttled);
             if !fresh && seconds > 0.0 {
