@@ -535,3 +535,42 @@ connections = \"none\"\nserver = \"x\"\n",
         "{problems:#?}"
     );
 }
+
+#[test]
+fn metrics_and_telemetry_sections_load_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        &dir,
+        "good.toml",
+        "[metrics]\nenabled = true\nlisten = \"0.0.0.0:9464\"\n[telemetry]\notlp_endpoint = \"http://collector:4317\"\nmetrics_interval = \"10s\"\nresource_attributes = { \"deployment.environment\" = \"prod\" }\n",
+    );
+    let s = load_with_env(Some(&good), env()).unwrap();
+    assert!(s.metrics.enabled);
+    assert_eq!(s.metrics.listen, "0.0.0.0:9464".parse().unwrap());
+    assert_eq!(s.telemetry.metrics_interval, Duration::from_secs(10));
+    assert_eq!(
+        s.telemetry
+            .resource_attributes
+            .get("deployment.environment")
+            .map(String::as_str),
+        Some("prod")
+    );
+    let bad = write(
+        &dir,
+        "bad.toml",
+        "[server]\nlisten = \"127.0.0.1:9464\"\n[metrics]\nenabled = true\n[telemetry]\ntrace_sample_ratio = 2.0\notlp_endpoint = \"collector:4317\"\n",
+    );
+    assert_eq!(
+        keys(&check_with_env(&bad, env())),
+        [
+            "telemetry.trace_sample_ratio",
+            "telemetry.otlp_endpoint",
+            "metrics.listen"
+        ]
+    );
+    let unknown = write(&dir, "unknown.toml", "[telemetry]\nsampler = \"x\"\n");
+    assert_eq!(
+        keys(&check_with_env(&unknown, env())),
+        ["telemetry.sampler"]
+    );
+}
