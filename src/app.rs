@@ -27,9 +27,11 @@ use crate::config::Settings;
 use crate::connections::model::NodeSettings;
 use crate::connections::store::ConnectionStore;
 use crate::engine::Engine;
+use crate::fleet::RedisBudget;
 use crate::registry::{Registry, RuntimeOptions, SandboxTarget};
 use crate::sandbox::{self, SandboxConfig, SandboxHandle};
 use crate::spec::model::ConnectorSpec;
+use crate::throttle::SharedBudget;
 
 /// The gRPC service names health reports on (besides the server as a whole, "").
 const SERVICES: [&str; 3] = [
@@ -118,6 +120,7 @@ fn runtime_options(settings: &Settings, spec: &ConnectorSpec) -> anyhow::Result<
     Ok(RuntimeOptions {
         pool: settings.nodes.pool_settings(&NodeSettings::default()),
         budgets: settings.nodes.budget_settings(),
+        shared_budget: shared_budget(settings)?,
         connect_timeout: settings.upstream.connect_timeout,
         request_timeout: settings.upstream.request_timeout,
         max_retries: settings.upstream.max_retries,
@@ -126,6 +129,27 @@ fn runtime_options(settings: &Settings, spec: &ConnectorSpec) -> anyhow::Result<
         extra_ca_pem,
         api_version: spec.connector.api_version.clone(),
     })
+}
+
+/// The fleet-wide Stripe budget in Redis, when configured.
+fn shared_budget(settings: &Settings) -> anyhow::Result<Option<SharedBudget>> {
+    let Some(shared) = &settings.nodes.stripe_budget.shared else {
+        return Ok(None);
+    };
+    let password = match &shared.redis_password {
+        Some(reference) => Some(
+            settings
+                .secret_resolver()
+                .resolve(reference)
+                .context("nodes.stripe_budget.shared.redis_password")?,
+        ),
+        None => None,
+    };
+    let limiter = RedisBudget::start(shared, password)?;
+    Ok(Some(SharedBudget {
+        limiter,
+        on_down: shared.on_redis_down,
+    }))
 }
 
 /// Builds everything and starts serving on `listener` (bind it first; `127.0.0.1:0` in tests).

@@ -424,13 +424,16 @@ pub enum NodeMode {
 }
 
 /// Stripe's own per-account rate limits, which the runtime stays under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StripeBudgetSettings {
     /// Requests/s per account with a test-mode key. Default: 25.
     pub test: u32,
     /// Requests/s per account with a live-mode key. Default: 100.
     pub live: u32,
+    /// Share each account's budget with every replica of the fleet through Redis. Default: unset
+    /// (each process enforces the budget alone: right for one process, wrong for a fleet).
+    pub shared: Option<SharedBudgetSettings>,
 }
 
 impl Default for StripeBudgetSettings {
@@ -438,8 +441,49 @@ impl Default for StripeBudgetSettings {
         Self {
             test: default_budget_test(),
             live: default_budget_live(),
+            shared: None,
         }
     }
+}
+
+/// The fleet-wide Stripe budget: a GCRA per account and mode, run atomically in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedBudgetSettings {
+    /// Redis to share the budget through: `redis://host:6379/0`, or `rediss://` for TLS. No
+    /// password here: see `redis_password`.
+    pub redis_url: String,
+    /// Redis' password, as a secret reference. Default: none.
+    #[serde(default)]
+    pub redis_password: Option<SecretRef>,
+    /// While Redis is unreachable: `fail_open` (each replica enforces its share of the budget,
+    /// rate ÷ replicas, locally) or `fail_closed` (calls are refused with `UNAVAILABLE` and a
+    /// retry delay). Default: `fail_open`.
+    #[serde(default)]
+    pub on_redis_down: crate::throttle::OnSharedDown,
+    /// Longest wait for Redis' answer before it counts as unreachable. Default: `200ms`.
+    #[serde(default = "default_redis_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Replicas assumed to share the budget until Redis has been reached once (afterwards: the
+    /// replicas seen alive in Redis). Default: 2 (the minimum node count).
+    #[serde(default = "default_assumed_replicas")]
+    pub assumed_replicas: u32,
+    /// Prefix of every Redis key the runtime writes. Default: `connector-runtime`.
+    #[serde(default = "default_redis_key_prefix")]
+    pub key_prefix: String,
+}
+
+/// 200 milliseconds.
+pub const fn default_redis_timeout() -> Duration {
+    Duration::from_millis(200)
+}
+/// 2 replicas.
+pub const fn default_assumed_replicas() -> u32 {
+    2
+}
+/// `connector-runtime`.
+pub fn default_redis_key_prefix() -> String {
+    "connector-runtime".to_owned()
 }
 
 /// 25 requests/s.

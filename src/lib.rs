@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod engine;
+pub mod fleet;
 pub mod registry;
 pub mod sandbox;
 pub mod secrets;

@@ -21,11 +21,12 @@ mod policy;
 mod pool;
 mod queue;
 mod settings;
+mod shared;
 
 use std::fmt;
 use std::time::Duration;
 
-pub use budget::{AccountBudget, AccountBudgets, is_live_key};
+pub use budget::{AccountBudget, AccountBudgets};
 pub use clock::{TokioClock, TokioInstant};
 pub use policy::{ScaleDecision, ScaleInput, ScalePolicy};
 pub use pool::{Admission, NodePool, PoolStatus};
@@ -35,6 +36,9 @@ pub use settings::{
     default_min_nodes, default_node_burst, default_node_rate, default_scale_tick,
     default_stabilization_window, default_target_utilization, default_test_mode_rate,
 };
+pub use shared::{
+    BudgetAuthority, OnSharedDown, Reservation, SharedBudget, SharedBudgetDown, SharedLimiter,
+};
 
 /// Which limit refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +47,8 @@ pub enum ThrottleReason {
     NodeCapacity,
     /// The Stripe account's request budget is spent for now.
     StripeRateBudget,
+    /// The fleet's shared budget cannot be reached and the budget fails closed.
+    SharedBudgetUnavailable,
 }
 
 impl ThrottleReason {
@@ -51,6 +57,7 @@ impl ThrottleReason {
         match self {
             Self::NodeCapacity => "NODE_CAPACITY",
             Self::StripeRateBudget => "STRIPE_RATE_BUDGET",
+            Self::SharedBudgetUnavailable => "SHARED_BUDGET_UNAVAILABLE",
         }
     }
 }
@@ -70,6 +77,8 @@ pub enum ThrottleCause {
     DeadlineTooSoon,
     /// The call waited until its deadline (or the maximum wait) without getting capacity.
     WaitExpired,
+    /// The fleet's shared budget is unreachable and the budget fails closed.
+    SharedStoreDown,
 }
 
 impl fmt::Display for ThrottleCause {
@@ -78,6 +87,7 @@ impl fmt::Display for ThrottleCause {
             Self::QueueFull => "the queue of waiting calls is full",
             Self::DeadlineTooSoon => "capacity frees up only after the deadline",
             Self::WaitExpired => "the wait for capacity reached the deadline",
+            Self::SharedStoreDown => "the fleet's shared budget is unreachable",
         })
     }
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
@@ -542,7 +543,7 @@ async fn serving_beyond_loopback_without_tokens_needs_the_insecure_flag() {
 }
 
 #[tokio::test]
-async fn the_embedded_sandbox_connection_cannot_be_changed_or_deleted() {
+async fn the_embedded_sandbox_connection_takes_operational_changes_only() {
     let home = Home::new();
     let service = start(home.settings(false)).await;
     let mut connections = service.connections();
@@ -553,22 +554,79 @@ async fn the_embedded_sandbox_connection_cannot_be_changed_or_deleted() {
         .unwrap()
         .into_inner();
     assert_eq!(current.origin, pb::connection::Origin::Embedded as i32);
-    let update = pb::UpdateConnectionRequest {
-        connection: Some(pb::Connection {
-            verbosity: 3,
-            ..current
-        }),
-        update_mask: Some(prost_types::FieldMask {
-            paths: vec!["verbosity".to_owned()],
-        }),
+    let mask = |paths: &[&str]| {
+        Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        })
     };
-    let refused = connections.update_connection(update).await.unwrap_err();
+
+    // Node counts, verbosity and labels: the levers an operator tries first.
+    let mut change = current.clone();
+    change.verbosity = 3;
+    change.node_config = Some(pb::NodeConfig {
+        min_node_count: 1,
+        max_node_count: 4,
+    });
+    change.labels = HashMap::from([("team".to_owned(), "billing".to_owned())]);
+    let updated = connections
+        .update_connection(pb::UpdateConnectionRequest {
+            connection: Some(change),
+            update_mask: mask(&["verbosity", "node_config", "labels"]),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.verbosity, 3);
+    assert_eq!(updated.labels["team"], "billing");
+    let bounds = updated.node_config.expect("node counts");
+    assert_eq!((bounds.min_node_count, bounds.max_node_count), (1, 4));
+    let status = updated.node_status.expect("live node figures");
+    assert!((1..=4).contains(&status.current_nodes), "{status:?}");
+
+    // Its key and base URL stay the built-in sandbox's.
+    let mut change = updated.clone();
+    change.api_base_url = "https://api.stripe.com".to_owned();
+    let refused = connections
+        .update_connection(pb::UpdateConnectionRequest {
+            connection: Some(change),
+            update_mask: mask(&["api_base_url"]),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_eq!(reason(&refused), "CONNECTION_READ_ONLY");
+    assert!(
+        refused.message().contains("node_config"),
+        "{}",
+        refused.message()
+    );
+
+    // A bad node count is a field violation, as on any connection.
+    let mut change = updated.clone();
+    change.node_config = Some(pb::NodeConfig {
+        min_node_count: 5,
+        max_node_count: 4,
+    });
     let refused = connections
-        .delete_connection(pb::DeleteConnectionRequest { name })
+        .update_connection(pb::UpdateConnectionRequest {
+            connection: Some(change),
+            update_mask: mask(&["node_config"]),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    let refused = connections
+        .delete_connection(pb::DeleteConnectionRequest { name: name.clone() })
         .await
         .unwrap_err();
     assert_eq!(reason(&refused), "CONNECTION_READ_ONLY");
+    let again = connections
+        .get_connection(pb::GetConnectionRequest { name })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.node_config.unwrap().max_node_count, 4);
+    assert_eq!(again.api_base_url, current.api_base_url);
     service.shutdown().await;
 }

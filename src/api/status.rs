@@ -11,7 +11,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::engine::result::pascal_case;
 use crate::engine::{EngineError, FieldViolation};
 use crate::stripe::error::StripeError;
-use crate::throttle::Throttled;
+use crate::throttle::{ThrottleReason, Throttled};
 
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const DOMAIN: &str = "connector-runtime";
@@ -170,7 +170,8 @@ pub fn stripe_error(error: &StripeError) -> Status {
     }
 }
 
-/// RESOURCE_EXHAUSTED with RetryInfo (when capacity frees) and QuotaFailure (which limit).
+/// RESOURCE_EXHAUSTED with RetryInfo (when capacity frees) and QuotaFailure (which limit); or,
+/// when the fleet's shared budget is unreachable and fails closed, UNAVAILABLE with RetryInfo.
 pub fn throttled_status(throttled: &Throttled) -> Status {
     let reason = throttled.reason.as_str();
     let metadata = HashMap::from([
@@ -183,6 +184,9 @@ pub fn throttled_status(throttled: &Throttled) -> Status {
     ]);
     let mut details = ErrorDetails::with_error_info(reason, DOMAIN, metadata);
     details.set_retry_info(Some(throttled.retry_after));
+    if throttled.reason == ThrottleReason::SharedBudgetUnavailable {
+        return Status::with_error_details(Code::Unavailable, throttled.to_string(), details);
+    }
     details.add_quota_failure_violation(reason, throttled.limit.clone());
     Status::with_error_details(Code::ResourceExhausted, throttled.to_string(), details)
 }

@@ -323,6 +323,19 @@ fn check_settings(parsed: &Parsed, secrets: &SecretResolver, problems: &mut Vec<
     check_tokens(parsed, secrets, problems);
     check_dirs(settings, problems);
     check_nodes(settings, problems);
+    if let Some(reference) = settings
+        .nodes
+        .stripe_budget
+        .shared
+        .as_ref()
+        .and_then(|shared| shared.redis_password.as_ref())
+        && let Err(error) = secrets.resolve(reference)
+    {
+        problems.push(Problem::new(
+            "nodes.stripe_budget.shared.redis_password",
+            error.to_string(),
+        ));
+    }
     check_upstream(settings, problems);
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&settings.log.level) {
         problems.push(Problem::new(
@@ -440,8 +453,48 @@ fn check_nodes(settings: &Settings, problems: &mut Vec<Problem>) {
             ),
         ));
     }
+    if let Some(shared) = &nodes.stripe_budget.shared {
+        check_shared_budget(shared, problems);
+    }
     if nodes.scale_tick.is_zero() {
         problems.push(Problem::new("nodes.scale_tick", "must be longer than 0s"));
+    }
+}
+
+fn check_shared_budget(shared: &super::SharedBudgetSettings, problems: &mut Vec<Problem>) {
+    const KEY: &str = "nodes.stripe_budget.shared";
+    match url::Url::parse(&shared.redis_url) {
+        Ok(url) if !matches!(url.scheme(), "redis" | "rediss") => problems.push(Problem::new(
+            format!("{KEY}.redis_url"),
+            "must be a redis:// or rediss:// URL",
+        )),
+        Ok(url) if url.password().is_some() => problems.push(Problem::new(
+            format!("{KEY}.redis_url"),
+            "must not hold a password; use redis_password (a secret reference)",
+        )),
+        Ok(_) => {}
+        Err(error) => problems.push(Problem::new(
+            format!("{KEY}.redis_url"),
+            format!("not a URL: {error}"),
+        )),
+    }
+    if shared.timeout.is_zero() {
+        problems.push(Problem::new(
+            format!("{KEY}.timeout"),
+            "must be longer than 0s",
+        ));
+    }
+    if shared.assumed_replicas == 0 {
+        problems.push(Problem::new(
+            format!("{KEY}.assumed_replicas"),
+            "must be at least 1",
+        ));
+    }
+    if shared.key_prefix.is_empty() {
+        problems.push(Problem::new(
+            format!("{KEY}.key_prefix"),
+            "must not be empty",
+        ));
     }
 }
 
