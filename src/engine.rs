@@ -128,9 +128,13 @@ impl ConnectionRuntime {
         request: &UpstreamRequest,
         options: &CallOptions,
     ) -> Result<UpstreamResponse, EngineError> {
-        let _admission = self.pool.admit(options.deadline).await?;
-        self.budget.admit(options.deadline).await?;
+        let _admission = self
+            .pool
+            .admit_with_budget(&self.budget, options.deadline)
+            .await?;
+        let sent = tokio::time::Instant::now();
         let result = self.client.send(request, options).await;
+        self.pool.record_service_time(sent.elapsed());
         if let Err(error) = &result {
             // Stripe's 4xx answers (declines, bad ids) are the caller's business: a warning. The
             // rest means the upstream or the path to it failed, after retries: an error.

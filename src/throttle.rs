@@ -20,6 +20,7 @@ mod nodes;
 mod policy;
 mod pool;
 mod queue;
+mod service_time;
 mod settings;
 mod shared;
 
@@ -30,6 +31,7 @@ pub use budget::{AccountBudget, AccountBudgets};
 pub use clock::{TokioClock, TokioInstant};
 pub use policy::{ScaleDecision, ScaleInput, ScalePolicy};
 pub use pool::{Admission, NodePool, PoolStatus};
+pub use service_time::ServiceTime;
 pub use settings::{
     BudgetSettings, InvalidPoolSettings, MAX_NODES_LIMIT, PoolMode, PoolSettings,
     default_live_mode_rate, default_max_nodes, default_max_queue, default_max_wait,
@@ -79,6 +81,8 @@ pub enum ThrottleCause {
     WaitExpired,
     /// The fleet's shared budget is unreachable and the budget fails closed.
     SharedStoreDown,
+    /// The deadline leaves less time than an admitted call needs to complete.
+    TooLittleTime,
 }
 
 impl fmt::Display for ThrottleCause {
@@ -88,6 +92,9 @@ impl fmt::Display for ThrottleCause {
             Self::DeadlineTooSoon => "capacity frees up only after the deadline",
             Self::WaitExpired => "the wait for capacity reached the deadline",
             Self::SharedStoreDown => "the fleet's shared budget is unreachable",
+            Self::TooLittleTime => {
+                "the deadline leaves less time than an admitted call needs to complete"
+            }
         })
     }
 }
