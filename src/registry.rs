@@ -116,7 +116,7 @@ fn key_fingerprint(key: &str) -> String {
 /// base URL, account and proxy stay those of the built-in sandbox.
 fn only_operational_changes(current: &ConnectionSpec, next: &ConnectionSpec) -> bool {
     let mut fixed = next.clone();
-    fixed.nodes = current.nodes.clone();
+    fixed.nodes = current.nodes;
     fixed.labels = current.labels.clone();
     fixed.verbosity = current.verbosity;
     fixed.log_level = current.log_level;

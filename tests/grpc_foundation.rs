@@ -580,7 +580,7 @@ async fn the_embedded_sandbox_connection_takes_operational_changes_only() {
     assert_eq!(updated.labels["team"], "billing");
     let bounds = updated.node_config.expect("node counts");
     assert_eq!((bounds.min_node_count, bounds.max_node_count), (1, 4));
-    let status = updated.node_status.expect("live node figures");
+    let status = updated.node_status.clone().expect("live node figures");
     assert!((1..=4).contains(&status.current_nodes), "{status:?}");
 
     // Its key and base URL stay the built-in sandbox's.

@@ -428,6 +428,6 @@ fn connection_json(c: &pb::Connection) -> Value {
         "node_config": c.node_config.map(|n| json!({"min_node_count": n.min_node_count, "max_node_count": n.max_node_count})),
         "api_base_url": c.api_base_url,
         "origin": pb::connection::Origin::try_from(c.origin).map(|o| o.as_str_name()).unwrap_or("?"),
-        "node_status": c.node_status.map(|n| json!({"current_nodes": n.current_nodes, "desired_nodes": n.desired_nodes, "admitted": n.admitted, "throttled": n.throttled})),
+        "node_status": c.node_status.as_ref().map(|n| json!({"current_nodes": n.current_nodes, "desired_nodes": n.desired_nodes, "admitted": n.admitted, "throttled": n.throttled, "budget_authority": n.budget_authority})),
     })
 }

@@ -114,7 +114,9 @@ pub fn to_proto(view: &ConnectionView) -> pb::Connection {
 }
 
 fn node_status(view: &ConnectionView) -> Option<pb::NodeStatus> {
-    view.pool_status().map(|s| pb::NodeStatus {
+    let runtime = view.runtime.as_ref().ok()?;
+    let s = runtime.pool.status();
+    Some(pb::NodeStatus {
         current_nodes: s.current_nodes as i32,
         desired_nodes: s.desired_nodes as i32,
         utilization: s.utilization,
@@ -122,6 +124,8 @@ fn node_status(view: &ConnectionView) -> Option<pb::NodeStatus> {
         queued: s.queued,
         throttled: s.throttled,
         node_rate: f64::from(s.node_rate),
+        budget_authority: runtime.budget.authority().as_str().to_owned(),
+        budget_admitted: runtime.budget.counts().0,
     })
 }
 
