@@ -453,4 +453,70 @@ async fn main() {
     println!("| most nodes | {most} |");
     println!("| calls admitted | {} |", admitted.len());
     println!("| calls refused (RESOURCE_EXHAUSTED) | {refused} |");
+
+    // Callers that have gone: one node, six callers with 250 ms deadlines, for 8 s. A node
+    // transaction spent on a call whose caller has given up is capacity lost to everyone.
+    sandbox_connection(&channel, "gone", &sandbox, 1, 1).await;
+    let gone_name = format!("connections/gone/entityTypes/Customer/entities/{id}");
+    let admitted_before = admitted_on(&channel, "gone").await;
+    let phase = if quick {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(8)
+    };
+    let start = Instant::now();
+    let mut callers = Vec::new();
+    for _ in 0..6 {
+        let mut client = EntityServiceClient::new(channel.clone());
+        let name = gone_name.clone();
+        callers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            while start.elapsed() < phase {
+                let mut request = tonic::Request::new(pb::GetEntityRequest { name: name.clone() });
+                request.set_timeout(Duration::from_millis(250));
+                match client.get_entity(request).await {
+                    Ok(_) => ok += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let (mut ok, mut failed) = (0, 0);
+    for caller in callers {
+        let (o, f) = caller.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    // Calls still in the service when the callers stop are counted once they end.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let admitted = admitted_on(&channel, "gone").await - admitted_before;
+    println!();
+    println!(
+        "Callers that have gone: 1 node, 6 callers with 250 ms deadlines, {}s",
+        phase.as_secs()
+    );
+    println!("| measure | value |");
+    println!("|---|---:|");
+    println!("| calls admitted by the node | {admitted} |");
+    println!("| calls answered OK to their caller | {ok} |");
+    println!("| calls refused or timed out at the caller | {failed} |");
+    println!(
+        "| admitted calls whose caller had gone | {} ({:.2} %) |",
+        admitted.saturating_sub(ok),
+        admitted.saturating_sub(ok) as f64 / admitted.max(1) as f64 * 100.0
+    );
+}
+
+/// Transactions a connection's node pool has admitted since it started.
+async fn admitted_on(channel: &Channel, id: &str) -> u64 {
+    ConnectionServiceClient::new(channel.clone())
+        .get_connection(pb::GetConnectionRequest {
+            name: format!("connections/{id}"),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .node_status
+        .map_or(0, |n| n.admitted)
 }

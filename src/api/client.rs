@@ -78,6 +78,13 @@ pub enum ClientCommand {
     Connection,
     /// Checks the connection's upstream status.
     Status,
+    /// Sets the connection's node counts (an `UpdateConnection` of `node_config`, applied live).
+    SetNodes {
+        /// Minimum node count.
+        min: i32,
+        /// Maximum node count.
+        max: i32,
+    },
 }
 
 fn parse_object(text: &str, what: &str) -> anyhow::Result<prost_types::Struct> {
@@ -397,6 +404,9 @@ pub async fn run(
                 .into_inner();
             connection_json(&r)
         }
+        ClientCommand::SetNodes { min, max } => {
+            set_nodes(&mut connections, &auth, parent, min, max).await?
+        }
         ClientCommand::Status => {
             let r = connections
                 .check_status(with_auth(&auth, pb::CheckStatusRequest { name: parent }))
@@ -409,11 +419,43 @@ pub async fn run(
                 "node_status": r.node_status.map(|n| json!({
                     "current_nodes": n.current_nodes, "desired_nodes": n.desired_nodes, "utilization": n.utilization,
                     "admitted": n.admitted, "queued": n.queued, "throttled": n.throttled, "node_rate": n.node_rate,
+                    "budget_authority": n.budget_authority, "budget_admitted": n.budget_admitted,
                 })),
             })
         }
     };
     Ok(serde_json::to_string_pretty(&output)?)
+}
+
+async fn set_nodes(
+    connections: &mut ConnectionServiceClient<Channel>,
+    auth: &Option<MetadataValue<tonic::metadata::Ascii>>,
+    name: String,
+    min_node_count: i32,
+    max_node_count: i32,
+) -> anyhow::Result<Value> {
+    let change = pb::Connection {
+        name,
+        node_config: Some(pb::NodeConfig {
+            min_node_count,
+            max_node_count,
+        }),
+        ..Default::default()
+    };
+    let updated = connections
+        .update_connection(with_auth(
+            auth,
+            pb::UpdateConnectionRequest {
+                connection: Some(change),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["node_config".to_owned()],
+                }),
+            },
+        ))
+        .await
+        .map_err(|s| describe(&s))?
+        .into_inner();
+    Ok(connection_json(&updated))
 }
 
 fn connection_json(c: &pb::Connection) -> Value {
