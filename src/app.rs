@@ -124,8 +124,8 @@ fn runtime_options(settings: &Settings, spec: &ConnectorSpec) -> anyhow::Result<
         connect_timeout: settings.upstream.connect_timeout,
         request_timeout: settings.upstream.request_timeout,
         max_retries: settings.upstream.max_retries,
-        backoff_base: Duration::from_millis(500),
-        backoff_cap: Duration::from_secs(5),
+        backoff_base: settings.upstream.backoff_base,
+        backoff_cap: settings.upstream.backoff_cap,
         extra_ca_pem,
         api_version: spec.connector.api_version.clone(),
     })

@@ -25,6 +25,11 @@ pub use self::check::{Problem, check, check_with_env};
 use crate::auth::Role;
 use crate::connections::model::{ConnectionSpec, NodeSettings, SecretRef};
 use crate::secrets::SecretResolver;
+use crate::throttle::{
+    default_live_mode_rate, default_max_queue, default_max_wait, default_node_burst,
+    default_node_rate, default_scale_tick, default_stabilization_window,
+    default_target_utilization, default_test_mode_rate,
+};
 
 /// Prefix of environment overrides (followed by [`ENV_SEPARATOR`]).
 pub const ENV_PREFIX: &str = "CONNECTOR_RUNTIME";
@@ -351,35 +356,6 @@ impl Default for NodesSettings {
     }
 }
 
-/// 6 transactions/s.
-pub const fn default_node_rate() -> u32 {
-    6
-}
-/// 6 transactions.
-pub const fn default_node_burst() -> u32 {
-    6
-}
-/// 1000 waiting calls.
-pub const fn default_max_queue() -> usize {
-    1000
-}
-/// 5 seconds.
-pub const fn default_max_wait() -> Duration {
-    Duration::from_secs(5)
-}
-/// 0.8.
-pub const fn default_target_utilization() -> f64 {
-    0.8
-}
-/// 1 second.
-pub const fn default_scale_tick() -> Duration {
-    Duration::from_secs(1)
-}
-/// 30 seconds.
-pub const fn default_stabilization_window() -> Duration {
-    Duration::from_secs(30)
-}
-
 impl NodesSettings {
     /// The pool settings of one connection: these runtime-wide settings with its node counts.
     pub fn pool_settings(&self, nodes: &NodeSettings) -> crate::throttle::PoolSettings {
@@ -439,8 +415,8 @@ pub struct StripeBudgetSettings {
 impl Default for StripeBudgetSettings {
     fn default() -> Self {
         Self {
-            test: default_budget_test(),
-            live: default_budget_live(),
+            test: default_test_mode_rate(),
+            live: default_live_mode_rate(),
             shared: None,
         }
     }
@@ -486,15 +462,6 @@ pub fn default_redis_key_prefix() -> String {
     "connector-runtime".to_owned()
 }
 
-/// 25 requests/s.
-pub const fn default_budget_test() -> u32 {
-    25
-}
-/// 100 requests/s.
-pub const fn default_budget_live() -> u32 {
-    100
-}
-
 /// The HTTP client that calls Stripe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -508,6 +475,13 @@ pub struct UpstreamSettings {
     /// Retries of a failed upstream request (429, 409, 5xx, connection errors), within the
     /// caller's deadline. Default: 4.
     pub max_retries: u32,
+    /// Backoff before the first retry; each later retry doubles it (full jitter: a random wait
+    /// up to the doubled value), unless Stripe's `Retry-After` says otherwise. Default: `500ms`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// Longest backoff between two retries. Default: `5s`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_cap: Duration,
     /// Extra CA certificates (PEM) to trust besides the built-in roots, e.g. for a TLS-inspecting
     /// proxy. Default: unset.
     pub extra_ca_file: Option<PathBuf>,
@@ -519,9 +493,20 @@ impl Default for UpstreamSettings {
             connect_timeout: default_connect_timeout(),
             request_timeout: default_request_timeout(),
             max_retries: default_max_retries(),
+            backoff_base: default_backoff_base(),
+            backoff_cap: default_backoff_cap(),
             extra_ca_file: None,
         }
     }
+}
+
+/// 500 milliseconds.
+pub const fn default_backoff_base() -> Duration {
+    Duration::from_millis(500)
+}
+/// 5 seconds.
+pub const fn default_backoff_cap() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// 5 seconds.

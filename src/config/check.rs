@@ -434,30 +434,29 @@ fn check_dirs(settings: &Settings, problems: &mut Vec<Problem>) {
 }
 
 fn check_nodes(settings: &Settings, problems: &mut Vec<Problem>) {
+    use crate::throttle::InvalidPoolSettings;
     let nodes = &settings.nodes;
+    // The pool's own rules, once: node counts are per connection and checked there.
+    let pool = nodes.pool_settings(&crate::connections::model::NodeSettings::default());
+    for problem in pool.problems() {
+        let key = match &problem {
+            InvalidPoolSettings::ZeroRate { rate: 0, .. } => "nodes.node_rate",
+            InvalidPoolSettings::ZeroRate { .. } => "nodes.node_burst",
+            InvalidPoolSettings::TargetUtilization(_) => "nodes.target_utilization",
+            InvalidPoolSettings::ScaleTick => "nodes.scale_tick",
+            InvalidPoolSettings::NodeBounds { .. } => continue,
+        };
+        problems.push(Problem::new(key, problem.to_string()));
+    }
     let mut at_least_one = |key: &str, value: u64| {
         if value == 0 {
             problems.push(Problem::new(format!("nodes.{key}"), "must be at least 1"));
         }
     };
-    at_least_one("node_rate", nodes.node_rate.into());
-    at_least_one("node_burst", nodes.node_burst.into());
     at_least_one("stripe_budget.test", nodes.stripe_budget.test.into());
     at_least_one("stripe_budget.live", nodes.stripe_budget.live.into());
-    if !(nodes.target_utilization > 0.0 && nodes.target_utilization <= 1.0) {
-        problems.push(Problem::new(
-            "nodes.target_utilization",
-            format!(
-                "must be above 0 and at most 1, got {}",
-                nodes.target_utilization
-            ),
-        ));
-    }
     if let Some(shared) = &nodes.stripe_budget.shared {
         check_shared_budget(shared, problems);
-    }
-    if nodes.scale_tick.is_zero() {
-        problems.push(Problem::new("nodes.scale_tick", "must be longer than 0s"));
     }
 }
 
@@ -516,6 +515,12 @@ fn check_upstream(settings: &Settings, problems: &mut Vec<Problem>) {
         problems.push(Problem::new(
             "upstream.max_retries",
             format!("at most {MAX_RETRIES_LIMIT}"),
+        ));
+    }
+    if upstream.backoff_cap < upstream.backoff_base {
+        problems.push(Problem::new(
+            "upstream.backoff_cap",
+            "must be at least upstream.backoff_base",
         ));
     }
     if let Some(file) = &upstream.extra_ca_file {

@@ -535,3 +535,28 @@ connections = \"none\"\nserver = \"x\"\n",
         "{problems:#?}"
     );
 }
+
+#[test]
+fn node_rules_are_the_pools_own_and_every_one_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "nodes.toml",
+        "[nodes]\nnode_rate = 0\nscale_tick = \"2h\"\ntarget_utilization = 1.5\n\
+         [nodes.stripe_budget.shared]\nredis_url = \"redis://:pw@redis:6379\"\nassumed_replicas = 0\n\
+         [upstream]\nbackoff_base = \"2s\"\nbackoff_cap = \"1s\"\n",
+    );
+    let problems = check_with_env(&path, HashMap::new());
+    assert_eq!(
+        keys(&problems),
+        [
+            "nodes.node_rate",
+            "nodes.target_utilization",
+            "nodes.scale_tick",
+            "nodes.stripe_budget.shared.redis_url",
+            "nodes.stripe_budget.shared.assumed_replicas",
+            "upstream.backoff_cap",
+        ]
+    );
+    assert!(!problems.iter().any(|p| p.to_string().contains("pw")));
+}
