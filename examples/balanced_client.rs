@@ -9,7 +9,8 @@
 //! cargo run --example balanced_client -- connector-runtime.connectors.svc.cluster.local:50051
 //! ```
 //!
-//! It sends `CALLS` (default 24) `ListEntities` calls through the balanced channel, then asks each
+//! It sends `CALLS` (default 24) `ListEntities` calls through the balanced channel, 8 at a time
+//! (the balancer prefers the replica with fewer calls pending), then asks each
 //! replica directly how many calls its node admitted. Environment: `CONNECTOR_RUNTIME_TOKEN` (a
 //! bearer token), `CONNECTION` (default `stripe-sandbox`), `CALLS`.
 
@@ -20,10 +21,14 @@ use std::time::Duration;
 use connector_runtime::api::pb;
 use connector_runtime::api::pb::connection_service_client::ConnectionServiceClient;
 use connector_runtime::api::pb::entity_service_client::EntityServiceClient;
+use futures::StreamExt;
 use tokio::sync::mpsc::Sender;
 use tonic::metadata::MetadataValue;
 use tonic::transport::channel::Change;
 use tonic::transport::{Channel, Endpoint};
+
+/// Calls in flight at once.
+const IN_FLIGHT: usize = 8;
 
 /// How often the targets are resolved again (pods come and go with the autoscaler).
 const RESOLVE_EVERY: Duration = Duration::from_secs(10);
@@ -43,19 +48,30 @@ async fn main() -> anyhow::Result<()> {
     apply(&changes, &BTreeSet::new(), &first).await?;
     tokio::spawn(follow(targets, changes, first.clone()));
 
-    let mut entities = EntityServiceClient::new(channel);
+    // Several calls in flight at once, as a busy caller has: the balancer sends each to the
+    // replica with fewer calls pending.
+    let entities = EntityServiceClient::new(channel);
     let parent = format!("connections/{connection}/entityTypes/Customer");
-    for _ in 0..calls {
-        let request = with_token(
-            pb::ListEntitiesRequest {
-                parent: parent.clone(),
-                page_size: 1,
-                ..Default::default()
-            },
-            token.as_deref(),
-        )?;
-        entities.list_entities(request).await?;
-    }
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..calls)
+        .map(|_| {
+            let mut entities = entities.clone();
+            let request = with_token(
+                pb::ListEntitiesRequest {
+                    parent: parent.clone(),
+                    page_size: 1,
+                    ..Default::default()
+                },
+                token.as_deref(),
+            );
+            async move {
+                entities.list_entities(request?).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
 
     // Ask each replica on its own how many calls its node admitted.
     for addr in &first {
