@@ -463,7 +463,6 @@ fn deployment_runs_as_a_locked_down_replica_with_grpc_probes() {
     for r in all {
         let name = r.name;
         let deployment = r.deployment();
-        let pod = pod_spec(deployment);
         let container = runtime_container(deployment);
         let config = r.config();
 
@@ -472,31 +471,9 @@ fn deployment_runs_as_a_locked_down_replica_with_grpc_probes() {
             deployment["spec"]["replicas"].is_null(),
             "{name}: the autoscaler owns the replica count; `kubectl apply` must not reset it"
         );
-        assert_eq!(pod["automountServiceAccountToken"], false, "{name}");
-        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
-        assert!(
-            pod["securityContext"]["runAsUser"].as_i64() > Some(0),
-            "{name}"
-        );
-        assert_eq!(
-            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
-            "{name}"
-        );
-        let security = &container["securityContext"];
-        assert_eq!(security["readOnlyRootFilesystem"], true, "{name}");
-        assert_eq!(security["allowPrivilegeEscalation"], false, "{name}");
-        assert_eq!(
-            security["capabilities"]["drop"],
-            serde_json::json!(["ALL"]),
-            "{name}"
-        );
-        for bound in ["requests", "limits"] {
-            for resource in ["cpu", "memory"] {
-                assert!(
-                    container["resources"][bound][resource].is_string(),
-                    "{name}: {bound}.{resource}"
-                );
-            }
+        // Every Deployment (the runtime's, and production's Redis) is locked down alike.
+        for any in r.of_kind("Deployment") {
+            assert_locked_down(name, any);
         }
 
         // The ports the runtime listens on are the ones the pod declares and the probes use.
@@ -556,6 +533,40 @@ fn deployment_runs_as_a_locked_down_replica_with_grpc_probes() {
             pod_volume(deployment, "data")["emptyDir"].is_object(),
             "{name}"
         );
+    }
+}
+
+/// Non-root, no token, seccomp, read-only root, no capabilities, requests and limits.
+fn assert_locked_down(overlay: &str, deployment: &Value) {
+    let name = format!("{overlay}: {}", deployment["metadata"]["name"]);
+    let pod = pod_spec(deployment);
+    assert_eq!(pod["automountServiceAccountToken"], false, "{name}");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
+    assert!(
+        pod["securityContext"]["runAsUser"].as_i64() > Some(0),
+        "{name}"
+    );
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+        "{name}"
+    );
+    for container in pod["containers"].as_array().unwrap() {
+        let security = &container["securityContext"];
+        assert_eq!(security["readOnlyRootFilesystem"], true, "{name}");
+        assert_eq!(security["allowPrivilegeEscalation"], false, "{name}");
+        assert_eq!(
+            security["capabilities"]["drop"],
+            serde_json::json!(["ALL"]),
+            "{name}"
+        );
+        for bound in ["requests", "limits"] {
+            for resource in ["cpu", "memory"] {
+                assert!(
+                    container["resources"][bound][resource].is_string(),
+                    "{name}: {bound}.{resource}"
+                );
+            }
+        }
     }
 }
 
