@@ -1395,8 +1395,9 @@ fn dockerfile_health_check_command_reports_serving_and_fails_without_a_server() 
     let stderr = server.stderr.take().unwrap();
     let mut server = Server(server);
     // The log line that says the server is serving carries its address.
-    let addr = BufReader::new(stderr)
-        .lines()
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = lines
+        .by_ref()
         .map_while(Result::ok)
         .find_map(|line| {
             line.contains("serving gRPC")
@@ -1408,6 +1409,8 @@ fn dockerfile_health_check_command_reports_serving_and_fails_without_a_server() 
                 .flatten()
         })
         .expect("the server logs its address");
+    // Keep reading, so the server never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
 
     // The image's command, pointed at this server instead of 127.0.0.1:50051.
     let health = |addr: &str| {
