@@ -46,7 +46,7 @@ const SECRET_MARKERS: [&str; 6] = [
 ];
 
 /// Settings sections the manifests use that work merged alongside these files is adding to the
-/// runtime: `metrics` (the Prometheus endpoint, `metrics.listen`). Until the runtime has it,
+/// runtime: `metrics` (the Prometheus endpoint: `metrics.enabled`, `metrics.listen`). Until the runtime has it,
 /// `check-config` reports exactly these problems (matched by their start), and nothing else; once
 /// it has it the list must shrink, and the check fails until it does.
 const AWAITING_MERGE: [(&str, &[&str]); 4] = [
@@ -478,6 +478,11 @@ fn deployment_runs_as_a_locked_down_replica_with_grpc_probes() {
             "{name}"
         );
         assert_eq!(container_port(container, "metrics"), 9464, "{name}");
+        assert_eq!(
+            config.get("metrics.enabled").and_then(toml::Value::as_bool),
+            Some(true),
+            "{name}: the metrics port is off by default"
+        );
         for probe in ["readinessProbe", "livenessProbe"] {
             assert_eq!(
                 container[probe]["grpc"]["port"].as_i64(),
