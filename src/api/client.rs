@@ -85,6 +85,13 @@ pub enum ClientCommand {
         /// Maximum node count.
         max: i32,
     },
+    /// Asks the server's `grpc.health.v1` service whether it is serving (exit status 0 when
+    /// `SERVING`, 1 otherwise, e.g. while draining): the container image's health check.
+    Health {
+        /// The service to ask about; empty means the server as a whole.
+        #[arg(long, default_value = "")]
+        service: String,
+    },
 }
 
 fn parse_object(text: &str, what: &str) -> anyhow::Result<prost_types::Struct> {
@@ -158,7 +165,7 @@ pub async fn run(
     };
     let mut entities = EntityServiceClient::new(channel.clone());
     let mut actions = ActionServiceClient::new(channel.clone());
-    let mut connections = ConnectionServiceClient::new(channel);
+    let mut connections = ConnectionServiceClient::new(channel.clone());
     let parent = format!("connections/{connection}");
     let view = |full: bool| {
         if full {
@@ -407,6 +414,7 @@ pub async fn run(
         ClientCommand::SetNodes { min, max } => {
             set_nodes(&mut connections, &auth, parent, min, max).await?
         }
+        ClientCommand::Health { service } => return health(channel, &service).await,
         ClientCommand::Status => {
             let r = connections
                 .check_status(with_auth(&auth, pb::CheckStatusRequest { name: parent }))
@@ -456,6 +464,25 @@ async fn set_nodes(
         .map_err(|s| describe(&s))?
         .into_inner();
     Ok(connection_json(&updated))
+}
+
+/// `grpc.health.v1.Health/Check` (open to every caller, so no token): `Ok` only when `SERVING`.
+async fn health(channel: Channel, service: &str) -> anyhow::Result<String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let response = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .map_err(|s| describe(&s))?
+        .into_inner();
+    let status = ServingStatus::try_from(response.status).unwrap_or(ServingStatus::Unknown);
+    match status {
+        ServingStatus::Serving => Ok(serde_json::to_string_pretty(
+            &json!({ "status": status.as_str_name() }),
+        )?),
+        _ => Err(anyhow::anyhow!("health: {}", status.as_str_name())),
+    }
 }
 
 fn connection_json(c: &pb::Connection) -> Value {
