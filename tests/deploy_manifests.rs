@@ -650,7 +650,7 @@ fn autoscaler_bounds_and_target_match_the_runtime_configuration() {
 
         let window = config.duration(
             "nodes.stabilization_window",
-            connector_runtime::config::default_stabilization_window(),
+            connector_runtime::throttle::default_stabilization_window(),
         );
         assert_eq!(
             spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"].as_u64(),
@@ -666,7 +666,7 @@ fn autoscaler_bounds_and_target_match_the_runtime_configuration() {
         let target = config
             .get("nodes.target_utilization")
             .and_then(toml::Value::as_float)
-            .unwrap_or(connector_runtime::config::default_target_utilization());
+            .unwrap_or(connector_runtime::throttle::default_target_utilization());
         assert!(
             (quantity(&pods["target"]["averageValue"]) - target).abs() < 1e-9,
             "{name}"
@@ -766,7 +766,7 @@ fn check_scaled_object(r: &Rendered, object: &Value) {
     let config = r.config();
     let window = config.duration(
         "nodes.stabilization_window",
-        connector_runtime::config::default_stabilization_window(),
+        connector_runtime::throttle::default_stabilization_window(),
     );
     let behavior = &spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"];
     assert_eq!(
