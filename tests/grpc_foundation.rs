@@ -406,10 +406,35 @@ async fn a_secret_value_never_appears_in_responses_or_logs() {
     service.shutdown().await;
 }
 
-/// An upstream that answers a customer after a delay, to keep a call in flight.
-async fn slow_upstream(delay: Duration) -> String {
+/// An upstream that holds every request until the test releases it: `arrived` hears of each
+/// request as it comes in; dropping or sending on `release` lets the answers (a customer) go.
+async fn held_upstream() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    tokio::sync::watch::Sender<bool>,
+) {
     let body = r#"{"id":"cus_slow","object":"customer","created":1700000000,"livemode":false,"email":"slow@example.com"}"#;
-    canned_upstream(delay, body).await
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel();
+    let (release, released) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (arrived_tx, mut released) = (arrived_tx.clone(), released.clone());
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let _ = socket.read(&mut buffer).await;
+                let _ = arrived_tx.send(());
+                let _ = released.wait_for(|go| *go).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (url, arrived, release)
 }
 
 /// An upstream that answers every request with `body` after `delay`.
@@ -440,7 +465,8 @@ async fn graceful_shutdown_reports_not_serving_and_completes_in_flight_calls() {
     let mut settings = home.settings(false);
     let mut connection = connector_runtime::connections::model::ConnectionSpec::with_id("slow");
     connection.api_key = Some(secret("stripe-key"));
-    connection.api_base_url = slow_upstream(Duration::from_millis(600)).await;
+    let (url, mut arrived, release) = held_upstream().await;
+    connection.api_base_url = url;
     settings.connections = vec![connection];
     settings.server.drain_timeout = Duration::from_secs(20);
     let mut service = start(settings).await;
@@ -460,7 +486,8 @@ async fn graceful_shutdown_reports_not_serving_and_completes_in_flight_calls() {
         let name = "connections/slow/entityTypes/Customer/entities/cus_slow".to_owned();
         entities.get_entity(pb::GetEntityRequest { name }).await
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The call is in flight once its request has reached the upstream, which holds it.
+    arrived.recv().await.unwrap();
     let shutdown = tokio::spawn(service.running.take().unwrap().shutdown());
 
     let next = watch.message().await.unwrap().unwrap();
@@ -471,6 +498,8 @@ async fn graceful_shutdown_reports_not_serving_and_completes_in_flight_calls() {
     );
     // A watcher that hears NOT_SERVING goes away; a stream left open would hold the drain.
     drop(watch);
+    // Only now, with the drain under way, does the upstream answer.
+    release.send(true).unwrap();
     let entity = in_flight
         .await
         .unwrap()
