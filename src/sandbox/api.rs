@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::error::ApiError;
 use super::routes::{Matched, Target};
 use super::store::{Store, unix_now};
-use super::{billing, currency, defaults, events, objects, payments, search, setup};
+use super::{billing, currency, defaults, events, objects, payments, schema, search, setup};
 use crate::spec::model::{ConnectorSpec, EntitySpec, OperationKind};
 
 /// Parameters a list endpoint always understands, besides its filters.
@@ -392,6 +392,7 @@ pub(crate) fn create(
         object.insert(param.clone(), Value::String(id.clone()));
     }
     objects::apply(&mut object, Some(entity), &call.params);
+    embed_objects(ctx, entity, &mut object)?;
     defaults::complete_new(&entity.object, &mut object, ctx.store);
     if object.contains_key("status")
         && !call.params.contains_key("status")
@@ -404,6 +405,31 @@ pub(crate) fn create(
         .insert(&entity.object, &id, object.clone(), parents);
     ctx.event(&format!("{}.created", entity.object), &object, None);
     Ok(object)
+}
+
+/// Fields Stripe always shows as whole objects (a PromotionCode's `coupon`), given by id: the
+/// stored object takes the id's place; an unknown id is Stripe's 404.
+fn embed_objects(
+    ctx: &Ctx<'_>,
+    entity: &EntitySpec,
+    object: &mut Map<String, Value>,
+) -> Result<(), ApiError> {
+    for field in &entity.fields {
+        let types = schema::types(&field.json_schema);
+        if !types.contains(&"object") || types.contains(&"string") {
+            continue;
+        }
+        let Some(Value::String(id)) = object.get(&field.source) else {
+            continue;
+        };
+        let found = ctx
+            .store
+            .find(id)
+            .cloned()
+            .ok_or_else(|| ApiError::no_such(&field.source, id, Some(&field.source)))?;
+        object.insert(field.source.clone(), Value::Object(found));
+    }
+    Ok(())
 }
 
 fn load_item(

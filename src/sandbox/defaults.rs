@@ -10,7 +10,7 @@ use super::store::Store;
 pub(crate) fn complete_new(object_type: &str, object: &mut Map<String, Value>, store: &mut Store) {
     match object_type {
         "customer" => customer(object, store),
-        "price" | "plan" => price(object),
+        "price" => price(object),
         _ => {}
     }
 }

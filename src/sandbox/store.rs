@@ -95,7 +95,16 @@ impl Store {
         if SHORT_ID_TYPES.contains(&object_type) {
             return format!("{prefix}_{}", self.random_text(14));
         }
-        self.new_id(prefix)
+        match object_type {
+            // `acct_1Nnlp9GPxmnHQRkJ`: 16 characters.
+            "account" => {
+                let id = self.new_id(prefix);
+                id[..prefix.len() + 1 + 16].to_owned()
+            }
+            // `cs_test_a1GY7ro6…`: test-mode Checkout Sessions carry `test_` and 58 characters.
+            "checkout.session" => format!("{prefix}_test_{}", self.random_text(58)),
+            _ => self.new_id(prefix),
+        }
     }
 
     /// A 24-character Stripe-style id: six characters of the creation time, then random ones.
