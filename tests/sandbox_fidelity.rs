@@ -75,7 +75,10 @@ async fn intents_without_payment_method_types_have_automatic_payment_methods_and
         )
         .await;
     let refused = client
-        .post(&format!("/v1/payment_intents/{}/confirm", id(&pending)), &[])
+        .post(
+            &format!("/v1/payment_intents/{}/confirm", id(&pending)),
+            &[],
+        )
         .await;
     assert_eq!(refused.status, 400, "{}", refused.body);
     let confirmed = client
@@ -92,7 +95,10 @@ async fn intents_without_payment_method_types_have_automatic_payment_methods_and
             ("automatic_payment_methods[enabled]", "true"),
             ("automatic_payment_methods[allow_redirects]", "never"),
         ],
-        [("payment_method_types[]", "card"), ("description", "card only")],
+        [
+            ("payment_method_types[]", "card"),
+            ("description", "card only"),
+        ],
     ] {
         let mut form = vec![
             ("amount", "1099"),
@@ -119,10 +125,7 @@ async fn error_on_requires_action_needs_payment_method_types() {
     ];
     let automatic = client.post("/v1/payment_intents", &base).await;
     assert_eq!(automatic.status, 400, "{}", automatic.body);
-    assert_eq!(
-        automatic.body["error"]["param"],
-        "error_on_requires_action"
-    );
+    assert_eq!(automatic.body["error"]["param"], "error_on_requires_action");
 
     let mut card_only = base.to_vec();
     card_only.push(("payment_method_types[]", "card"));
@@ -207,7 +210,10 @@ async fn setup_intents_save_a_card_for_the_customer() {
     let refused = client
         .post(&format!("/v1/setup_intents/{}/confirm", id(&created)), &[])
         .await;
-    assert_eq!(refused.status, 400, "automatic payment methods need a return_url");
+    assert_eq!(
+        refused.status, 400,
+        "automatic payment methods need a return_url"
+    );
     let succeeded = client
         .ok(
             &format!("/v1/setup_intents/{}/confirm", id(&created)),
@@ -294,7 +300,10 @@ async fn setup_intents_save_a_card_for_the_customer() {
         "setup_intent.canceled",
         "payment_method.attached",
     ] {
-        assert!(events.contains(&expected.to_owned()), "{expected} in {events:?}");
+        assert!(
+            events.contains(&expected.to_owned()),
+            "{expected} in {events:?}"
+        );
     }
 }
 
@@ -303,9 +312,7 @@ async fn finalized_invoices_collect_through_a_payment_intent_and_hosted_pages() 
     let sandbox = start(unlimited()).await;
     let client = Client::new(&sandbox);
     let customer = customer(&client).await;
-    let invoice = client
-        .ok("/v1/invoices", &[("customer", &customer)])
-        .await;
+    let invoice = client.ok("/v1/invoices", &[("customer", &customer)]).await;
     assert_eq!(invoice["metadata"], json!({}));
     let item = client
         .ok(
@@ -342,7 +349,12 @@ async fn finalized_invoices_collect_through_a_payment_intent_and_hosted_pages() 
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains(open["number"].as_str().unwrap()));
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains(open["number"].as_str().unwrap())
+    );
     let pdf = reqwest::get(open["invoice_pdf"].as_str().unwrap())
         .await
         .unwrap();
@@ -357,7 +369,10 @@ async fn finalized_invoices_collect_through_a_payment_intent_and_hosted_pages() 
         )
         .await;
     assert_eq!(paid["status"], "paid");
-    assert_eq!(paid["payment_intent"], intent_id, "the same PaymentIntent collects");
+    assert_eq!(
+        paid["payment_intent"], intent_id,
+        "the same PaymentIntent collects"
+    );
     let collected = client
         .get(&format!("/v1/payment_intents/{intent_id}"), &[])
         .await
@@ -444,7 +459,10 @@ async fn test_cards_work_as_tokens_and_as_test_payment_methods() {
     assert_eq!(tokenised["card"]["brand"], "visa");
     assert_eq!(tokenised["card"]["last4"], "4242");
     assert_eq!(tokenised["metadata"], json!({}));
-    assert!(tokenised.get("sepa_debit").is_none(), "only the card's own details");
+    assert!(
+        tokenised.get("sepa_debit").is_none(),
+        "only the card's own details"
+    );
 
     let unknown = client
         .post(
@@ -529,8 +547,8 @@ async fn event_types(client: &Client) -> Vec<String> {
 fn stripe_event_types() -> Vec<String> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/stripe-openapi/spec3.json");
-    let spec: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("spec3.json"))
-        .expect("JSON");
+    let spec: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("spec3.json")).expect("JSON");
     spec["paths"]["/v1/webhook_endpoints"]["post"]["requestBody"]["content"]
         ["application/x-www-form-urlencoded"]["schema"]["properties"]["enabled_events"]["items"]
         ["enum"]
@@ -582,7 +600,10 @@ async fn only_stripes_event_types_are_recorded_with_objects_after_the_change() {
     let known = stripe_event_types();
     let types = event_types(&client).await;
     for event_type in &types {
-        assert!(known.contains(event_type), "{event_type} is no Stripe event type");
+        assert!(
+            known.contains(event_type),
+            "{event_type} is no Stripe event type"
+        );
     }
     assert!(!types.contains(&"payment_method.created".to_owned()));
     for expected in [
@@ -593,7 +614,10 @@ async fn only_stripes_event_types_are_recorded_with_objects_after_the_change() {
         "charge.succeeded",
         "payment_intent.succeeded",
     ] {
-        assert!(types.contains(&expected.to_owned()), "{expected} in {types:?}");
+        assert!(
+            types.contains(&expected.to_owned()),
+            "{expected} in {types:?}"
+        );
     }
     let attached = client
         .get("/v1/events", &[("type", "payment_method.attached")])
@@ -617,7 +641,11 @@ async fn new_objects_carry_stripes_defaults() {
     assert_eq!(created["next_invoice_sequence"], 1);
     assert_eq!(created["preferred_locales"], json!([]));
     assert_eq!(created["tax_exempt"], "none");
-    assert!(created["invoice_prefix"].as_str().is_some_and(|p| !p.is_empty()));
+    assert!(
+        created["invoice_prefix"]
+            .as_str()
+            .is_some_and(|p| !p.is_empty())
+    );
     for field in ["sources", "subscriptions", "tax_ids", "cash_balance", "tax"] {
         assert!(created.get(field).is_none(), "{field} only when expanded");
     }
@@ -654,7 +682,9 @@ async fn new_objects_carry_stripes_defaults() {
         .get(
             &format!(
                 "/v1/balance_transactions/{}",
-                charge["balance_transaction"].as_str().expect("balance_transaction")
+                charge["balance_transaction"]
+                    .as_str()
+                    .expect("balance_transaction")
             ),
             &[],
         )

@@ -75,10 +75,12 @@ fn the_derived_shape_table_is_in_step_with_stripes_openapi() {
         committed, derived,
         "src/sandbox/shapes.json is stale: rerun this test with SANDBOX_SHAPES_WRITE=1"
     );
-    assert!(derived["customer"]["omit"]
-        .as_array()
-        .unwrap()
-        .contains(&Value::from("sources")));
+    assert!(
+        derived["customer"]["omit"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("sources"))
+    );
 }
 
 /// Drives every modelled flow once and collects each object it returns.
@@ -87,7 +89,10 @@ async fn modelled_objects(client: &Client) -> Seen {
     let customer = client
         .ok(
             "/v1/customers",
-            &[("email", "jenny.rosen@example.com"), ("name", "Jenny Rosen")],
+            &[
+                ("email", "jenny.rosen@example.com"),
+                ("name", "Jenny Rosen"),
+            ],
         )
         .await;
     seen.add(&customer);
@@ -179,7 +184,10 @@ async fn modelled_objects(client: &Client) -> Seen {
     seen.add(&declined.body["error"]["payment_intent"]);
     let failed_charge = client
         .get(
-            &format!("/v1/charges/{}", declined.body["error"]["charge"].as_str().unwrap()),
+            &format!(
+                "/v1/charges/{}",
+                declined.body["error"]["charge"].as_str().unwrap()
+            ),
             &[],
         )
         .await
@@ -187,7 +195,10 @@ async fn modelled_objects(client: &Client) -> Seen {
     seen.add(&failed_charge);
 
     let charge_id = paid["latest_charge"].as_str().unwrap();
-    let charge = client.get(&format!("/v1/charges/{charge_id}"), &[]).await.body;
+    let charge = client
+        .get(&format!("/v1/charges/{charge_id}"), &[])
+        .await
+        .body;
     seen.add(&charge);
     let transaction = client
         .get(
@@ -207,7 +218,11 @@ async fn modelled_objects(client: &Client) -> Seen {
     let legacy = client
         .ok(
             "/v1/charges",
-            &[("amount", "1500"), ("currency", "usd"), ("source", "tok_visa")],
+            &[
+                ("amount", "1500"),
+                ("currency", "usd"),
+                ("source", "tok_visa"),
+            ],
         )
         .await;
     seen.add(&legacy);
@@ -215,7 +230,10 @@ async fn modelled_objects(client: &Client) -> Seen {
     let setup = client
         .ok(
             "/v1/setup_intents",
-            &[("customer", &customer_id), ("payment_method", "pm_card_visa")],
+            &[
+                ("customer", &customer_id),
+                ("payment_method", "pm_card_visa"),
+            ],
         )
         .await;
     seen.add(&setup);
@@ -266,7 +284,10 @@ async fn modelled_objects(client: &Client) -> Seen {
     }
     let collecting = client
         .get(
-            &format!("/v1/payment_intents/{}", open["payment_intent"].as_str().unwrap()),
+            &format!(
+                "/v1/payment_intents/{}",
+                open["payment_intent"].as_str().unwrap()
+            ),
             &[],
         )
         .await

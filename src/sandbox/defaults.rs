@@ -53,11 +53,12 @@ mod tests {
     #[test]
     fn a_new_customer_gets_stripes_defaults_and_keeps_given_values() {
         let mut store = Store::new();
-        let mut object = json!({"delinquent": null, "invoice_prefix": null, "next_invoice_sequence": 0,
+        let mut object =
+            json!({"delinquent": null, "invoice_prefix": null, "next_invoice_sequence": 0,
                                 "preferred_locales": ["fr"], "tax_exempt": "exempt"})
-        .as_object()
-        .cloned()
-        .unwrap();
+            .as_object()
+            .cloned()
+            .unwrap();
         complete_new("customer", &mut object, &mut store);
         assert_eq!(object["delinquent"], false);
         assert_eq!(object["invoice_prefix"].as_str().unwrap().len(), 8);

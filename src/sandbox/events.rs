@@ -26,7 +26,10 @@ fn stripe_event_types(spec: &ConnectorSpec) -> Option<&Vec<Value>> {
         .iter()
         .find(|e| e.object == "webhook_endpoint")?;
     let create = endpoint.operations.create.as_ref()?;
-    let param = create.params.iter().find(|p| p.source == "enabled_events")?;
+    let param = create
+        .params
+        .iter()
+        .find(|p| p.source == "enabled_events")?;
     param.json_schema.get("items")?.get("enum")?.as_array()
 }
 

@@ -76,11 +76,7 @@ pub(crate) fn is_omitted(object_type: &str, field: &str) -> bool {
 }
 
 fn sample(object_type: &str, field: &str) -> Option<Value> {
-    SHAPES
-        .get(object_type)?
-        .get("samples")?
-        .get(field)
-        .cloned()
+    SHAPES.get(object_type)?.get("samples")?.get(field).cloned()
 }
 
 /// True when a value holds an empty string anywhere: a placeholder Stripe never returns.
@@ -401,7 +397,9 @@ mod tests {
         );
         assert_eq!(
             included_default(&entity(), "sources", "cus_1"),
-            Some(json!({"object": "list", "data": [], "has_more": false, "url": "/v1/customers/cus_1/sources"}))
+            Some(
+                json!({"object": "list", "data": [], "has_more": false, "url": "/v1/customers/cus_1/sources"})
+            )
         );
     }
 

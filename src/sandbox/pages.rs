@@ -26,7 +26,7 @@ fn find(sandbox: &Sandbox, object_type: &str, id: &str) -> Option<Map<String, Va
     lock(&sandbox.store).get(object_type, id).cloned()
 }
 
-fn text<'m>(object: &'m Map<String, Value>, key: &str) -> String {
+fn text(object: &Map<String, Value>, key: &str) -> String {
     match object.get(key) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
@@ -125,7 +125,9 @@ fn minimal_pdf(line: &str) -> Vec<u8> {
         pdf.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", index + 1).as_bytes());
     }
     let xref = pdf.len();
-    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for offset in offsets {
         pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
     }
@@ -160,7 +162,8 @@ async fn authentication_page(
     State(sandbox): State<Arc<Sandbox>>,
     Path(id): Path<String>,
 ) -> Response {
-    let intent = find(&sandbox, "payment_intent", &id).or_else(|| find(&sandbox, "setup_intent", &id));
+    let intent =
+        find(&sandbox, "payment_intent", &id).or_else(|| find(&sandbox, "setup_intent", &id));
     let Some(intent) = intent else {
         return not_found();
     };

@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 
 use super::api::{self, Call, Ctx};
 use super::error::ApiError;
-use super::{currency, objects};
 use super::store::{CardBehaviour, unix_now};
+use super::{currency, objects};
 use crate::spec::model::EntitySpec;
 
 const AUTH_MESSAGE: &str = "This payment required an authentication action to complete, but \
@@ -656,7 +656,10 @@ fn settle(ctx: &mut Ctx<'_>, charge: &mut Map<String, Value>) {
     let amount = int_of(charge, "amount");
     let transaction = balance_transaction(
         ctx,
-        (amount, charge.get("currency").cloned().unwrap_or(Value::Null)),
+        (
+            amount,
+            charge.get("currency").cloned().unwrap_or(Value::Null),
+        ),
         &charge_id,
         ("charge", "charge"),
     );
@@ -719,7 +722,9 @@ pub(crate) fn confirm(
         ));
     }
     check_confirmable(
-        intent.get("automatic_payment_methods").unwrap_or(&Value::Null),
+        intent
+            .get("automatic_payment_methods")
+            .unwrap_or(&Value::Null),
         params,
     )?;
     let return_url = params

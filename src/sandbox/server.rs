@@ -248,10 +248,13 @@ fn requested_api_version(headers: &HeaderMap) -> Option<&str> {
     let version = headers.get("stripe-version")?.to_str().ok()?.trim();
     let date = version.split('.').next().unwrap_or(version);
     let well_formed = date.len() == 10
-        && date
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && date.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     well_formed.then_some(version)
 }
 
@@ -263,8 +266,9 @@ fn own_base_url(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|h| {
             !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'-' | b'[' | b']'))
+                && h.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'-' | b'[' | b']')
+                })
         })
         .unwrap_or("127.0.0.1");
     format!("http://{host}")

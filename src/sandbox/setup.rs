@@ -56,7 +56,11 @@ pub(crate) fn create_intent(
         "client_secret".into(),
         json!(format!("{id}_secret_{secret}")),
     );
-    if intent.get("usage").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if intent
+        .get("usage")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         intent.insert("usage".into(), json!("off_session"));
     }
     intent.insert("automatic_payment_methods".into(), automatic);
@@ -126,7 +130,9 @@ pub(crate) fn confirm(
         ));
     }
     payments::check_confirmable(
-        intent.get("automatic_payment_methods").unwrap_or(&Value::Null),
+        intent
+            .get("automatic_payment_methods")
+            .unwrap_or(&Value::Null),
         params,
     )?;
     if let Some(method) = params.get("payment_method").and_then(Value::as_str) {

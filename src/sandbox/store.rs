@@ -65,7 +65,8 @@ pub(crate) struct Store {
 
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 /// The same characters in ASCII order, so time stamps sort as text.
-const ALPHANUMERIC_SORTED: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const ALPHANUMERIC_SORTED: &[u8] =
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// Object types whose Stripe ids carry 14 characters after the prefix (`cus_Oaxlz8kB0PJWGa`).
 const SHORT_ID_TYPES: &[&str] = &[

@@ -90,7 +90,9 @@ impl Stripe {
         };
         for key in sample.keys() {
             if !map.contains_key(key) {
-                out.push(format!("{object_type}.{key}: missing (Stripe's sample has it)"));
+                out.push(format!(
+                    "{object_type}.{key}: missing (Stripe's sample has it)"
+                ));
             }
         }
         for key in map.keys() {
@@ -120,7 +122,9 @@ impl Stripe {
     ) {
         if value.is_null() {
             if !self.nullable(schema) {
-                out.push(format!("{path}: null, but the schema says it is never null"));
+                out.push(format!(
+                    "{path}: null, but the schema says it is never null"
+                ));
             }
             return;
         }
@@ -185,7 +189,13 @@ impl Stripe {
                     let item_schema = branch.get("items").cloned().unwrap_or(Value::Null);
                     for (index, item) in items.iter().enumerate() {
                         let sample_item = sample.and_then(|s| s.get(0));
-                        self.check(item, &item_schema, sample_item, &format!("{path}[{index}]"), out);
+                        self.check(
+                            item,
+                            &item_schema,
+                            sample_item,
+                            &format!("{path}[{index}]"),
+                            out,
+                        );
                     }
                 }
             },
