@@ -657,6 +657,20 @@ async fn new_objects_carry_stripes_defaults() {
         .await
         .body;
     assert_eq!(expanded["sources"]["object"], "list");
+    let tax_id = client
+        .ok(
+            &format!("/v1/customers/{}/tax_ids", id(&created)),
+            &[("type", "eu_vat"), ("value", "DE123456789")],
+        )
+        .await;
+    let with_tax_ids = client
+        .get(
+            &format!("/v1/customers/{}", id(&created)),
+            &[("expand[]", "tax_ids")],
+        )
+        .await
+        .body;
+    assert_eq!(with_tax_ids["tax_ids"]["data"][0]["id"], tax_id["id"]);
 
     let intent = client
         .ok(
@@ -726,4 +740,49 @@ async fn ids_have_stripes_lengths_and_never_repeat_across_restarts() {
     }
     assert_ne!(seen[0].0, seen[1].0);
     assert_ne!(seen[0].1, seen[1].1);
+}
+
+/// What `docs/sandbox.md` lists as not modelled answers as documented there.
+#[tokio::test]
+async fn what_is_not_modelled_answers_as_documented() {
+    let sandbox = start(unlimited()).await;
+    let client = Client::new(&sandbox);
+    let sepa = client
+        .post(
+            "/v1/payment_intents",
+            &[
+                ("amount", "1099"),
+                ("currency", "eur"),
+                ("payment_method_types[]", "sepa_debit"),
+            ],
+        )
+        .await;
+    assert_eq!(sepa.status, 400);
+    assert_eq!(sepa.body["error"]["code"], "sandbox_unsupported");
+    assert_eq!(sepa.body["error"]["param"], "payment_method_types");
+
+    let clock = client
+        .post(
+            "/v1/test_helpers/test_clocks/clock_1/advance",
+            &[("frozen_time", "1800000000")],
+        )
+        .await;
+    assert_eq!(clock.status, 400);
+    assert_eq!(clock.body["error"]["code"], "sandbox_unsupported");
+    assert!(
+        clock.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("AdvanceTestClock")
+    );
+
+    let quote = client.ok("/v1/quotes", &[]).await;
+    let nested = client
+        .get(
+            &format!("/v1/quotes/{}", id(&quote)),
+            &[("expand[]", "computed.upfront.line_items")],
+        )
+        .await;
+    assert_eq!(nested.status, 400);
+    assert_eq!(nested.body["error"]["param"], "expand");
 }

@@ -235,6 +235,24 @@ pub(crate) fn execute(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiError>
     Ok(result)
 }
 
+/// A Customer's own objects behind its expandable lists (`sources`, `subscriptions`, `tax_ids`),
+/// newest first.
+fn customer_children(store: &Store, customer: &str, field: &str) -> Vec<Value> {
+    let types: &[&str] = match field {
+        "sources" => &["card", "bank_account", "source"],
+        "subscriptions" => &["subscription"],
+        "tax_ids" => &["tax_id"],
+        _ => &[],
+    };
+    let wanted = ("customer".to_owned(), customer.to_owned());
+    types
+        .iter()
+        .flat_map(|object_type| store.newest_first(object_type))
+        .filter(|(_, record)| has_parent(&record.parents, &record.object, &wanted))
+        .map(|(_, record)| Value::Object(record.object.clone()))
+        .collect()
+}
+
 /// Adds the fields Stripe returns only when asked for (`expand[]=line_items` on a Quote,
 /// `expand[]=sources` on a Customer), on an object or on each object of a list (`data.…`).
 fn include_expanded(ctx: &Ctx<'_>, result: &mut Value, paths: &[String]) {
@@ -261,12 +279,17 @@ fn include_expanded(ctx: &Ctx<'_>, result: &mut Value, paths: &[String]) {
             let value = if object_type == "quote" && field == "line_items" {
                 billing::quote_line_list(ctx.store, id)
             } else {
-                match entity_by_object(ctx.spec, object_type)
+                let Some(mut value) = entity_by_object(ctx.spec, object_type)
                     .and_then(|entity| objects::included_default(entity, &field, id))
+                else {
+                    continue;
+                };
+                if object_type == "customer"
+                    && let Some(Value::Array(data)) = value.get_mut("data")
                 {
-                    Some(value) => value,
-                    None => continue,
+                    *data = customer_children(ctx.store, id, &field);
                 }
+                value
             };
             object.insert(field.clone(), value);
         }
