@@ -780,6 +780,7 @@ pub(crate) fn accept_quote(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<String, Va
         if let Value::Object(values) = values {
             item.extend(values);
         }
+        set_unit_and_period(&mut item);
         ctx.save(&item);
         ctx.event("invoiceitem.created", &item, None);
     }

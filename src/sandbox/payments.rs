@@ -1,10 +1,13 @@
 //! The payment flows: PaymentMethods with Stripe's test cards (behaviour remembered, the number
-//! never stored), PaymentIntent states (confirm, 3-D Secure, declines, manual capture, cancel) and
-//! the Charges they create. Synchronous; the caller holds the state lock.
+//! never stored), PaymentIntent states (automatic payment methods, confirm, 3-D Secure, declines,
+//! manual capture, cancel), the Charges they create with their BalanceTransactions, and refunds. Synchronous; the caller holds the state lock.
 
 use serde_json::{Map, Value, json};
 
 use super::api::{self, Call, Ctx};
+use super::cards::{
+    brand_of, card_behaviour, decline, luhn_valid, magic_payment_method, token_card,
+};
 use super::error::ApiError;
 use super::store::{CardBehaviour, unix_now};
 use super::{currency, objects};
@@ -21,151 +24,6 @@ const CANCELABLE: &[&str] = &[
     "requires_action",
     "processing",
 ];
-
-/// A test card: what it does and what may be shown of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TestCard {
-    pub behaviour: CardBehaviour,
-    pub brand: &'static str,
-    pub last4: &'static str,
-}
-
-const fn card(behaviour: CardBehaviour, brand: &'static str, last4: &'static str) -> TestCard {
-    TestCard {
-        behaviour,
-        brand,
-        last4,
-    }
-}
-
-/// Stripe's test cards by name: `pm_card_<name>` is a test PaymentMethod and `tok_<name>` a test
-/// token (`card[token]=tok_visa`, `source=tok_visa`); each use clones a new `pm_…`.
-fn test_card(name: &str) -> Option<TestCard> {
-    use CardBehaviour::*;
-    Some(match name {
-        "visa" => card(Succeeds, "visa", "4242"),
-        "visa_debit" => card(Succeeds, "visa", "5556"),
-        "mastercard" => card(Succeeds, "mastercard", "4444"),
-        "mastercard_debit" => card(Succeeds, "mastercard", "8210"),
-        "mastercard_prepaid" => card(Succeeds, "mastercard", "5100"),
-        "amex" => card(Succeeds, "amex", "8431"),
-        "discover" => card(Succeeds, "discover", "1117"),
-        "diners" => card(Succeeds, "diners", "0004"),
-        "jcb" => card(Succeeds, "jcb", "0000"),
-        "unionpay" => card(Succeeds, "unionpay", "0005"),
-        "chargeDeclined" | "visa_chargeDeclined" => card(GenericDecline, "visa", "0002"),
-        "chargeDeclinedInsufficientFunds" | "visa_chargeDeclinedInsufficientFunds" => {
-            card(InsufficientFunds, "visa", "9995")
-        }
-        "chargeDeclinedExpiredCard" | "visa_chargeDeclinedExpiredCard" => {
-            card(ExpiredCard, "visa", "0069")
-        }
-        "chargeDeclinedIncorrectCvc" | "visa_chargeDeclinedIncorrectCvc" => {
-            card(IncorrectCvc, "visa", "0127")
-        }
-        "chargeDeclinedProcessingError" | "visa_chargeDeclinedProcessingError" => {
-            card(ProcessingError, "visa", "0119")
-        }
-        "chargeCustomerFail" => card(AttachesThenDeclines, "visa", "0341"),
-        "authenticationRequired" | "authenticationRequiredOnSetup" => {
-            card(AuthenticationRequired, "visa", "3155")
-        }
-        "threeDSecure2Required" | "threeDSecureRequired" => {
-            card(AuthenticationRequired, "visa", "3220")
-        }
-        _ => return None,
-    })
-}
-
-/// A test PaymentMethod id (`pm_card_visa`, `pm_card_chargeDeclinedInsufficientFunds`, …).
-pub(crate) fn magic_payment_method(id: &str) -> Option<TestCard> {
-    test_card(id.strip_prefix("pm_card_")?)
-}
-
-/// A test card token (`tok_visa`, `tok_chargeDeclinedInsufficientFunds`, …).
-pub(crate) fn token_card(token: &str) -> Option<TestCard> {
-    test_card(token.strip_prefix("tok_")?)
-}
-
-/// The behaviour of a card number from Stripe's testing docs; other valid numbers succeed.
-pub(crate) fn card_behaviour(number: &str) -> CardBehaviour {
-    use CardBehaviour::*;
-    match number {
-        "4000000000000002" => GenericDecline,
-        "4000000000009995" => InsufficientFunds,
-        "4000000000000069" => ExpiredCard,
-        "4000000000000127" => IncorrectCvc,
-        "4000000000000119" => ProcessingError,
-        "4000000000000341" => AttachesThenDeclines,
-        "4000002500003155" | "4000002760003184" | "4000000000003220" => AuthenticationRequired,
-        _ => Succeeds,
-    }
-}
-
-fn brand_of(number: &str) -> &'static str {
-    if number.starts_with('4') {
-        "visa"
-    } else if number.starts_with("34") || number.starts_with("37") {
-        "amex"
-    } else if number.starts_with('5') || number.starts_with('2') {
-        "mastercard"
-    } else if number.starts_with("6011") || number.starts_with("65") {
-        "discover"
-    } else {
-        "unknown"
-    }
-}
-
-/// Luhn check of a card number.
-pub(crate) fn luhn_valid(number: &str) -> bool {
-    if number.len() < 12 || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let sum: u32 = number
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 1 {
-                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
-/// The error a declining card produces.
-pub(crate) fn decline(behaviour: CardBehaviour) -> Option<ApiError> {
-    use CardBehaviour::*;
-    let (code, decline_code, message) = match behaviour {
-        GenericDecline | AttachesThenDeclines => (
-            "card_declined",
-            "generic_decline",
-            "Your card was declined.",
-        ),
-        InsufficientFunds => (
-            "card_declined",
-            "insufficient_funds",
-            "Your card has insufficient funds.",
-        ),
-        ExpiredCard => ("expired_card", "expired_card", "Your card has expired."),
-        IncorrectCvc => (
-            "incorrect_cvc",
-            "incorrect_cvc",
-            "Your card's security code is incorrect.",
-        ),
-        ProcessingError => (
-            "processing_error",
-            "processing_error",
-            "An error occurred while processing your card. Try again in a little bit.",
-        ),
-        Succeeds | AuthenticationRequired => return None,
-    };
-    Some(ApiError::card(code, Some(decline_code), message))
-}
 
 fn card_details(
     store_fingerprint: String,
@@ -1104,6 +962,19 @@ pub(crate) fn charge_for_invoice(
     confirm(ctx, intent_id, &params)
 }
 
+/// A stored card PaymentMethod's behaviour, brand and last four digits.
+fn stored_card(ctx: &Ctx<'_>, id: &str) -> Option<(CardBehaviour, String, String)> {
+    let behaviour = ctx.store.cards.get(id).copied()?;
+    let card = ctx.store.get("payment_method", id)?.get("card")?;
+    let text = |key: &str| {
+        card.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Some((behaviour, text("brand"), text("last4")))
+}
+
 /// `POST /v1/charges` (the legacy API): a test token, card or customer pays at once.
 pub(crate) fn create_charge(
     ctx: &mut Ctx<'_>,
@@ -1126,13 +997,9 @@ pub(crate) fn create_charge(
     }
     let (behaviour, brand, last4) = source
         .and_then(token_card)
-        .map(|card| (card.behaviour, card.brand, card.last4))
-        .or_else(|| {
-            let method = source?;
-            let behaviour = ctx.store.cards.get(method).copied()?;
-            Some((behaviour, "visa", "4242"))
-        })
-        .unwrap_or((CardBehaviour::Succeeds, "visa", "4242"));
+        .map(|card| (card.behaviour, card.brand.to_owned(), card.last4.to_owned()))
+        .or_else(|| stored_card(ctx, source?))
+        .unwrap_or((CardBehaviour::Succeeds, "visa".into(), "4242".into()));
     let capture = call
         .params
         .get("capture")
@@ -1153,7 +1020,7 @@ pub(crate) fn create_charge(
     };
     let succeeded = failure.is_none();
     let fingerprint = ctx.store.random_text(16);
-    let card = card_details(fingerprint, brand, last4, 12, current_year() + 3);
+    let card = card_details(fingerprint, &brand, &last4, 12, current_year() + 3);
     let values = json!({
         "amount": amount,
         "currency": currency,
@@ -1321,40 +1188,4 @@ pub(crate) fn refund_charge(
 ) -> Result<Map<String, Value>, ApiError> {
     refund(ctx, id, params, "charge")?;
     ctx.load("charge", id, Some("charge"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn luhn_accepts_test_cards_and_rejects_typos() {
-        assert!(luhn_valid("4242424242424242"));
-        assert!(luhn_valid("4000002500003155"));
-        assert!(luhn_valid("378282246310005"));
-        assert!(!luhn_valid("4242424242424241"));
-        assert!(!luhn_valid("4242"));
-    }
-
-    #[test]
-    fn test_numbers_map_to_their_documented_behaviour() {
-        assert_eq!(card_behaviour("4242424242424242"), CardBehaviour::Succeeds);
-        assert_eq!(
-            card_behaviour("4000000000009995"),
-            CardBehaviour::InsufficientFunds
-        );
-        assert_eq!(
-            card_behaviour("4000000000000002"),
-            CardBehaviour::GenericDecline
-        );
-        assert_eq!(
-            card_behaviour("4000002500003155"),
-            CardBehaviour::AuthenticationRequired
-        );
-        assert_eq!(
-            magic_payment_method("pm_card_visa").map(|c| c.last4),
-            Some("4242")
-        );
-        assert!(magic_payment_method("pm_123").is_none());
-    }
 }

@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 use super::api::{self, Call, Ctx};
 use super::error::ApiError;
 use super::objects;
-use super::payments;
 use super::store::CardBehaviour;
+use super::{cards, payments};
 use crate::spec::model::EntitySpec;
 
 const CONFIRMABLE: &[&str] = &[
@@ -173,7 +173,7 @@ pub(crate) fn confirm(
     }
     // A card that attaches and only declines charges passes the setup check.
     if behaviour != CardBehaviour::AttachesThenDeclines
-        && let Some(error) = payments::decline(behaviour)
+        && let Some(error) = cards::decline(behaviour)
     {
         let mut last_error = error.as_last_payment_error();
         last_error["payment_method"] = payments::method_object(ctx, &method_id);
