@@ -328,9 +328,66 @@ async fn modelled_objects(client: &Client) -> Seen {
         seen.add(line);
     }
 
-    let events = client.get("/v1/events", &[("limit", "5")]).await.body;
+    // Later states of the same types.
+    let held = client
+        .ok(
+            "/v1/payment_intents",
+            &[
+                ("amount", "2000"),
+                ("currency", "usd"),
+                ("payment_method", "pm_card_visa"),
+                ("payment_method_types[]", "card"),
+                ("capture_method", "manual"),
+                ("confirm", "true"),
+            ],
+        )
+        .await;
+    seen.add(&held);
+    let canceled = client
+        .ok(&format!("/v1/payment_intents/{}/cancel", id(&held)), &[])
+        .await;
+    seen.add(&canceled);
+    let detached = client
+        .ok(
+            &format!("/v1/payment_methods/{}/detach", id(&by_token)),
+            &[],
+        )
+        .await;
+    seen.add(&detached);
+    let finalized_quote = client
+        .ok(&format!("/v1/quotes/{}/finalize", id(&quote)), &[])
+        .await;
+    seen.add(&finalized_quote);
+    let accepted = client
+        .ok(&format!("/v1/quotes/{}/accept", id(&quote)), &[])
+        .await;
+    seen.add(&accepted);
+    let quote_invoice = client
+        .get(
+            &format!("/v1/invoices/{}", accepted["invoice"].as_str().unwrap()),
+            &[],
+        )
+        .await
+        .body;
+    seen.add(&quote_invoice);
+    let voided = {
+        let open = client
+            .ok(
+                &format!("/v1/invoices/{}/finalize", id(&quote_invoice)),
+                &[],
+            )
+            .await;
+        client
+            .ok(&format!("/v1/invoices/{}/void", id(&open)), &[])
+            .await
+    };
+    seen.add(&voided);
+
+    // Events, and the objects they carry.
+    let events = client.get("/v1/events", &[("limit", "100")]).await.body;
     for event in events["data"].as_array().unwrap() {
         seen.add(event);
+        seen.add(&event["data"]["object"]);
     }
     seen
 }
