@@ -152,6 +152,7 @@ async fn an_older_pinned_api_version_keeps_card_only_intents() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["stripe-version"], "2022-11-15");
     let intent: Value = response.json().await.unwrap();
     assert_eq!(intent["automatic_payment_methods"], Value::Null);
     assert_eq!(intent["status"], "succeeded");

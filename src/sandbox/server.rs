@@ -578,6 +578,9 @@ impl Sandbox {
 async fn handle_api(State(sandbox): State<Arc<Sandbox>>, request: Request) -> Response {
     let request_id = random_request_id();
     let kill = request.extensions().get::<ConnectionKill>().cloned();
+    let api_version = requested_api_version(request.headers())
+        .unwrap_or(&sandbox.spec.connector.api_version)
+        .to_owned();
     let outcome = sandbox.process(request, &request_id).await;
     {
         let mut stats = lock(&sandbox.stats);
@@ -623,7 +626,7 @@ async fn handle_api(State(sandbox): State<Arc<Sandbox>>, request: Request) -> Re
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert("request-id", value);
     }
-    if let Ok(value) = HeaderValue::from_str(&sandbox.spec.connector.api_version) {
+    if let Ok(value) = HeaderValue::from_str(&api_version) {
         headers.insert("stripe-version", value);
     }
     if let Some(key) = outcome
@@ -689,5 +692,41 @@ async fn serve_connection(stream: tokio::net::TcpStream, router: Router) {
         }
         // Dropping the connection closes the socket without a response.
         _ = kill.notified() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn only_well_formed_api_versions_are_taken_from_requests() {
+        let pinned = headers(&[("stripe-version", "2022-11-15")]);
+        assert_eq!(requested_api_version(&pinned), Some("2022-11-15"));
+        let named = headers(&[("stripe-version", "2024-09-30.acacia")]);
+        assert_eq!(requested_api_version(&named), Some("2024-09-30.acacia"));
+        let junk = headers(&[("stripe-version", "latest")]);
+        assert_eq!(requested_api_version(&junk), None);
+        assert_eq!(requested_api_version(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn hosted_page_urls_use_a_plausible_host_only() {
+        assert_eq!(
+            own_base_url(&headers(&[("host", "127.0.0.1:12111")])),
+            "http://127.0.0.1:12111"
+        );
+        assert_eq!(
+            own_base_url(&headers(&[("host", "evil.example/<script>")])),
+            "http://127.0.0.1"
+        );
     }
 }
