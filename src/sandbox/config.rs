@@ -19,8 +19,9 @@ pub struct SandboxConfig {
     /// consistent (e.g. `"2s"`). Default: 0 (searchable at once).
     #[serde(with = "humantime_serde")]
     pub search_delay: Duration,
-    /// Seed of the random generators behind fault decisions and object ids: the same seed and the
-    /// same sequence of requests give the same faults and the same ids. Default: 0.
+    /// Seed of the random generator behind fault decisions: the same seed and the same sequence of
+    /// requests give the same faults. Object ids are random and never repeat, as Stripe's.
+    /// Default: 0.
     pub seed: u64,
 }
 
