@@ -1,6 +1,8 @@
 //! Stripe's specifics, kept small: form encoding with brackets, request headers (auth, version,
-//! account, idempotency), error bodies and retry hints. Everything else in the engine is generic.
+//! account, idempotency), error bodies, retry hints and the gated parameters the pinned API
+//! version leaves out. Everything else in the engine is generic.
 
 pub mod error;
 pub mod form;
+pub mod gated;
 pub mod headers;
