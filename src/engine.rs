@@ -776,11 +776,23 @@ fn plan_list(
         if names_parent {
             // Parent keys travel in the path (an equality was required above); the rest of a
             // parent's comparisons are evaluated here.
-            pushed += usize::from(comparison.op == Op::Eq && parent_ids.iter().any(|id| Some(id.as_str()) == comparison.value.as_str()));
+            pushed += usize::from(
+                comparison.op == Op::Eq
+                    && parent_ids
+                        .iter()
+                        .any(|id| Some(id.as_str()) == comparison.value.as_str()),
+            );
             continue;
         }
         if let Some((head, member)) = comparison.field.split_once('.') {
-            pushed += usize::from(push_member(entity, op, head, member, comparison, &mut inputs));
+            pushed += usize::from(push_member(
+                entity,
+                op,
+                head,
+                member,
+                comparison,
+                &mut inputs,
+            ));
             continue;
         }
         let Some(field) = entity.fields.iter().find(|f| {
@@ -944,5 +956,82 @@ fn push_member(
             true
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(entity_name: &str, clause: &str) -> Result<ListPlan, EngineError> {
+        let spec = crate::spec::stripe().unwrap();
+        let entity = spec.entity(entity_name).unwrap().clone();
+        let op = entity.operations.list.clone().unwrap();
+        let condition = conditions::parse(clause).unwrap();
+        plan_list(&entity, &op, condition.as_ref())
+    }
+
+    #[test]
+    fn a_parent_key_alone_leaves_nothing_to_filter_here() {
+        let plan = plan("CustomerTaxId", "Customer = 'cus_1'").unwrap();
+        assert_eq!(plan.parent_ids, vec!["cus_1".to_owned()]);
+        assert!(!plan.residual, "the parent goes in the path");
+        assert_eq!(upstream_limit(25, plan.residual), 25);
+    }
+
+    #[test]
+    fn a_residual_clause_reads_full_upstream_pages() {
+        let plan = plan("CustomerTaxId", "Customer = 'cus_1' AND Value = 'x'").unwrap();
+        assert!(plan.residual);
+        assert_eq!(upstream_limit(25, plan.residual), 100);
+        assert_eq!(upstream_limit(500, false), 100);
+    }
+
+    #[test]
+    fn object_list_parameters_come_from_dotted_comparisons() {
+        let plan = plan("AppsSecret", "Scope.type = 'account'").unwrap();
+        assert_eq!(
+            plan.inputs.get("scope"),
+            Some(&serde_json::json!({"type": "account"}))
+        );
+        assert!(!plan.residual);
+    }
+
+    #[test]
+    fn a_missing_required_list_parameter_names_the_comparison_that_supplies_it() {
+        let spec = crate::spec::stripe().unwrap();
+        let entity = spec.entity("AppsSecret").unwrap();
+        let op = entity.operations.list.as_ref().unwrap();
+        let Err(EngineError::InvalidInput(violations)) =
+            require_list_params(entity, op, &Map::new())
+        else {
+            panic!("a List without Scope must be refused");
+        };
+        assert_eq!(violations[0].field, "conditions");
+        assert!(
+            violations[0]
+                .description
+                .contains(r#"Scope.type = <one of "account", "user">"#),
+            "{}",
+            violations[0].description
+        );
+    }
+
+    #[test]
+    fn lists_paged_here_resume_after_the_cursor() {
+        let items = vec![
+            serde_json::json!({"id": "a"}),
+            serde_json::json!({"id": "b"}),
+            serde_json::json!({"id": "c"}),
+        ];
+        assert_eq!(after_cursor(items.clone(), None).len(), 3);
+        assert_eq!(
+            after_cursor(items.clone(), Some("a")),
+            vec![
+                serde_json::json!({"id": "b"}),
+                serde_json::json!({"id": "c"})
+            ]
+        );
+        assert!(after_cursor(items, Some("gone")).is_empty());
     }
 }

@@ -32,7 +32,9 @@ fn resolve<'a>(openapi: &'a Value, schema: &'a Value) -> &'a Value {
 
 /// Stripe's `{"enum": [""]}` branch: the empty form that unsets a value.
 fn is_unset_marker(schema: &Value) -> bool {
-    schema["enum"].as_array().is_some_and(|e| e.len() == 1 && e[0] == "")
+    schema["enum"]
+        .as_array()
+        .is_some_and(|e| e.len() == 1 && e[0] == "")
 }
 
 /// A value Stripe's own request schema accepts, with every member it can carry (so nested
@@ -149,7 +151,8 @@ impl Form {
                 let inner = tail.strip_suffix(']').ok_or(format!("bad key {key}"))?;
                 path.extend(inner.split("]["));
             }
-            root.insert(&path, value).map_err(|e| format!("{key}: {e}"))?;
+            root.insert(&path, value)
+                .map_err(|e| format!("{key}: {e}"))?;
         }
         Ok(root)
     }
@@ -167,7 +170,10 @@ fn validate(openapi: &Value, form: &Form, schema: &Value, at: &str) -> Result<()
                 Err(reason) => reasons.push(reason),
             }
         }
-        return Err(format!("{at}: no anyOf branch matches ({})", reasons.join(" | ")));
+        return Err(format!(
+            "{at}: no anyOf branch matches ({})",
+            reasons.join(" | ")
+        ));
     }
     match form {
         Form::Leaf(text) => {
@@ -205,12 +211,19 @@ fn validate(openapi: &Value, form: &Form, schema: &Value, at: &str) -> Result<()
                 }
                 Ok(())
             }
-            Some("object") | None if schema["type"] == "object" || schema.get("properties").is_some() => {
+            Some("object") | None
+                if schema["type"] == "object" || schema.get("properties").is_some() =>
+            {
                 let properties = schema["properties"].as_object();
                 for (key, child) in children {
                     let member = format!("{at}[{key}]");
-                    match (properties.and_then(|p| p.get(key)), schema.get("additionalProperties")) {
-                        (Some(member_schema), _) => validate(openapi, child, member_schema, &member)?,
+                    match (
+                        properties.and_then(|p| p.get(key)),
+                        schema.get("additionalProperties"),
+                    ) {
+                        (Some(member_schema), _) => {
+                            validate(openapi, child, member_schema, &member)?
+                        }
                         (None, Some(extra)) if extra.is_object() => {
                             validate(openapi, child, extra, &member)?
                         }
@@ -227,7 +240,9 @@ fn validate(openapi: &Value, form: &Form, schema: &Value, at: &str) -> Result<()
                 }
                 Ok(())
             }
-            other => Err(format!("{at}: members given where the schema says {other:?}")),
+            other => Err(format!(
+                "{at}: members given where the schema says {other:?}"
+            )),
         },
     }
 }
@@ -282,7 +297,8 @@ fn check(
             method_name(op.method)
         ));
     }
-    let body_schema = &operation["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"];
+    let body_schema =
+        &operation["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"];
     let query_schemas: Map<String, Value> = operation["parameters"]
         .as_array()
         .into_iter()
@@ -321,7 +337,11 @@ fn check(
     let form: Vec<(String, String)> = built
         .form
         .iter()
-        .filter(|(key, _)| !extras.iter().any(|e| key == e || key.starts_with(&format!("{e}["))))
+        .filter(|(key, _)| {
+            !extras
+                .iter()
+                .any(|e| key == e || key.starts_with(&format!("{e}[")))
+        })
         .cloned()
         .collect();
     if op.method == HttpMethod::Post {
@@ -386,7 +406,9 @@ fn openapi() -> Value {
 }
 
 /// Every operation of every entity type and every action, named for messages.
-fn all_operations(spec: &connector_runtime::spec::model::ConnectorSpec) -> Vec<(String, &OperationSpec)> {
+fn all_operations(
+    spec: &connector_runtime::spec::model::ConnectorSpec,
+) -> Vec<(String, &OperationSpec)> {
     let mut out = Vec::new();
     for entity in &spec.entities {
         for (kind, op) in entity.operations.iter() {
@@ -411,7 +433,11 @@ fn every_request_the_engine_builds_is_one_stripe_accepts() {
             Err(e) => problems.push(format!("{what}: engine refused valid inputs: {e}")),
         }
     }
-    assert!(operations.len() > 200, "only {} operations checked", operations.len());
+    assert!(
+        operations.len() > 200,
+        "only {} operations checked",
+        operations.len()
+    );
     assert!(
         problems.is_empty(),
         "{} problems:\n{}",
@@ -461,7 +487,10 @@ fn edge_values_are_refused_or_sent_in_a_form_stripe_accepts() {
         }
     }
     println!("edge values: {refused} refused before sending, {sent} sent and valid");
-    assert!(refused > 1000 && sent > 1000, "too few cases: {refused} refused, {sent} sent");
+    assert!(
+        refused > 1000 && sent > 1000,
+        "too few cases: {refused} refused, {sent} sent"
+    );
     assert!(
         problems.is_empty(),
         "{} problems:\n{}",
@@ -485,8 +514,9 @@ fn wire_size(status: &tonic::Status) -> usize {
 /// many unknown members, a long unknown key, deep nesting.
 fn bad_values(param: &ParamSpec) -> Vec<(String, Value)> {
     let long_key = "ключ".repeat(1000);
-    let many_members: Map<String, Value> =
-        (0..300).map(|i| (format!("unknown_member_{i}"), json!(true))).collect();
+    let many_members: Map<String, Value> = (0..300)
+        .map(|i| (format!("unknown_member_{i}"), json!(true)))
+        .collect();
     let mut deep = json!("x");
     for _ in 0..100 {
         deep = json!({ "nested_member": deep });
@@ -495,7 +525,10 @@ fn bad_values(param: &ParamSpec) -> Vec<(String, Value)> {
         (param.name.clone(), json!("not-one-of-the-allowed-values")),
         (param.name.clone(), json!(true)),
         (param.name.clone(), json!(12.5)),
-        (param.name.clone(), Value::Array(vec![json!({"x": true}); 300])),
+        (
+            param.name.clone(),
+            Value::Array(vec![json!({"x": true}); 300]),
+        ),
         (param.name.clone(), Value::Array(vec![json!(true); 300])),
         (param.name.clone(), Value::Object(many_members)),
         (param.name.clone(), deep),
@@ -521,7 +554,10 @@ fn the_largest_error_for_one_bad_parameter_fits_any_grpc_client() {
                 let size = wire_size(&engine_error(&error));
                 measured += 1;
                 if size > largest.0 {
-                    largest = (size, format!("{what} {}", key.chars().take(40).collect::<String>()));
+                    largest = (
+                        size,
+                        format!("{what} {}", key.chars().take(40).collect::<String>()),
+                    );
                 }
             }
         }

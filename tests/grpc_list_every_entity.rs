@@ -85,11 +85,21 @@ async fn parents(service: &Service) -> BTreeMap<&'static str, String> {
     );
     ids.insert(
         "Source",
-        create(service, "Source", json!({"Type": "ach_credit_transfer", "Currency": "usd"})).await,
+        create(
+            service,
+            "Source",
+            json!({"Type": "ach_credit_transfer", "Currency": "usd"}),
+        )
+        .await,
     );
     ids.insert(
         "CreditNote",
-        create(service, "CreditNote", json!({"Invoice": ids["Invoice"], "Amount": 100})).await,
+        create(
+            service,
+            "CreditNote",
+            json!({"Invoice": ids["Invoice"], "Amount": 100}),
+        )
+        .await,
     );
     let calculation = create(
         service,
@@ -123,7 +133,11 @@ async fn parents(service: &Service) -> BTreeMap<&'static str, String> {
 /// charge, a Financial Connections account from a bank login, a tax transaction from an action the
 /// sandbox does not model): their Lists are expressed with an id that does not exist and must
 /// reach the upstream, which answers NOT_FOUND for the parent.
-const UNCREATABLE_PARENTS: &[&str] = &["ApplicationFee", "FinancialConnectionsAccount", "TaxTransaction"];
+const UNCREATABLE_PARENTS: &[&str] = &[
+    "ApplicationFee",
+    "FinancialConnectionsAccount",
+    "TaxTransaction",
+];
 
 fn clause(entity: &EntitySpec, ids: &BTreeMap<&'static str, String>) -> Result<String, String> {
     let mut terms = Vec::new();
@@ -195,9 +209,10 @@ async fn every_list_of_every_entity_type_succeeds_on_the_sandbox() {
                 ..Default::default()
             })
             .await;
-        let missing_parent = entity.parents.iter().any(|p| {
-            UNCREATABLE_PARENTS.contains(&p.entity.as_deref().unwrap_or_default())
-        });
+        let missing_parent = entity
+            .parents
+            .iter()
+            .any(|p| UNCREATABLE_PARENTS.contains(&p.entity.as_deref().unwrap_or_default()));
         match result {
             Ok(_) if !missing_parent => listed += 1,
             Err(status) if missing_parent && status.code() == tonic::Code::NotFound => {
@@ -215,7 +230,11 @@ async fn every_list_of_every_entity_type_succeeds_on_the_sandbox() {
     println!("{listed} Lists succeeded; NOT_FOUND for a parent no API can create: {not_found:?}");
     assert_eq!(
         not_found,
-        ["ApplicationFeeRefund", "FinancialConnectionsAccountOwner", "TaxTransactionLineItem"]
+        [
+            "ApplicationFeeRefund",
+            "FinancialConnectionsAccountOwner",
+            "TaxTransactionLineItem"
+        ]
     );
     assert!(
         failures.is_empty(),

@@ -59,10 +59,7 @@ fn add_violations(details: &mut ErrorDetails, violations: &[FieldViolation]) {
     if violations.len() > MAX_VIOLATIONS {
         details.add_bad_request_violation(
             "…",
-            format!(
-                "and {} more violations",
-                violations.len() - MAX_VIOLATIONS
-            ),
+            format!("and {} more violations", violations.len() - MAX_VIOLATIONS),
         );
     }
 }
@@ -393,6 +390,30 @@ mod tests {
             assert_eq!(status.code(), code, "{expected}");
             assert_eq!(reason(&status), expected);
         }
+    }
+
+    #[test]
+    fn many_or_long_violations_are_capped_and_counted() {
+        let violations: Vec<FieldViolation> = (0..500)
+            .map(|i| FieldViolation::new(&format!("Field{i}{}", "é".repeat(400)), "x".repeat(5000)))
+            .collect();
+        let status = engine_error(&EngineError::InvalidInput(violations));
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES);
+        assert!(status.message().ends_with('…'));
+        let details = status.get_error_details();
+        let listed = &details.bad_request().unwrap().field_violations;
+        assert_eq!(listed.len(), MAX_VIOLATIONS + 1);
+        assert_eq!(
+            listed[MAX_VIOLATIONS].description,
+            "and 492 more violations"
+        );
+        assert!(listed.iter().all(|v| v.field.len() <= MAX_FIELD_BYTES));
+        assert!(listed.iter().all(|v| v.description.len() <= MAX_TEXT_BYTES));
+        assert!(
+            status.details().len() < 4 * 1024,
+            "{}",
+            status.details().len()
+        );
     }
 
     #[test]

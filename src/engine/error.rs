@@ -79,7 +79,11 @@ fn summarize(violations: &[FieldViolation]) -> String {
         .map(|v| format!("{}: {}", v.field, v.description))
         .collect::<Vec<_>>()
         .join("; ");
-    if let Some(more) = violations.len().checked_sub(SUMMARIZED_VIOLATIONS).filter(|n| *n > 0) {
+    if let Some(more) = violations
+        .len()
+        .checked_sub(SUMMARIZED_VIOLATIONS)
+        .filter(|n| *n > 0)
+    {
         text.push_str(&format!("; and {more} more"));
     }
     text

@@ -108,12 +108,22 @@ fn check_open(path: &str, value: &Value, out: &mut Vec<FieldViolation>) {
     match value {
         Value::Object(members) => {
             for (key, member) in members {
-                check(&format!("{path}.{key}"), &Value::Object(Map::new()), member, out);
+                check(
+                    &format!("{path}.{key}"),
+                    &Value::Object(Map::new()),
+                    member,
+                    out,
+                );
             }
         }
         Value::Array(items) => {
             for (index, item) in items.iter().enumerate() {
-                check(&format!("{path}[{index}]"), &Value::Object(Map::new()), item, out);
+                check(
+                    &format!("{path}[{index}]"),
+                    &Value::Object(Map::new()),
+                    item,
+                    out,
+                );
             }
         }
         _ => {}
@@ -262,6 +272,66 @@ mod tests {
             json!("later"),
         );
         assert_eq!(v, vec![r#"X: must be one of "automatic", "manual""#]);
+    }
+
+    #[test]
+    fn empty_values_pass_only_where_the_schema_has_the_empty_form() {
+        let unsettable = json!({"anyOf": [
+            {"type": "object", "additionalProperties": {"type": "string"}},
+            {"type": "string", "enum": [""]}
+        ]});
+        for empty in [json!(null), json!({}), json!([])] {
+            assert!(violations(unsettable.clone(), empty).is_empty());
+        }
+        let metadata = json!({"type": "object", "additionalProperties": {"type": "string"}});
+        assert_eq!(
+            violations(metadata, json!({})),
+            vec![
+                "X: cannot be an empty object: Stripe cannot unset this parameter; leave it out or give an object"
+            ]
+        );
+        let capture = json!({"type": "string", "enum": ["automatic", "manual"]});
+        assert_eq!(
+            violations(capture, Value::Null),
+            vec![
+                r#"X: cannot be null: Stripe cannot unset this parameter; leave it out or give one of "automatic", "manual""#
+            ]
+        );
+        let trial_end =
+            json!({"anyOf": [{"type": "integer"}, {"type": "string", "enum": ["now"]}]});
+        assert_eq!(
+            violations(trial_end, Value::Null),
+            vec![
+                r#"X: cannot be null: Stripe cannot unset this parameter; leave it out or give an integer or "now""#
+            ]
+        );
+        let events = json!({"type": "array", "items": {"type": "string"}});
+        assert!(violations(events.clone(), json!([]))[0].contains("cannot be an empty array"));
+        assert!(violations(json!({"type": "string"}), Value::Null).is_empty());
+    }
+
+    #[test]
+    fn empty_members_of_an_undeclared_shape_are_refused() {
+        let open = json!({"type": "object"});
+        assert_eq!(
+            violations(open, json!({"a": {"b": null}})),
+            vec![
+                "X.a.b: cannot be null: Stripe cannot unset this parameter; leave it out or give a value"
+            ]
+        );
+    }
+
+    #[test]
+    fn long_enums_are_summarised_not_listed() {
+        let values: Vec<String> = (0..230).map(|i| format!("event.type_{i}")).collect();
+        let v = violations(json!({"type": "string", "enum": values}), json!("nope"));
+        assert_eq!(v.len(), 1);
+        assert!(
+            v[0].starts_with(r#"X: must be one of 230 values such as "event.type_0""#),
+            "{}",
+            v[0]
+        );
+        assert!(v[0].len() < 300, "{}", v[0]);
     }
 
     #[test]
