@@ -426,7 +426,7 @@ fn every_request_the_engine_builds_is_one_stripe_accepts() {
     let openapi = openapi();
     let spec = connector_runtime::spec::stripe().unwrap();
     let mut problems = Vec::new();
-    let operations = all_operations(&spec);
+    let operations = all_operations(spec);
     for (what, op) in &operations {
         match build(op, &full_inputs(&openapi, op)) {
             Ok(built) => check(&openapi, what, op, &built, &mut problems),
@@ -465,7 +465,7 @@ fn edge_values_are_refused_or_sent_in_a_form_stripe_accepts() {
     let edges = [json!(null), json!([]), json!({}), json!("")];
     let mut problems = Vec::new();
     let (mut refused, mut sent) = (0usize, 0usize);
-    for (what, op) in all_operations(&spec) {
+    for (what, op) in all_operations(spec) {
         let valid = full_inputs(&openapi, op);
         for param in &op.params {
             for edge in &edges {
@@ -542,7 +542,7 @@ fn the_largest_error_for_one_bad_parameter_fits_any_grpc_client() {
     let spec = connector_runtime::spec::stripe().unwrap();
     let mut largest = (0usize, String::new());
     let mut measured = 0usize;
-    for (what, op) in all_operations(&spec) {
+    for (what, op) in all_operations(spec) {
         let valid = full_inputs(&openapi, op);
         for param in &op.params {
             for (key, value) in bad_values(param) {
