@@ -39,8 +39,10 @@ fn is_integral(value: &Value) -> bool {
     }
 }
 
-/// Enums longer than this are summarised in errors: a count and the first few values.
-const MAX_LISTED_VALUES: usize = 5;
+/// Enums up to this long are listed whole in errors; longer ones are summarised.
+const MAX_LISTED_VALUES: usize = 12;
+/// How many values a summarised enum shows.
+const EXAMPLE_VALUES: usize = 4;
 
 /// What a schema allows, in a few words: `an integer or "now"`, `one of "a", "b"`, `an object`.
 /// Long enums are cut to their first values, so the text stays short whatever the schema.
@@ -63,7 +65,7 @@ pub fn describe(schema: &Value) -> String {
         Some("number") => "a number",
         Some("boolean") => "a boolean",
         Some("array") => "a non-empty array",
-        Some("object") => "an object",
+        Some("object") => "a non-empty object",
         _ => "a value",
     }
     .to_owned()
@@ -73,7 +75,11 @@ pub fn describe(schema: &Value) -> String {
 fn describe_enum(allowed: &[Value]) -> String {
     let listed: Vec<String> = allowed
         .iter()
-        .take(MAX_LISTED_VALUES)
+        .take(if allowed.len() <= MAX_LISTED_VALUES {
+            MAX_LISTED_VALUES
+        } else {
+            EXAMPLE_VALUES
+        })
         .map(|v| match v.as_str() {
             Some("") => "\"\" (unset)".to_owned(),
             _ => v.to_string(),
@@ -83,7 +89,7 @@ fn describe_enum(allowed: &[Value]) -> String {
         1 => listed.join(""),
         n if n <= MAX_LISTED_VALUES => format!("one of {}", listed.join(", ")),
         n => format!(
-            "one of {n} values such as {}, …; the parameter's json_schema (GetEntityType, GetAction) lists them all",
+            "one of {n} values such as {}, … (see Stripe's API reference)",
             listed.join(", ")
         ),
     }
@@ -97,7 +103,7 @@ fn empty_refusal(value: &Value, schema: &Value) -> String {
         _ => "an empty object",
     };
     format!(
-        "cannot be {what}: Stripe cannot unset this parameter; leave it out or give {}",
+        "cannot be {what} (Stripe reads an empty value as unsetting, which this parameter does not allow); give {}",
         describe(schema)
     )
 }
@@ -287,14 +293,14 @@ mod tests {
         assert_eq!(
             violations(metadata, json!({})),
             vec![
-                "X: cannot be an empty object: Stripe cannot unset this parameter; leave it out or give an object"
+                "X: cannot be an empty object (Stripe reads an empty value as unsetting, which this parameter does not allow); give a non-empty object"
             ]
         );
         let capture = json!({"type": "string", "enum": ["automatic", "manual"]});
         assert_eq!(
             violations(capture, Value::Null),
             vec![
-                r#"X: cannot be null: Stripe cannot unset this parameter; leave it out or give one of "automatic", "manual""#
+                r#"X: cannot be null (Stripe reads an empty value as unsetting, which this parameter does not allow); give one of "automatic", "manual""#
             ]
         );
         let trial_end =
@@ -302,7 +308,7 @@ mod tests {
         assert_eq!(
             violations(trial_end, Value::Null),
             vec![
-                r#"X: cannot be null: Stripe cannot unset this parameter; leave it out or give an integer or "now""#
+                r#"X: cannot be null (Stripe reads an empty value as unsetting, which this parameter does not allow); give an integer or "now""#
             ]
         );
         let events = json!({"type": "array", "items": {"type": "string"}});
@@ -316,7 +322,7 @@ mod tests {
         assert_eq!(
             violations(open, json!({"a": {"b": null}})),
             vec![
-                "X.a.b: cannot be null: Stripe cannot unset this parameter; leave it out or give a value"
+                "X.a.b: cannot be null (Stripe reads an empty value as unsetting, which this parameter does not allow); give a value"
             ]
         );
     }
