@@ -243,3 +243,42 @@ async fn every_list_of_every_entity_type_succeeds_on_the_sandbox() {
         failures.join("\n")
     );
 }
+
+#[tokio::test]
+async fn a_secret_is_listed_by_its_scope_from_the_clause() {
+    let home = Box::leak(Box::new(Home::new()));
+    let service = start(home.settings(false)).await;
+    let secret = create(
+        &service,
+        "AppsSecret",
+        json!({"Name": "api_token", "Payload": "s3cr3t", "Scope": {"type": "account"}}),
+    )
+    .await;
+    let list = |conditions: &'static str| {
+        let mut entities = service.entities();
+        async move {
+            entities
+                .list_entities(pb::ListEntitiesRequest {
+                    parent: format!("connections/{C}/entityTypes/AppsSecret"),
+                    conditions: conditions.to_owned(),
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    let account = list("Scope.type = 'account'").await.unwrap().into_inner();
+    let names: Vec<String> = account.entities.iter().map(|e| id_of(&e.name)).collect();
+    assert_eq!(names, vec![secret]);
+    let user = list("Scope.type = 'user' AND Scope.user = 'usr_1'")
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(user.entities.is_empty());
+    let missing = list("").await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::InvalidArgument);
+    assert!(
+        missing.message().contains("Scope.type"),
+        "{}",
+        missing.message()
+    );
+}
