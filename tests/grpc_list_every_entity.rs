@@ -282,3 +282,109 @@ async fn a_secret_is_listed_by_its_scope_from_the_clause() {
         missing.message()
     );
 }
+
+/// A stand-in for Stripe on loopback that answers two lists and records each query string: five
+/// report types served whole (Stripe's report-type list takes no `limit`), and a customer's tax
+/// ids paged by `limit`.
+async fn recording_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::extract::{RawQuery, State};
+    use axum::routing::get;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+    async fn report_types(
+        State(seen): State<Seen>,
+        RawQuery(query): RawQuery,
+    ) -> axum::Json<Value> {
+        seen.lock()
+            .unwrap()
+            .push(format!("report_types?{}", query.unwrap_or_default()));
+        let data: Vec<Value> = (1..=5)
+            .map(|i| json!({"id": format!("report.type_{i}"), "object": "reporting.report_type"}))
+            .collect();
+        axum::Json(
+            json!({"object": "list", "data": data, "has_more": false, "url": "/v1/reporting/report_types"}),
+        )
+    }
+    async fn tax_ids(State(seen): State<Seen>, RawQuery(query): RawQuery) -> axum::Json<Value> {
+        seen.lock()
+            .unwrap()
+            .push(format!("tax_ids?{}", query.unwrap_or_default()));
+        axum::Json(
+            json!({"object": "list", "data": [], "has_more": false, "url": "/v1/customers/cus_1/tax_ids"}),
+        )
+    }
+
+    let seen: Seen = Default::default();
+    let app = axum::Router::new()
+        .route("/v1/reporting/report_types", get(report_types))
+        .route("/v1/customers/{customer}/tax_ids", get(tax_ids))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn lists_without_limit_are_paged_here_and_nested_lists_ask_for_the_page_size() {
+    let (url, seen) = recording_upstream().await;
+    let home = Box::leak(Box::new(Home::new()));
+    home.put_secret("stripe-key", "1", "sk_test_recording_0123456789");
+    let service = start(home.settings(false)).await;
+    service
+        .add_connection(Service::connection_to("recorded", "stripe-key", &url))
+        .await;
+
+    let mut ids = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = service
+            .entities()
+            .list_entities(pb::ListEntitiesRequest {
+                parent: "connections/recorded/entityTypes/ReportingReportType".to_owned(),
+                page_size: 2,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        ids.extend(page.entities.iter().map(|e| id_of(&e.name)));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        ids,
+        (1..=5)
+            .map(|i| format!("report.type_{i}"))
+            .collect::<Vec<_>>()
+    );
+
+    service
+        .entities()
+        .list_entities(pb::ListEntitiesRequest {
+            parent: "connections/recorded/entityTypes/CustomerTaxId".to_owned(),
+            conditions: "Customer = 'cus_1'".to_owned(),
+            page_size: 7,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    let report_calls: Vec<&String> = seen
+        .iter()
+        .filter(|q| q.starts_with("report_types"))
+        .collect();
+    assert_eq!(report_calls.len(), 3, "{seen:?}");
+    assert!(
+        report_calls.iter().all(|q| q.as_str() == "report_types?"),
+        "no limit, no cursor: {seen:?}"
+    );
+    assert!(seen.contains(&"tax_ids?limit=7".to_owned()), "{seen:?}");
+}
