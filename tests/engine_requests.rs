@@ -12,7 +12,6 @@ use connector_runtime::api::status::engine_error;
 use connector_runtime::engine::EngineError;
 use connector_runtime::engine::request::{self, UpstreamRequest};
 use connector_runtime::spec::model::{HttpMethod, OperationSpec, ParamLocation, ParamSpec};
-use connector_runtime::spec::overlay::Overlay;
 use serde_json::{Map, Value, json};
 
 const OPENAPI: &str = "../shared/stripe-openapi/spec3.json";
@@ -95,16 +94,6 @@ fn template_matches(template: &str, concrete: &str) -> bool {
         && t.iter()
             .zip(&c)
             .all(|(t, c)| (t.starts_with('{') && !c.is_empty()) || t == c)
-}
-
-/// Parameters the overlay declares on purpose beyond the description (with its reason there).
-fn declared_extras(op: &OperationSpec) -> Vec<String> {
-    let overlay = Overlay::read(Path::new("connector-spec/stripe/overlay.toml")).unwrap();
-    overlay
-        .actions
-        .get(&op.path)
-        .map(|a| a.extra_params.iter().map(|p| p.source.clone()).collect())
-        .unwrap_or_default()
 }
 
 /// A decoded form: `a[b][0]=x` becomes `{a: {b: {0: "x"}}}`; what each level means (object or
@@ -306,7 +295,6 @@ fn check(
         .filter(|p| p["in"] == "query")
         .filter_map(|p| Some((p["name"].as_str()?.to_owned(), p["schema"].clone())))
         .collect();
-    let extras = declared_extras(op);
 
     match Form::decode(&built.query) {
         Err(e) => problems.push(format!("{what}: query does not decode: {e}")),
@@ -334,18 +322,8 @@ fn check(
         Ok(Form::Leaf(_)) => unreachable!("a decoded form is a node"),
     }
 
-    let form: Vec<(String, String)> = built
-        .form
-        .iter()
-        .filter(|(key, _)| {
-            !extras
-                .iter()
-                .any(|e| key == e || key.starts_with(&format!("{e}[")))
-        })
-        .cloned()
-        .collect();
     if op.method == HttpMethod::Post {
-        let root = match Form::decode(&form) {
+        let root = match Form::decode(&built.form) {
             Ok(root) => root,
             Err(e) => {
                 problems.push(format!("{what}: body does not decode: {e}"));
