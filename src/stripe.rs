@@ -1,8 +1,10 @@
 //! Stripe's specifics, kept small: form encoding with brackets, request headers (auth, version,
-//! account, idempotency), error bodies and retry hints. Everything else in the engine is generic.
+//! account, idempotency), error bodies, retry hints and the gated parameters the pinned API
+//! version leaves out. Everything else in the engine is generic.
 
 pub mod error;
 pub mod form;
+pub mod gated;
 pub mod headers;
 
 /// Whether a Stripe secret or restricted key is a live-mode key (`sk_live_…`, `rk_live_…`), whose

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use super::pb::connection_service_server::ConnectionService;
 use super::services::offset_page;
@@ -357,23 +356,20 @@ fn registry_error(error: &RegistryError) -> Status {
 fn violations_status(violations: &[Violation]) -> Status {
     let reason = violations.first().map_or("INVALID_ARGUMENT", |v| v.reason);
     let reasons: Vec<&str> = violations.iter().map(|v| v.reason).collect();
-    let mut details = ErrorDetails::with_error_info(
-        reason,
-        status::DOMAIN,
-        HashMap::from([("reasons".to_owned(), reasons.join(","))]),
-    );
-    for v in violations {
-        details.add_bad_request_violation(format!("connection.{}", v.field), v.description.clone());
-    }
+    let fields: Vec<FieldViolation> = violations
+        .iter()
+        .map(|v| FieldViolation::new(&format!("connection.{}", v.field), v.description.clone()))
+        .collect();
     let message = violations
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ");
-    Status::with_error_details(
-        Code::InvalidArgument,
+    status::bad_request(
+        reason,
+        HashMap::from([("reasons".to_owned(), reasons.join(","))]),
         format!("invalid connection: {message}"),
-        details,
+        &fields,
     )
 }
 

@@ -560,8 +560,8 @@ fn text_of(value: &Value) -> Option<String> {
     }
 }
 
-/// A list filter: a field's value equals the parameter; `{gt, gte, lt, lte}` is a range;
-/// an array (e.g. Events' `types[]`) is membership in the singular field.
+/// A list filter: a field's value equals the parameter; `{gt, gte, lt, lte}` is a range; any
+/// other object matches the field's members; an array (e.g. Events' `types[]`) is membership in the singular field.
 fn filter_matches(object: &Map<String, Value>, key: &str, wanted: &Value) -> bool {
     match wanted {
         Value::Object(range)
@@ -584,6 +584,11 @@ fn filter_matches(object: &Map<String, Value>, key: &str, wanted: &Value) -> boo
                 }
             })
         }
+        // An object parameter (a secret's `scope[type]=account`) matches member by member.
+        Value::Object(members) => match object.get(key).and_then(Value::as_object) {
+            Some(have) => members.iter().all(|(k, v)| filter_matches(have, k, v)),
+            None => true,
+        },
         Value::Array(options) => {
             let singular = key.strip_suffix('s').unwrap_or(key);
             let Some(have) = object
@@ -769,7 +774,7 @@ mod tests {
     use super::*;
 
     fn object() -> Map<String, Value> {
-        json!({"id": "evt_1", "type": "customer.created", "created": 100, "customer": {"id": "cus_1"}, "livemode": false})
+        json!({"id": "evt_1", "type": "customer.created", "created": 100, "customer": {"id": "cus_1"}, "livemode": false, "scope": {"type": "account"}})
             .as_object()
             .cloned()
             .unwrap_or_default()
@@ -797,6 +802,12 @@ mod tests {
         ));
         assert!(!filter_matches(&object, "types", &json!(["invoice.paid"])));
         assert!(filter_matches(&object, "livemode", &json!(false)));
+        assert!(filter_matches(
+            &object,
+            "scope",
+            &json!({"type": "account"})
+        ));
+        assert!(!filter_matches(&object, "scope", &json!({"type": "user"})));
     }
 
     #[test]
