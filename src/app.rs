@@ -21,21 +21,24 @@ use crate::api::pb;
 use crate::api::pb::action_service_server::ActionServiceServer;
 use crate::api::pb::connection_service_server::ConnectionServiceServer;
 use crate::api::pb::entity_service_server::EntityServiceServer;
+use crate::api::pb::event_subscription_service_server::EventSubscriptionServiceServer;
 use crate::api::services::{ApiState, ConnectionApi};
 use crate::auth::TokenTable;
 use crate::config::Settings;
 use crate::connections::model::NodeSettings;
 use crate::connections::store::ConnectionStore;
 use crate::engine::Engine;
+use crate::events::runtime::EventsRuntime;
 use crate::registry::{Registry, RuntimeOptions, SandboxTarget};
 use crate::sandbox::{self, SandboxConfig, SandboxHandle};
 use crate::spec::model::ConnectorSpec;
 
 /// The gRPC service names health reports on (besides the server as a whole, "").
-const SERVICES: [&str; 3] = [
+const SERVICES: [&str; 4] = [
     "connectors.v1.EntityService",
     "connectors.v1.ActionService",
     "connectors.v1.ConnectionService",
+    "connectors.v1.EventSubscriptionService",
 ];
 
 /// How a shutdown ended.
@@ -53,9 +56,12 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The built-in sandbox's base URL, when it runs.
     pub sandbox_url: Option<String>,
+    /// Where the webhook listener listens, when `events.listen` is set.
+    pub webhook_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<DrainOutcome>>,
     sandbox: Option<SandboxHandle>,
+    events: Option<EventsRuntime>,
 }
 
 impl Running {
@@ -68,10 +74,20 @@ impl Running {
             .task
             .await
             .map_err(|e| anyhow!("server task failed: {e}"))?;
+        if let Some(events) = self.events.take() {
+            events.shutdown().await;
+        }
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.shutdown().await;
         }
         result
+    }
+
+    /// Asks for a catch-up from the upstream event log now, without waiting for its interval.
+    pub fn catch_up_now(&self) {
+        if let Some(events) = &self.events {
+            events.catch_up_now();
+        }
     }
 
     /// Waits until the server stops on its own (e.g. after a signal handled by `serve`).
@@ -79,6 +95,9 @@ impl Running {
         let result = (&mut self.task)
             .await
             .map_err(|e| anyhow!("server task failed: {e}"))?;
+        if let Some(events) = self.events.take() {
+            events.shutdown().await;
+        }
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.shutdown().await;
         }
@@ -179,6 +198,19 @@ pub async fn start(
         engine: Engine::new(spec.clone()),
         registry: registry.clone(),
     };
+    let events = EventsRuntime::start(
+        &settings.data_dir,
+        &settings.events,
+        spec.clone(),
+        settings.secret_resolver(),
+        registry.clone(),
+    )
+    .await
+    .context("starting events")?;
+    let events_api = crate::api::events::EventsApi {
+        hub: events.hub.clone(),
+        registry: registry.clone(),
+    };
     let connections = ConnectionApi { registry };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -219,6 +251,11 @@ pub async fn start(
         )
         .add_service(
             ConnectionServiceServer::new(connections)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            EventSubscriptionServiceServer::new(events_api)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         );
@@ -267,9 +304,11 @@ pub async fn start(
     Ok(Running {
         addr,
         sandbox_url: sandbox.as_ref().map(SandboxHandle::base_url),
+        webhook_addr: events.webhook_addr(),
         shutdown: Some(tx),
         task,
         sandbox,
+        events: Some(events),
     })
 }
 

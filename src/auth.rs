@@ -48,6 +48,10 @@ pub fn required_role(path: &str) -> Option<Role> {
             "GetConnection" | "ListConnections" | "CheckStatus" | "CheckReadiness" => Role::Invoker,
             _ => Role::Admin,
         }),
+        "connectors.v1.EventSubscriptionService" => Some(match method {
+            "GetEventSubscription" | "ListEventSubscriptions" | "StreamEvents" => Role::Invoker,
+            _ => Role::Admin,
+        }),
         "grpc.health.v1.Health"
         | "grpc.reflection.v1.ServerReflection"
         | "grpc.reflection.v1alpha.ServerReflection" => None,
