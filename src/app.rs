@@ -83,10 +83,11 @@ impl Running {
         result
     }
 
-    /// Asks for a catch-up from the upstream event log now, without waiting for its interval.
-    pub fn catch_up_now(&self) {
+    /// Reads the upstream event log now, without waiting for the catch-up interval; returns
+    /// when that pass is over.
+    pub async fn catch_up_now(&self) {
         if let Some(events) = &self.events {
-            events.catch_up_now();
+            events.catch_up_now().await;
         }
     }
 
@@ -264,6 +265,7 @@ pub async fn start(
     let drain_timeout = settings.server.drain_timeout;
     let (draining_tx, draining_rx) = oneshot::channel::<()>();
     let reporter = health_reporter.clone();
+    let hub = events.hub.clone();
     let stop = async move {
         tokio::select! {
             _ = signal => {},
@@ -273,6 +275,8 @@ pub async fn start(
             "shutting down: health NOT_SERVING, refusing new calls, draining in-flight calls"
         );
         set_serving(&reporter, false).await;
+        // Event streams never finish on their own; they end here so the drain can complete.
+        hub.close_streams();
         let _ = draining_tx.send(());
     };
     // Small gRPC frames must not wait for Nagle's algorithm and delayed ACKs (about 40 ms).

@@ -26,7 +26,7 @@ use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 pub use self::settings::EventsSettings;
 use self::store::{EventStore, Inserted, NewEvent, StoreError, StoredEvent};
@@ -67,6 +67,8 @@ pub struct EventHub {
     settings: EventsSettings,
     subscriptions: RwLock<BTreeMap<String, Subscription>>,
     workers: delivery::Workers,
+    /// True once the service shuts down: open streams end.
+    closing: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for EventHub {
@@ -145,6 +147,7 @@ impl EventHub {
             workers: delivery::Workers::new(&settings),
             settings,
             subscriptions: RwLock::new(subscriptions),
+            closing: watch::Sender::new(false),
         });
         for subscription in hub.list(None) {
             hub.workers.start(&hub, &subscription);
@@ -164,8 +167,14 @@ impl EventHub {
         &self.secrets
     }
 
-    /// Stops deliveries and the store's writer.
+    /// Ends every open event stream (the service is shutting down).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Ends streams, stops deliveries and the store's writer.
     pub fn shutdown(&self) {
+        self.close_streams();
         self.workers.stop_all();
         self.store.close();
     }
@@ -314,6 +323,10 @@ impl EventHub {
         let (tx, rx) = mpsc::channel(STREAM_BATCH);
         let hub = Arc::clone(self);
         let name = name.to_owned();
+        let mut closing = self.closing.subscribe();
+        if *closing.borrow_and_update() {
+            return Ok(rx);
+        }
         tokio::spawn(async move {
             let mut stored = hub.store.watch();
             loop {
@@ -345,6 +358,7 @@ impl EventHub {
                 tokio::select! {
                     changed = stored.changed() => if changed.is_err() { return },
                     () = tx.closed() => return,
+                    _ = closing.changed() => return,
                 }
             }
         });

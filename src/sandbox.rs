@@ -2,7 +2,8 @@
 //!
 //! It serves every entity and action of a connector spec generically (create, retrieve, update,
 //! delete, list, search, `expand[]`, idempotency keys, Stripe's errors) and models the flows that
-//! matter (PaymentIntents with Stripe's test cards, PaymentMethods, Invoices, Quotes, Events). The
+//! matter (PaymentIntents with Stripe's test cards, PaymentMethods, Invoices, Quotes, Events, and
+//! signed webhooks to WebhookEndpoints). The
 //! runtime talks to it exactly as it talks to Stripe; only the base URL differs. It owns its HTTP
 //! server and in-memory state and must not depend on the engine or the gRPC API.
 
@@ -22,6 +23,7 @@ mod schema;
 mod search;
 mod server;
 mod store;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{FaultConfig, FaultPhase, SandboxConfig};
+pub use webhooks::WebhookFaults;
 
 use crate::spec::model::ConnectorSpec;
 

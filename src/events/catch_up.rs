@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -44,13 +44,17 @@ pub enum CatchUpError {
 #[derive(Debug)]
 pub struct CatchUp {
     task: JoinHandle<()>,
-    now: Arc<Notify>,
+    requests: mpsc::UnboundedSender<oneshot::Sender<()>>,
 }
 
 impl CatchUp {
-    /// Asks for a pass now, without waiting for the interval.
-    pub fn trigger(&self) {
-        self.now.notify_one();
+    /// Runs a pass now, without waiting for the interval; returns once a pass that started after
+    /// the call has finished.
+    pub async fn run_now(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.requests.send(done).is_ok() {
+            let _ = finished.await;
+        }
     }
 
     pub fn stop(&self) {
@@ -58,21 +62,24 @@ impl CatchUp {
     }
 }
 
-/// Starts the catch-up: a pass now, then one every `catch_up_interval` (or on [`CatchUp::trigger`]).
+/// Starts the catch-up: a pass now, then one every `catch_up_interval` (or on [`CatchUp::run_now`]).
 pub fn start(hub: Arc<EventHub>, registry: Arc<Registry>, spec: Arc<ConnectorSpec>) -> CatchUp {
-    let now = Arc::new(Notify::new());
-    let wake = now.clone();
+    let (requests, mut asked) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
     let task = tokio::spawn(async move {
         let interval = hub.settings().catch_up_interval;
+        let mut waiting = Vec::new();
         loop {
             run_pass(&hub, &registry, &spec).await;
+            for done in waiting.drain(..) {
+                let _: Result<(), ()> = oneshot::Sender::send(done, ());
+            }
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
-                () = wake.notified() => {}
+                Some(done) = asked.recv() => waiting.push(done),
             }
         }
     });
-    CatchUp { task, now }
+    CatchUp { task, requests }
 }
 
 /// One pass over every connection with subscriptions, then the retention.

@@ -69,9 +69,9 @@ impl EventsRuntime {
         self.listener.as_ref().map(|l| l.addr)
     }
 
-    /// Asks for a catch-up pass now.
-    pub fn catch_up_now(&self) {
-        self.catch_up.trigger();
+    /// Runs a catch-up pass now and waits for it.
+    pub async fn catch_up_now(&self) {
+        self.catch_up.run_now().await;
     }
 
     /// Stops receiving, then catch-up and deliveries, then the store.

@@ -87,6 +87,8 @@ pub(crate) struct Sandbox {
     pub stats: Mutex<Stats>,
     /// Ids of objects a write is working on; a concurrent write to one gets `lock_timeout`.
     locked: Mutex<HashSet<String>>,
+    /// WebhookEndpoints' secrets and the deliveries of recorded events.
+    pub webhooks: super::webhooks::Webhooks,
 }
 
 /// Holds an object's write lock until dropped.
@@ -263,6 +265,7 @@ impl Sandbox {
             idempotency: Mutex::new(IdempotencyStore::default()),
             stats: Mutex::new(Stats::default()),
             locked: Mutex::new(HashSet::new()),
+            webhooks: super::webhooks::Webhooks::new(config.seed),
             config: Mutex::new(config),
             spec,
         }
@@ -288,6 +291,7 @@ impl Sandbox {
         lock(&self.limiter).set_rate(config.effective_rate_limit());
         lock(&self.idempotency).clear();
         *lock(&self.stats) = Stats::default();
+        self.webhooks.reset(config.seed);
     }
 
     fn operation(&self, target: Target) -> Option<&OperationSpec> {
@@ -388,7 +392,9 @@ impl Sandbox {
         call: &Call,
         (request_id, idempotency_key, search_delay): (&str, Option<&str>, Duration),
     ) -> (StatusCode, Bytes) {
+        let faults = lock(&self.config).webhooks.clone();
         let mut store = lock(&self.store);
+        let mark = super::webhooks::Webhooks::mark(&store);
         let mut ctx = Ctx {
             spec: &self.spec,
             store: &mut store,
@@ -397,7 +403,13 @@ impl Sandbox {
             search_delay,
         };
         match api::execute(&mut ctx, call) {
-            Ok(value) => (StatusCode::OK, to_json_bytes(&value)),
+            Ok(mut value) => {
+                let spec = &self.spec;
+                let (mark, faults) = (mark.as_deref(), &faults);
+                self.webhooks
+                    .after_call(spec, &mut store, call, &mut value, mark, faults);
+                (StatusCode::OK, to_json_bytes(&value))
+            }
             Err(error) => (error.status, to_json_bytes(&error.body())),
         }
     }
