@@ -639,7 +639,7 @@ async fn http_subscribers_get_signed_posts_and_dead_letters_are_redelivered_on_r
     }
     // The dead letter is written right after the last failed attempt.
     let mut dead = 0;
-    for _ in 0..1000 {
+    for _ in 0..5000 {
         dead = subscriptions(&service)
             .get_event_subscription(pb::GetEventSubscriptionRequest {
                 name: created.name.clone(),
@@ -775,6 +775,34 @@ async fn subscriptions_are_validated_listed_updated_and_deleted() {
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     assert_eq!(common::reason(&gone), "EVENT_SUBSCRIPTION_NOT_FOUND");
+    service.shutdown().await;
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_any_webhook_the_event_log_alone_fills_a_wildcard_subscription() {
+    let sandbox = start_sandbox(WebhookFaults::default()).await;
+    let home = Home::new();
+    let service = runtime_with_connection(&home, &sandbox.base_url(), "whsec_unused").await;
+    let name = subscribe(&service, "intents", &["payment_intent.*"]).await;
+    let mut events = consume(&service, &name, "").await;
+    let intent = pay(&sandbox.base_url(), 4200).await;
+    // No WebhookEndpoint exists: only the log (`type=payment_intent.*`) can bring the events.
+    service.running.as_ref().unwrap().catch_up_now().await;
+    let first = next(&mut events).await;
+    let second = next(&mut events).await;
+    assert_eq!(
+        (first.r#type.as_str(), second.r#type.as_str()),
+        ("payment_intent.created", "payment_intent.succeeded"),
+        "stored oldest first"
+    );
+    assert_eq!(paid_intent(&second), intent);
+    // The charge's events are not payment_intent.*: the next one is the next payment's.
+    let later = pay(&sandbox.base_url(), 4300).await;
+    service.running.as_ref().unwrap().catch_up_now().await;
+    let third = next(&mut events).await;
+    assert_eq!(third.r#type, "payment_intent.created");
+    assert_eq!(paid_intent(&third), later);
     service.shutdown().await;
     sandbox.shutdown().await;
 }

@@ -187,7 +187,9 @@ pub async fn catch_up_connection(
         }
     }
     // The log lists newest first; stored oldest first, subscribers see them in creation order.
-    found.sort_by(|(a, _), (b, _)| (a.created, &a.id).cmp(&(b.created, &b.id)));
+    // Within one second only the log's own order tells which came first, so keep it (stable sort).
+    found.reverse();
+    found.sort_by_key(|(summary, _)| summary.created);
     let newest = found.last().map(|(summary, _)| summary.created);
     let mut fresh = 0;
     for (summary, object) in found {

@@ -26,6 +26,15 @@ const ATTEMPTS: u32 = 4;
 /// Wait before the second attempt; doubles after each failure.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
+/// Events' `type` list filter takes a wildcard, as Stripe's does: `invoice.*` matches every type
+/// starting with `invoice.`.
+pub(crate) fn event_type_pattern(key: &str, wanted: &Value, have: &str) -> bool {
+    let Some(prefix) = wanted.as_str().and_then(|w| w.strip_suffix('*')) else {
+        return false;
+    };
+    key == "type" && prefix.ends_with('.') && have.starts_with(prefix)
+}
+
 /// Fault injection for webhook deliveries. Rates are probabilities in `[0, 1]`, drawn for each
 /// delivery (one event to one endpoint) from the seeded generator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
