@@ -127,6 +127,8 @@ pub async fn catch_up_connection(
     let Some(earliest) = subscriptions.iter().map(|s| s.create_time).min() else {
         return Ok(0);
     };
+    // Nothing older than what the earliest subscription can still want.
+    let earliest = earliest - super::subscription::CLOCK_SKEW_SECS;
     let mut patterns: Vec<String> = subscriptions
         .iter()
         .flat_map(|s| s.event_types.iter().cloned())

@@ -13,6 +13,10 @@ pub const MAX_EVENT_TYPES: usize = 100;
 /// Longest subscription id: lowercase letters, digits and hyphens, as connection ids.
 pub const MAX_ID_LEN: usize = 63;
 
+/// How far the upstream's clock may lag ours: an event stamped up to this long before a
+/// subscription was created is still delivered to it, so a slow upstream clock loses nothing.
+pub const CLOCK_SKEW_SECS: i64 = 60;
+
 /// Where a subscription's events go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -37,7 +41,8 @@ pub struct Subscription {
     pub destination: Destination,
     #[serde(default)]
     pub description: String,
-    /// Unix seconds. Events created before it are not delivered (e.g. old ones a catch-up finds).
+    /// Unix seconds. Events created more than [`CLOCK_SKEW_SECS`] before it are not delivered
+    /// (e.g. old ones a catch-up finds).
     pub create_time: i64,
     pub update_time: i64,
     /// Only events stored after this position are delivered.
@@ -54,7 +59,7 @@ impl Subscription {
     pub fn wants(&self, event: &StoredEvent) -> bool {
         event.connection == self.connection
             && event.seq > self.start_seq
-            && event.created >= self.create_time
+            && event.created >= self.create_time - CLOCK_SKEW_SECS
             && self
                 .event_types
                 .iter()
@@ -206,7 +211,11 @@ mod tests {
             "stored before"
         );
         assert!(
-            !s.wants(&event(7, "payment_intent.succeeded", 99)),
+            s.wants(&event(7, "payment_intent.succeeded", 40)),
+            "within the clock skew"
+        );
+        assert!(
+            !s.wants(&event(7, "payment_intent.succeeded", 39)),
             "created before"
         );
         assert!(!s.wants(&event(8, "payment_intent.created", 200)));
