@@ -294,3 +294,73 @@ impl Webhooks {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planned(faults: &WebhookFaults, n: usize) -> Vec<Delivery> {
+        let webhooks = Webhooks::new(7);
+        let mut out = Vec::new();
+        for _ in 0..n {
+            webhooks.plan(
+                faults,
+                "http://127.0.0.1:9/hook",
+                "whsec_x",
+                b"{}",
+                &mut out,
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn without_faults_each_event_is_sent_once_at_once() {
+        let out = planned(&WebhookFaults::default(), 10);
+        assert_eq!(out.len(), 10);
+        assert!(out.iter().all(|d| d.wait.is_zero()));
+    }
+
+    #[test]
+    fn drop_duplicate_delay_and_reorder_knobs_shape_the_deliveries() {
+        let all_dropped = WebhookFaults {
+            drop_rate: 1.0,
+            ..WebhookFaults::default()
+        };
+        assert!(planned(&all_dropped, 10).is_empty());
+        let doubled = WebhookFaults {
+            duplicate_rate: 1.0,
+            ..WebhookFaults::default()
+        };
+        assert_eq!(planned(&doubled, 10).len(), 20);
+        let delayed = WebhookFaults {
+            delay: Duration::from_millis(20),
+            reorder_rate: 1.0,
+            reorder_window: Duration::from_millis(30),
+            ..WebhookFaults::default()
+        };
+        let waits: Vec<Duration> = planned(&delayed, 50).iter().map(|d| d.wait).collect();
+        assert!(
+            waits
+                .iter()
+                .all(|w| *w >= Duration::from_millis(20) && *w <= Duration::from_millis(50))
+        );
+        assert!(
+            waits.windows(2).any(|w| w[0] != w[1]),
+            "reordering draws different waits"
+        );
+    }
+
+    #[test]
+    fn the_type_filter_takes_a_dotted_wildcard() {
+        let wanted = Value::from("invoice.*");
+        assert!(event_type_pattern("type", &wanted, "invoice.paid"));
+        assert!(!event_type_pattern("type", &wanted, "invoiceitem.created"));
+        assert!(!event_type_pattern("status", &wanted, "invoice.paid"));
+        assert!(!event_type_pattern(
+            "type",
+            &Value::from("invoice.paid"),
+            "invoice.paid"
+        ));
+    }
+}
