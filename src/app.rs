@@ -20,6 +20,7 @@ use crate::api::pb;
 use crate::api::pb::action_service_server::ActionServiceServer;
 use crate::api::pb::connection_service_server::ConnectionServiceServer;
 use crate::api::pb::entity_service_server::EntityServiceServer;
+use crate::api::pb::event_subscription_service_server::EventSubscriptionServiceServer;
 use crate::api::services::{ApiState, ConnectionApi};
 use crate::auth::TokenTable;
 use crate::config::Settings;
@@ -27,16 +28,18 @@ use crate::connections::model::NodeSettings;
 use crate::connections::store::ConnectionStore;
 use crate::engine::Engine;
 use crate::fleet::RedisBudget;
+use crate::events::runtime::EventsRuntime;
 use crate::registry::{Registry, RuntimeOptions, SandboxTarget};
 use crate::sandbox::{self, SandboxConfig, SandboxHandle};
 use crate::spec::model::ConnectorSpec;
 use crate::throttle::SharedBudget;
 
 /// The gRPC service names health reports on (besides the server as a whole, "").
-const SERVICES: [&str; 3] = [
+const SERVICES: [&str; 4] = [
     "connectors.v1.EntityService",
     "connectors.v1.ActionService",
     "connectors.v1.ConnectionService",
+    "connectors.v1.EventSubscriptionService",
 ];
 
 /// How a shutdown ended.
@@ -54,9 +57,12 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The built-in sandbox's base URL, when it runs.
     pub sandbox_url: Option<String>,
+    /// Where the webhook listener listens, when `events.listen` is set.
+    pub webhook_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<DrainOutcome>>,
     sandbox: Option<SandboxHandle>,
+    events: Option<EventsRuntime>,
 }
 
 impl Running {
@@ -69,10 +75,21 @@ impl Running {
             .task
             .await
             .map_err(|e| anyhow!("server task failed: {e}"))?;
+        if let Some(events) = self.events.take() {
+            events.shutdown().await;
+        }
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.shutdown().await;
         }
         result
+    }
+
+    /// Reads the upstream event log now, without waiting for the catch-up interval; returns
+    /// when that pass is over.
+    pub async fn catch_up_now(&self) {
+        if let Some(events) = &self.events {
+            events.catch_up_now().await;
+        }
     }
 
     /// Waits until the server stops on its own (e.g. after a signal handled by `serve`).
@@ -80,6 +97,9 @@ impl Running {
         let result = (&mut self.task)
             .await
             .map_err(|e| anyhow!("server task failed: {e}"))?;
+        if let Some(events) = self.events.take() {
+            events.shutdown().await;
+        }
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.shutdown().await;
         }
@@ -202,6 +222,19 @@ pub async fn start(
         engine: Engine::new(spec.clone()),
         registry: registry.clone(),
     };
+    let events = EventsRuntime::start(
+        &settings.data_dir,
+        &settings.events,
+        spec.clone(),
+        settings.secret_resolver(),
+        registry.clone(),
+    )
+    .await
+    .context("starting events")?;
+    let events_api = crate::api::events::EventsApi {
+        hub: events.hub.clone(),
+        registry: registry.clone(),
+    };
     let connections = ConnectionApi { registry };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -244,12 +277,18 @@ pub async fn start(
             ConnectionServiceServer::new(connections)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
+        )
+        .add_service(
+            EventSubscriptionServiceServer::new(events_api)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
         );
 
     let (tx, rx) = oneshot::channel::<()>();
     let drain_timeout = settings.server.drain_timeout;
     let (draining_tx, draining_rx) = oneshot::channel::<()>();
     let reporter = health_reporter.clone();
+    let hub = events.hub.clone();
     let stop = async move {
         tokio::select! {
             _ = signal => {},
@@ -259,6 +298,8 @@ pub async fn start(
             "shutting down: health NOT_SERVING, refusing new calls, draining in-flight calls"
         );
         set_serving(&reporter, false).await;
+        // Event streams never finish on their own; they end here so the drain can complete.
+        hub.close_streams();
         let _ = draining_tx.send(());
     };
     // Small gRPC frames must not wait for Nagle's algorithm and delayed ACKs (about 40 ms).
@@ -290,9 +331,11 @@ pub async fn start(
     Ok(Running {
         addr,
         sandbox_url: sandbox.as_ref().map(SandboxHandle::base_url),
+        webhook_addr: events.webhook_addr(),
         shutdown: Some(tx),
         task,
         sandbox,
+        events: Some(events),
     })
 }
 

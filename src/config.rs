@@ -113,6 +113,8 @@ pub struct Settings {
     pub upstream: UpstreamSettings,
     /// The runtime's own log output.
     pub log: LogSettings,
+    /// Stripe events: the webhook listener, the event store, catch-up and delivery.
+    pub events: crate::events::EventsSettings,
     /// Connections defined in the file. Connections created or changed through the API are
     /// persisted in `data_dir` and take precedence over these (see `docs/configuration.md`).
     pub connections: Vec<ConnectionSpec>,
@@ -130,6 +132,7 @@ impl Default for Settings {
             nodes: NodesSettings::default(),
             upstream: UpstreamSettings::default(),
             log: LogSettings::default(),
+            events: crate::events::EventsSettings::default(),
             connections: Vec::new(),
         }
     }

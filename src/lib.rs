@@ -10,6 +10,7 @@ pub mod config;
 pub mod connections;
 pub mod engine;
 pub mod fleet;
+pub mod events;
 pub mod registry;
 pub mod sandbox;
 pub mod secrets;

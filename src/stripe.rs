@@ -1,11 +1,14 @@
 //! Stripe's specifics, kept small: form encoding with brackets, request headers (auth, version,
-//! account, idempotency), error bodies, retry hints and the gated parameters the pinned API
-//! version leaves out. Everything else in the engine is generic.
+//! account, idempotency), error bodies, retry hints, the gated parameters the pinned API version
+//! leaves out, webhook signatures and the event shape. Everything else in the engine, the event
+//! store and the subscriptions is generic.
 
 pub mod error;
+pub mod event;
 pub mod form;
 pub mod gated;
 pub mod headers;
+pub mod webhook;
 
 /// Whether a Stripe secret or restricted key is a live-mode key (`sk_live_…`, `rk_live_…`), whose
 /// account budget is Stripe's live-mode rate. Anything else (test keys, unknown shapes) counts as

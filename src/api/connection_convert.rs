@@ -109,6 +109,11 @@ pub fn to_proto(view: &ConnectionView) -> pb::Connection {
             Origin::Embedded => pb::connection::Origin::Embedded,
         } as i32,
         node_status: node_status(view),
+        webhook_signing_secrets: spec
+            .webhook_signing_secrets
+            .iter()
+            .map(secret_ref)
+            .collect(),
     }
 }
 
@@ -142,7 +147,7 @@ fn apply(
             p == path || p.starts_with(&format!("{path}.")) || path.starts_with(&format!("{p}."))
         })
     };
-    const KNOWN: [&str; 22] = [
+    const KNOWN: [&str; 23] = [
         "description",
         "connector",
         "connector_version",
@@ -165,6 +170,7 @@ fn apply(
         "node_config.max_node_count",
         "labels",
         "api_base_url",
+        "webhook_signing_secrets",
     ];
     for path in paths {
         if !KNOWN.contains(&path.as_str()) {
@@ -188,6 +194,13 @@ fn apply(
     }
     if wants("api_key") {
         spec.api_key = proto.api_key.as_ref().and_then(secret_from);
+    }
+    if wants("webhook_signing_secrets") {
+        spec.webhook_signing_secrets = proto
+            .webhook_signing_secrets
+            .iter()
+            .filter_map(secret_from)
+            .collect();
     }
     if wants("verbosity") {
         spec.verbosity = match proto.verbosity {

@@ -333,6 +333,46 @@ pub fn engine_error(error: &EngineError) -> Status {
     }
 }
 
+/// Maps every events error.
+pub fn events_error(error: &crate::events::EventsError) -> Status {
+    use crate::events::EventsError;
+    let one = |key: &str, value: &str| HashMap::from([(key.to_owned(), value.to_owned())]);
+    match error {
+        EventsError::NotFound(name) => status(
+            Code::NotFound,
+            "EVENT_SUBSCRIPTION_NOT_FOUND",
+            error.to_string(),
+            one("event_subscription", name),
+        ),
+        EventsError::AlreadyExists(name) => status(
+            Code::AlreadyExists,
+            "EVENT_SUBSCRIPTION_ALREADY_EXISTS",
+            error.to_string(),
+            one("event_subscription", name),
+        ),
+        EventsError::Invalid(problems) => {
+            let violations: Vec<FieldViolation> = problems
+                .iter()
+                .map(|(field, description)| FieldViolation::new(field, description.clone()))
+                .collect();
+            invalid_argument(error.to_string(), &violations)
+        }
+        EventsError::BadResumeToken(why) => invalid_field("resume_token", *why),
+        EventsError::NotAStream(name) | EventsError::NoDeadLetters(name) => status(
+            Code::FailedPrecondition,
+            "WRONG_DESTINATION",
+            error.to_string(),
+            one("event_subscription", name),
+        ),
+        EventsError::Store(_) => status(
+            Code::Internal,
+            "EVENT_STORE_FAILED",
+            error.to_string(),
+            HashMap::new(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "nodes",
     "upstream",
     "log",
+    "events",
     "connections",
 ];
 
@@ -198,6 +199,7 @@ fn parse_sections(
             "nodes" => section(&key, value, &mut settings.nodes, problems),
             "upstream" => section(&key, value, &mut settings.upstream, problems),
             "log" => section(&key, value, &mut settings.log, problems),
+            "events" => section(&key, value, &mut settings.events, problems),
             "auth" => parse_auth(value, settings, &mut parsed.token_index, problems),
             "connections" => {
                 for (i, item) in list(&key, value, problems).into_iter().enumerate() {

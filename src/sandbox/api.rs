@@ -607,7 +607,10 @@ fn filter_matches(object: &Map<String, Value>, key: &str, wanted: &Value) -> boo
         _ => match object.get(key) {
             // A filter on something the object does not carry cannot be evaluated here.
             None => true,
-            Some(have) => text_of(have).is_some_and(|have| Some(have) == text_of(wanted)),
+            Some(have) => text_of(have).is_some_and(|have| {
+                Some(&have) == text_of(wanted).as_ref()
+                    || super::webhooks::event_type_pattern(key, wanted, &have)
+            }),
         },
     }
 }

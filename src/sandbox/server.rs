@@ -87,6 +87,8 @@ pub(crate) struct Sandbox {
     pub stats: Mutex<Stats>,
     /// Ids of objects a write is working on; a concurrent write to one gets `lock_timeout`.
     locked: Mutex<HashSet<String>>,
+    /// WebhookEndpoints' secrets and the deliveries of recorded events.
+    pub webhooks: super::webhooks::Webhooks,
 }
 
 /// Holds an object's write lock until dropped.
@@ -303,6 +305,7 @@ impl Sandbox {
             idempotency: Mutex::new(IdempotencyStore::default()),
             stats: Mutex::new(Stats::default()),
             locked: Mutex::new(HashSet::new()),
+            webhooks: super::webhooks::Webhooks::new(config.seed),
             config: Mutex::new(config),
             spec,
         }
@@ -328,6 +331,7 @@ impl Sandbox {
         lock(&self.limiter).set_rate(config.effective_rate_limit());
         lock(&self.idempotency).clear();
         *lock(&self.stats) = Stats::default();
+        self.webhooks.reset(config.seed);
     }
 
     fn operation(&self, target: Target) -> Option<&OperationSpec> {
@@ -424,7 +428,9 @@ impl Sandbox {
 
     /// Executes a decoded call under the state lock; the JSON answer and its status.
     fn run(&self, call: &Call, request: &RequestMeta<'_>) -> (StatusCode, Bytes) {
+        let faults = lock(&self.config).webhooks.clone();
         let mut store = lock(&self.store);
+        let mark = super::webhooks::Webhooks::mark(&store);
         let mut ctx = Ctx {
             spec: &self.spec,
             store: &mut store,
@@ -435,7 +441,13 @@ impl Sandbox {
             base_url: request.base_url,
         };
         match api::execute(&mut ctx, call) {
-            Ok(value) => (StatusCode::OK, to_json_bytes(&value)),
+            Ok(mut value) => {
+                let spec = &self.spec;
+                let (mark, faults) = (mark.as_deref(), &faults);
+                self.webhooks
+                    .after_call(spec, &mut store, call, &mut value, mark, faults);
+                (StatusCode::OK, to_json_bytes(&value))
+            }
             Err(error) => (error.status, to_json_bytes(&error.body())),
         }
     }
