@@ -559,6 +559,9 @@ fn node_rules_are_the_pools_own_and_every_one_is_reported() {
         ]
     );
     assert!(!problems.iter().any(|p| p.to_string().contains("pw")));
+}
+
+#[test]
 fn the_events_section_reads_durations_and_webhook_secrets_and_refuses_unknown_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(
