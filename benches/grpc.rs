@@ -226,6 +226,8 @@ fn busiest_second(times: &[f64], from: f64, to: f64) -> usize {
 async fn main() {
     connector_runtime::engine::client::ensure_crypto_provider();
     let quick = std::env::args().any(|a| a == "--quick") || std::env::var("BENCH_QUICK").is_ok();
+    // Only the phase of callers that have gone (`-- --only-gone`).
+    let only_gone = std::env::args().any(|a| a == "--only-gone");
     let duration = if quick {
         Duration::from_secs(1)
     } else {
@@ -290,101 +292,103 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_kib = rss_kib(pid);
 
-    let http = reqwest::Client::builder().build().unwrap();
-    let direct_url = format!("{sandbox}/v1/customers/{id}");
-    println!(
-        "GetEntity through the runtime vs the same GET straight to the sandbox ({}s per phase)",
-        duration.as_secs()
-    );
-    println!("| path | callers | calls/s | p50 | p99 |");
-    println!("|---|---:|---:|---:|---:|");
-    let mut loaded_kib = 0;
-    let mut results = Vec::new();
-    for callers in [1usize, 32] {
-        let http = http.clone();
-        let url = direct_url.clone();
-        let direct = run_phase(callers, duration, move || {
+    if !only_gone {
+        let http = reqwest::Client::builder().build().unwrap();
+        let direct_url = format!("{sandbox}/v1/customers/{id}");
+        println!(
+            "GetEntity through the runtime vs the same GET straight to the sandbox ({}s per phase)",
+            duration.as_secs()
+        );
+        println!("| path | callers | calls/s | p50 | p99 |");
+        println!("|---|---:|---:|---:|---:|");
+        let mut loaded_kib = 0;
+        let mut results = Vec::new();
+        for callers in [1usize, 32] {
             let http = http.clone();
-            let url = url.clone();
-            async move {
-                let response = http
-                    .get(&url)
-                    .bearer_auth("sk_test_bench")
-                    .header("Stripe-Version", "2023-08-16")
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(response.status().is_success());
-                let _ = response.bytes().await.unwrap();
+            let url = direct_url.clone();
+            let direct = run_phase(callers, duration, move || {
+                let http = http.clone();
+                let url = url.clone();
+                async move {
+                    let response = http
+                        .get(&url)
+                        .bearer_auth("sk_test_bench")
+                        .header("Stripe-Version", "2023-08-16")
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(response.status().is_success());
+                    let _ = response.bytes().await.unwrap();
+                }
+            })
+            .await;
+            let channel_for_reference = channel.clone();
+            let channel = channel.clone();
+            let entity = name.clone();
+            let sampler = tokio::spawn(async move {
+                let mut max = 0;
+                let start = Instant::now();
+                while start.elapsed() < duration {
+                    max = max.max(rss_kib(pid));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                max
+            });
+            let runtime = run_phase(callers, duration, move || {
+                let mut client = EntityServiceClient::new(channel.clone());
+                let name = entity.clone();
+                async move {
+                    client
+                        .get_entity(pb::GetEntityRequest { name })
+                        .await
+                        .unwrap();
+                }
+            })
+            .await;
+            loaded_kib = loaded_kib.max(sampler.await.unwrap());
+            // For reference: the gRPC hop alone, a call the runtime answers without going upstream.
+            let reference_channel = channel_for_reference.clone();
+            let grpc_only = run_phase(callers, duration, move || {
+                let mut client = ConnectionServiceClient::new(reference_channel.clone());
+                async move {
+                    client
+                        .check_readiness(pb::CheckReadinessRequest {
+                            name: "connections/bench".to_owned(),
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+            .await;
+            for (path, f) in [
+                ("direct HTTP", &direct),
+                ("through runtime (gRPC)", &runtime),
+                ("gRPC only, no upstream (CheckReadiness)", &grpc_only),
+            ] {
+                println!(
+                    "| {path} | {callers} | {:.0} | {:.0} µs | {:.0} µs |",
+                    f.calls as f64 / f.seconds,
+                    f.p50.as_secs_f64() * 1e6,
+                    f.p99.as_secs_f64() * 1e6
+                );
             }
-        })
-        .await;
-        let channel_for_reference = channel.clone();
-        let channel = channel.clone();
-        let entity = name.clone();
-        let sampler = tokio::spawn(async move {
-            let mut max = 0;
-            let start = Instant::now();
-            while start.elapsed() < duration {
-                max = max.max(rss_kib(pid));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            max
-        });
-        let runtime = run_phase(callers, duration, move || {
-            let mut client = EntityServiceClient::new(channel.clone());
-            let name = entity.clone();
-            async move {
-                client
-                    .get_entity(pb::GetEntityRequest { name })
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
-        loaded_kib = loaded_kib.max(sampler.await.unwrap());
-        // For reference: the gRPC hop alone, a call the runtime answers without going upstream.
-        let reference_channel = channel_for_reference.clone();
-        let grpc_only = run_phase(callers, duration, move || {
-            let mut client = ConnectionServiceClient::new(reference_channel.clone());
-            async move {
-                client
-                    .check_readiness(pb::CheckReadinessRequest {
-                        name: "connections/bench".to_owned(),
-                    })
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
-        for (path, f) in [
-            ("direct HTTP", &direct),
-            ("through runtime (gRPC)", &runtime),
-            ("gRPC only, no upstream (CheckReadiness)", &grpc_only),
-        ] {
+            results.push((callers, direct, runtime));
+        }
+        for (callers, direct, runtime) in &results {
+            let added = runtime.p50.as_secs_f64() * 1e6 - direct.p50.as_secs_f64() * 1e6;
+            let ratio = (runtime.calls as f64 / runtime.seconds)
+                / (direct.calls as f64 / direct.seconds)
+                * 100.0;
             println!(
-                "| {path} | {callers} | {:.0} | {:.0} µs | {:.0} µs |",
-                f.calls as f64 / f.seconds,
-                f.p50.as_secs_f64() * 1e6,
-                f.p99.as_secs_f64() * 1e6
+                "callers {callers}: added p50 latency {added:.0} µs; runtime throughput {ratio:.0} % of direct"
             );
         }
-        results.push((callers, direct, runtime));
-    }
-    for (callers, direct, runtime) in &results {
-        let added = runtime.p50.as_secs_f64() * 1e6 - direct.p50.as_secs_f64() * 1e6;
-        let ratio = (runtime.calls as f64 / runtime.seconds)
-            / (direct.calls as f64 / direct.seconds)
-            * 100.0;
         println!(
-            "callers {callers}: added p50 latency {added:.0} µs; runtime throughput {ratio:.0} % of direct"
+            "service resident memory: idle {:.1} MB, loaded (max) {:.1} MB",
+            idle_kib as f64 / 1024.0,
+            loaded_kib as f64 / 1024.0
         );
     }
-    println!(
-        "service resident memory: idle {:.1} MB, loaded (max) {:.1} MB",
-        idle_kib as f64 / 1024.0,
-        loaded_kib as f64 / 1024.0
-    );
     drop(channel);
     drop(_service);
 
@@ -395,83 +399,182 @@ async fn main() {
         "[nodes.stripe_budget]\ntest = 1000000\nlive = 1000000\n",
     )
     .await;
-    let warmup = 1.0;
-    println!();
-    println!(
-        "Node pool precision through gRPC → runtime → sandbox: offered load twice the capacity, {}s measured after a {warmup}s warm-up",
-        duration.as_secs()
-    );
-    println!(
-        "| nodes | capacity/s | offered/s | admitted/s | error | busiest 1 s window | refused |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
-    for nodes in [2i32, 10, 50] {
-        let id = format!("fixed-{nodes}");
-        sandbox_connection(&channel, &id, &sandbox, nodes, nodes).await;
-        let capacity = f64::from(nodes) * 6.0;
-        let total = Duration::from_secs_f64(warmup) + duration;
-        let (admitted, refused) = offer(&channel, &id, total, |_| capacity * 2.0).await;
-        let end = warmup + duration.as_secs_f64();
-        let measured = admitted
-            .iter()
-            .filter(|t| **t >= warmup && **t < end)
-            .count() as f64
-            / duration.as_secs_f64();
+    if !only_gone {
+        let warmup = 1.0;
+        println!();
         println!(
-            "| {nodes} | {capacity:.0} | {:.0} | {measured:.2} | {:+.2} % | {} | {refused} |",
-            capacity * 2.0,
-            (measured - capacity) / capacity * 100.0,
-            busiest_second(&admitted, warmup, end)
+            "Node pool precision through gRPC → runtime → sandbox: offered load twice the capacity, {}s measured after a {warmup}s warm-up",
+            duration.as_secs()
         );
-    }
-
-    // Reaction: 6 calls/s, then a step to 150 calls/s at t = 3.5 s; min 2, max 50 nodes.
-    sandbox_connection(&channel, "autoscaled", &sandbox, 2, 50).await;
-    let step_at = 3.5;
-    let total = Duration::from_secs_f64(step_at) + duration.min(Duration::from_secs(6));
-    let watcher_channel = channel.clone();
-    let watcher = tokio::spawn(async move {
-        let start = Instant::now();
-        let mut enough_at = None;
-        let mut most = 0;
-        while start.elapsed() < total {
-            let c = ConnectionServiceClient::new(watcher_channel.clone())
-                .get_connection(pb::GetConnectionRequest {
-                    name: "connections/autoscaled".to_owned(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let nodes = c.node_status.map(|n| n.current_nodes).unwrap_or(0);
-            most = most.max(nodes);
-            let t = start.elapsed().as_secs_f64();
-            if t >= step_at && nodes * 6 >= 150 && enough_at.is_none() {
-                enough_at = Some(t - step_at);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        println!(
+            "| nodes | capacity/s | offered/s | admitted/s | error | busiest 1 s window | refused |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        for nodes in [2i32, 10, 50] {
+            let id = format!("fixed-{nodes}");
+            sandbox_connection(&channel, &id, &sandbox, nodes, nodes).await;
+            let capacity = f64::from(nodes) * 6.0;
+            let total = Duration::from_secs_f64(warmup) + duration;
+            let (admitted, refused) = offer(&channel, &id, total, |_| capacity * 2.0).await;
+            let end = warmup + duration.as_secs_f64();
+            let measured = admitted
+                .iter()
+                .filter(|t| **t >= warmup && **t < end)
+                .count() as f64
+                / duration.as_secs_f64();
+            println!(
+                "| {nodes} | {capacity:.0} | {:.0} | {measured:.2} | {:+.2} % | {} | {refused} |",
+                capacity * 2.0,
+                (measured - capacity) / capacity * 100.0,
+                busiest_second(&admitted, warmup, end)
+            );
         }
-        (enough_at, most)
-    });
-    let (admitted, refused) = offer(&channel, "autoscaled", total, |t| {
-        if t < step_at { 6.0 } else { 150.0 }
-    })
-    .await;
-    let (enough_at, most) = watcher.await.unwrap();
+
+        // Reaction: 6 calls/s, then a step to 150 calls/s at t = 3.5 s; min 2, max 50 nodes.
+        sandbox_connection(&channel, "autoscaled", &sandbox, 2, 50).await;
+        let step_at = 3.5;
+        let total = Duration::from_secs_f64(step_at) + duration.min(Duration::from_secs(6));
+        let watcher_channel = channel.clone();
+        let watcher = tokio::spawn(async move {
+            let start = Instant::now();
+            let mut enough_at = None;
+            let mut most = 0;
+            while start.elapsed() < total {
+                let c = ConnectionServiceClient::new(watcher_channel.clone())
+                    .get_connection(pb::GetConnectionRequest {
+                        name: "connections/autoscaled".to_owned(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let nodes = c.node_status.map(|n| n.current_nodes).unwrap_or(0);
+                most = most.max(nodes);
+                let t = start.elapsed().as_secs_f64();
+                if t >= step_at && nodes * 6 >= 150 && enough_at.is_none() {
+                    enough_at = Some(t - step_at);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (enough_at, most)
+        });
+        let (admitted, refused) = offer(&channel, "autoscaled", total, |t| {
+            if t < step_at { 6.0 } else { 150.0 }
+        })
+        .await;
+        let (enough_at, most) = watcher.await.unwrap();
+        println!();
+        println!(
+            "Reaction through gRPC: step from 6 to 150 calls/s at t = {step_at}s (min 2, max 50 nodes)"
+        );
+        println!("| measure | value |");
+        println!("|---|---:|");
+        println!(
+            "| time from the step to enough nodes (nodes × 6 ≥ 150) | {} |",
+            enough_at.map_or("not reached".to_owned(), |t| format!("{t:.2} s"))
+        );
+        println!("| most nodes | {most} |");
+        println!("| calls admitted | {} |", admitted.len());
+        println!("| calls refused (RESOURCE_EXHAUSTED) | {refused} |");
+    }
+    // Callers that have gone: one node, six callers with 250 ms deadlines, for 8 s. A node
+    // transaction spent on a call whose caller has given up is capacity lost to everyone. Callers
+    // either retry at once or wait for the RetryInfo delay they are given.
+    sandbox_connection(&channel, "gone", &sandbox, 1, 1).await;
+    let gone_name = format!("connections/gone/entityTypes/Customer/entities/{id}");
+    let phase = if quick {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(8)
+    };
     println!();
     println!(
-        "Reaction through gRPC: step from 6 to 150 calls/s at t = {step_at}s (min 2, max 50 nodes)"
+        "Callers that have gone: 1 node, 6 callers with 250 ms deadlines, {}s per row",
+        phase.as_secs()
     );
-    println!("| measure | value |");
-    println!("|---|---:|");
     println!(
-        "| time from the step to enough nodes (nodes × 6 ≥ 150) | {} |",
-        enough_at.map_or("not reached".to_owned(), |t| format!("{t:.2} s"))
+        "| callers on RESOURCE_EXHAUSTED | admitted by the node | answered OK | refused or timed out | admitted, caller gone |"
     );
-    println!("| most nodes | {most} |");
-    println!("| calls admitted | {} |", admitted.len());
-    println!("| calls refused (RESOURCE_EXHAUSTED) | {refused} |");
-    println!();
-    telemetry_overhead(dir.path(), &sandbox, duration).await;
+    println!("|---|---:|---:|---:|---:|");
+    for honour_retry_info in [false, true] {
+        let admitted_before = admitted_on(&channel, "gone").await;
+        let (ok, failed) = gone_callers(&channel, &gone_name, phase, honour_retry_info).await;
+        // Calls still in the service when the callers stop are counted once they end.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let admitted = admitted_on(&channel, "gone").await - admitted_before;
+        let gone = admitted.saturating_sub(ok);
+        println!(
+            "| {} | {admitted} | {ok} | {failed} | {gone} ({:.2} %) |",
+            if honour_retry_info {
+                "wait RetryInfo"
+            } else {
+                "retry at once"
+            },
+            gone as f64 / admitted.max(1) as f64 * 100.0
+        );
+        // Let the node's burst refill between rows.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    if !only_gone {
+        println!();
+        telemetry_overhead(dir.path(), &sandbox, duration).await;
+    }
+}
+
+/// Six callers calling GetEntity with 250 ms deadlines for `phase`; answers (OK, failed).
+async fn gone_callers(
+    channel: &Channel,
+    name: &str,
+    phase: Duration,
+    honour_retry_info: bool,
+) -> (u64, u64) {
+    use tonic_types::StatusExt;
+    let start = Instant::now();
+    let mut callers = Vec::new();
+    for _ in 0..6 {
+        let mut client = EntityServiceClient::new(channel.clone());
+        let name = name.to_owned();
+        callers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            while start.elapsed() < phase {
+                let mut request = tonic::Request::new(pb::GetEntityRequest { name: name.clone() });
+                request.set_timeout(Duration::from_millis(250));
+                match client.get_entity(request).await {
+                    Ok(_) => ok += 1,
+                    Err(status) => {
+                        failed += 1;
+                        let delay = status
+                            .get_error_details()
+                            .retry_info()
+                            .and_then(|r| r.retry_delay);
+                        if let Some(delay) = delay.filter(|_| honour_retry_info) {
+                            tokio::time::sleep(delay).await;
+                        }
+                    }
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let (mut ok, mut failed) = (0, 0);
+    for caller in callers {
+        let (o, f) = caller.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    (ok, failed)
+}
+
+/// Transactions a connection's node pool has admitted since it started.
+async fn admitted_on(channel: &Channel, id: &str) -> u64 {
+    ConnectionServiceClient::new(channel.clone())
+        .get_connection(pb::GetConnectionRequest {
+            name: format!("connections/{id}"),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .node_status
+        .map_or(0, |n| n.admitted)
 }
 
 /// An OTLP/gRPC receiver that counts what it gets and keeps nothing.

@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use tokio::net::TcpListener;
@@ -21,22 +20,27 @@ use crate::api::pb;
 use crate::api::pb::action_service_server::ActionServiceServer;
 use crate::api::pb::connection_service_server::ConnectionServiceServer;
 use crate::api::pb::entity_service_server::EntityServiceServer;
+use crate::api::pb::event_subscription_service_server::EventSubscriptionServiceServer;
 use crate::api::services::{ApiState, ConnectionApi};
 use crate::auth::TokenTable;
 use crate::config::Settings;
 use crate::connections::model::NodeSettings;
 use crate::connections::store::ConnectionStore;
 use crate::engine::Engine;
+use crate::events::runtime::EventsRuntime;
+use crate::fleet::RedisBudget;
 use crate::registry::{Registry, RuntimeOptions, SandboxTarget};
 use crate::sandbox::{self, SandboxConfig, SandboxHandle};
 use crate::spec::model::ConnectorSpec;
 use crate::telemetry::{self, Board, CallLayer, MetricsServer};
+use crate::throttle::SharedBudget;
 
 /// The gRPC service names health reports on (besides the server as a whole, "").
-const SERVICES: [&str; 3] = [
+const SERVICES: [&str; 4] = [
     "connectors.v1.EntityService",
     "connectors.v1.ActionService",
     "connectors.v1.ConnectionService",
+    "connectors.v1.EventSubscriptionService",
 ];
 
 /// How a shutdown ended.
@@ -56,9 +60,12 @@ pub struct Running {
     pub sandbox_url: Option<String>,
     /// Where the metrics port (`/metrics`, `/status`) listens, when `metrics.enabled`.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the webhook listener listens, when `events.listen` is set.
+    pub webhook_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<DrainOutcome>>,
     sandbox: Option<SandboxHandle>,
+    events: Option<EventsRuntime>,
     observed: Observed,
 }
 
@@ -106,10 +113,21 @@ impl Running {
             .await
             .map_err(|e| anyhow!("server task failed: {e}"))?;
         self.observed.stop();
+        if let Some(events) = self.events.take() {
+            events.shutdown().await;
+        }
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.shutdown().await;
         }
         result
+    }
+
+    /// Reads the upstream event log now, without waiting for the catch-up interval; returns
+    /// when that pass is over.
+    pub async fn catch_up_now(&self) {
+        if let Some(events) = &self.events {
+            events.catch_up_now().await;
+        }
     }
 
     /// Waits until the server stops on its own (e.g. after a signal handled by `serve`).
@@ -118,6 +136,9 @@ impl Running {
             .await
             .map_err(|e| anyhow!("server task failed: {e}"))?;
         self.observed.stop();
+        if let Some(events) = self.events.take() {
+            events.shutdown().await;
+        }
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.shutdown().await;
         }
@@ -157,14 +178,36 @@ fn runtime_options(settings: &Settings, spec: &ConnectorSpec) -> anyhow::Result<
     Ok(RuntimeOptions {
         pool: settings.nodes.pool_settings(&NodeSettings::default()),
         budgets: settings.nodes.budget_settings(),
+        shared_budget: shared_budget(settings)?,
         connect_timeout: settings.upstream.connect_timeout,
         request_timeout: settings.upstream.request_timeout,
         max_retries: settings.upstream.max_retries,
-        backoff_base: Duration::from_millis(500),
-        backoff_cap: Duration::from_secs(5),
+        backoff_base: settings.upstream.backoff_base,
+        backoff_cap: settings.upstream.backoff_cap,
         extra_ca_pem,
         api_version: spec.connector.api_version.clone(),
     })
+}
+
+/// The fleet-wide Stripe budget in Redis, when configured.
+fn shared_budget(settings: &Settings) -> anyhow::Result<Option<SharedBudget>> {
+    let Some(shared) = &settings.nodes.stripe_budget.shared else {
+        return Ok(None);
+    };
+    let password = match &shared.redis_password {
+        Some(reference) => Some(
+            settings
+                .secret_resolver()
+                .resolve(reference)
+                .context("nodes.stripe_budget.shared.redis_password")?,
+        ),
+        None => None,
+    };
+    let limiter = RedisBudget::start(shared, password)?;
+    Ok(Some(SharedBudget {
+        limiter,
+        on_down: shared.on_redis_down,
+    }))
 }
 
 /// Builds everything and starts serving on `listener` (bind it first; `127.0.0.1:0` in tests).
@@ -219,6 +262,19 @@ pub async fn start(
         engine: Engine::new(spec.clone()),
         registry: registry.clone(),
     };
+    let events = EventsRuntime::start(
+        &settings.data_dir,
+        &settings.events,
+        spec.clone(),
+        settings.secret_resolver(),
+        registry.clone(),
+    )
+    .await
+    .context("starting events")?;
+    let events_api = crate::api::events::EventsApi {
+        hub: events.hub.clone(),
+        registry: registry.clone(),
+    };
     let connections = ConnectionApi { registry };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -262,12 +318,18 @@ pub async fn start(
             ConnectionServiceServer::new(connections)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
+        )
+        .add_service(
+            EventSubscriptionServiceServer::new(events_api)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
         );
 
     let (tx, rx) = oneshot::channel::<()>();
     let drain_timeout = settings.server.drain_timeout;
     let (draining_tx, draining_rx) = oneshot::channel::<()>();
     let reporter = health_reporter.clone();
+    let hub = events.hub.clone();
     let stop = async move {
         tokio::select! {
             _ = signal => {},
@@ -277,6 +339,8 @@ pub async fn start(
             "shutting down: health NOT_SERVING, refusing new calls, draining in-flight calls"
         );
         set_serving(&reporter, false).await;
+        // Event streams never finish on their own; they end here so the drain can complete.
+        hub.close_streams();
         let _ = draining_tx.send(());
     };
     // Small gRPC frames must not wait for Nagle's algorithm and delayed ACKs (about 40 ms).
@@ -309,9 +373,11 @@ pub async fn start(
         addr,
         sandbox_url: sandbox.as_ref().map(SandboxHandle::base_url),
         metrics_addr: observed.server.as_ref().map(MetricsServer::addr),
+        webhook_addr: events.webhook_addr(),
         shutdown: Some(tx),
         task,
         sandbox,
+        events: Some(events),
         observed,
     })
 }

@@ -1,6 +1,7 @@
 //! Caller authentication: bearer tokens with roles. Pure; the gRPC layer is `api::auth`.
 //!
-//! `admin` may do everything; `invoker` may read connections and use entities and actions.
+//! `admin` may do everything; `invoker` may read connections and event subscriptions, stream
+//! events, and use entities and actions.
 //! Health and reflection are open, as probes and tools expect.
 
 use std::collections::HashMap;
@@ -11,9 +12,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// ConnectionService writes, and everything an invoker may do.
+    /// ConnectionService and EventSubscriptionService writes, and everything an invoker may do.
     Admin,
-    /// Entities, actions, and reading connections.
+    /// Entities, actions, reading connections and event subscriptions, streaming events.
     Invoker,
 }
 
@@ -46,6 +47,10 @@ pub fn required_role(path: &str) -> Option<Role> {
         "connectors.v1.EntityService" | "connectors.v1.ActionService" => Some(Role::Invoker),
         "connectors.v1.ConnectionService" => Some(match method {
             "GetConnection" | "ListConnections" | "CheckStatus" | "CheckReadiness" => Role::Invoker,
+            _ => Role::Admin,
+        }),
+        "connectors.v1.EventSubscriptionService" => Some(match method {
+            "GetEventSubscription" | "ListEventSubscriptions" | "StreamEvents" => Role::Invoker,
             _ => Role::Admin,
         }),
         "grpc.health.v1.Health"
@@ -154,6 +159,27 @@ mod tests {
             Some(Role::Invoker)
         );
         assert_eq!(required_role("/grpc.health.v1.Health/Check"), None);
+    }
+
+    #[test]
+    fn event_subscription_changes_need_admin_and_reading_events_needs_invoker() {
+        for method in [
+            "GetEventSubscription",
+            "ListEventSubscriptions",
+            "StreamEvents",
+        ] {
+            let path = format!("/connectors.v1.EventSubscriptionService/{method}");
+            assert_eq!(required_role(&path), Some(Role::Invoker), "{method}");
+        }
+        for method in [
+            "CreateEventSubscription",
+            "UpdateEventSubscription",
+            "DeleteEventSubscription",
+            "RetryEventSubscription",
+        ] {
+            let path = format!("/connectors.v1.EventSubscriptionService/{method}");
+            assert_eq!(required_role(&path), Some(Role::Admin), "{method}");
+        }
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub use self::check::{Problem, check, check_with_env};
 use crate::auth::Role;
 use crate::connections::model::{ConnectionSpec, NodeSettings, SecretRef};
 use crate::secrets::SecretResolver;
+use crate::throttle::{
+    default_live_mode_rate, default_max_queue, default_max_wait, default_node_burst,
+    default_node_rate, default_scale_tick, default_stabilization_window,
+    default_target_utilization, default_test_mode_rate,
+};
 
 /// Prefix of environment overrides (followed by [`ENV_SEPARATOR`]).
 pub const ENV_PREFIX: &str = "CONNECTOR_RUNTIME";
@@ -112,6 +117,8 @@ pub struct Settings {
     pub metrics: crate::telemetry::MetricsSettings,
     /// OpenTelemetry export of traces and metrics (OTLP).
     pub telemetry: crate::telemetry::TelemetrySettings,
+    /// Stripe events: the webhook listener, the event store, catch-up and delivery.
+    pub events: crate::events::EventsSettings,
     /// Connections defined in the file. Connections created or changed through the API are
     /// persisted in `data_dir` and take precedence over these (see `docs/configuration.md`).
     pub connections: Vec<ConnectionSpec>,
@@ -131,6 +138,7 @@ impl Default for Settings {
             log: LogSettings::default(),
             metrics: crate::telemetry::MetricsSettings::default(),
             telemetry: crate::telemetry::TelemetrySettings::default(),
+            events: crate::events::EventsSettings::default(),
             connections: Vec::new(),
         }
     }
@@ -357,35 +365,6 @@ impl Default for NodesSettings {
     }
 }
 
-/// 6 transactions/s.
-pub const fn default_node_rate() -> u32 {
-    6
-}
-/// 6 transactions.
-pub const fn default_node_burst() -> u32 {
-    6
-}
-/// 1000 waiting calls.
-pub const fn default_max_queue() -> usize {
-    1000
-}
-/// 5 seconds.
-pub const fn default_max_wait() -> Duration {
-    Duration::from_secs(5)
-}
-/// 0.8.
-pub const fn default_target_utilization() -> f64 {
-    0.8
-}
-/// 1 second.
-pub const fn default_scale_tick() -> Duration {
-    Duration::from_secs(1)
-}
-/// 30 seconds.
-pub const fn default_stabilization_window() -> Duration {
-    Duration::from_secs(30)
-}
-
 impl NodesSettings {
     /// The pool settings of one connection: these runtime-wide settings with its node counts.
     pub fn pool_settings(&self, nodes: &NodeSettings) -> crate::throttle::PoolSettings {
@@ -430,31 +409,66 @@ pub enum NodeMode {
 }
 
 /// Stripe's own per-account rate limits, which the runtime stays under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StripeBudgetSettings {
     /// Requests/s per account with a test-mode key. Default: 25.
     pub test: u32,
     /// Requests/s per account with a live-mode key. Default: 100.
     pub live: u32,
+    /// Share each account's budget with every replica of the fleet through Redis. Default: unset
+    /// (each process enforces the budget alone: right for one process, wrong for a fleet).
+    pub shared: Option<SharedBudgetSettings>,
 }
 
 impl Default for StripeBudgetSettings {
     fn default() -> Self {
         Self {
-            test: default_budget_test(),
-            live: default_budget_live(),
+            test: default_test_mode_rate(),
+            live: default_live_mode_rate(),
+            shared: None,
         }
     }
 }
 
-/// 25 requests/s.
-pub const fn default_budget_test() -> u32 {
-    25
+/// The fleet-wide Stripe budget: a GCRA per account and mode, run atomically in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedBudgetSettings {
+    /// Redis to share the budget through: `redis://host:6379/0`, or `rediss://` for TLS. No
+    /// password here: see `redis_password`.
+    pub redis_url: String,
+    /// Redis' password, as a secret reference. Default: none.
+    #[serde(default)]
+    pub redis_password: Option<SecretRef>,
+    /// While Redis is unreachable: `fail_open` (each replica enforces its share of the budget,
+    /// rate ÷ replicas, locally) or `fail_closed` (calls are refused with `UNAVAILABLE` and a
+    /// retry delay). Default: `fail_open`.
+    #[serde(default)]
+    pub on_redis_down: crate::throttle::OnSharedDown,
+    /// Longest wait for Redis' answer before it counts as unreachable. Default: `200ms`.
+    #[serde(default = "default_redis_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Replicas assumed to share the budget until Redis has been reached once (afterwards: the
+    /// replicas seen alive in Redis). Default: 2 (the minimum node count).
+    #[serde(default = "default_assumed_replicas")]
+    pub assumed_replicas: u32,
+    /// Prefix of every Redis key the runtime writes. Default: `connector-runtime`.
+    #[serde(default = "default_redis_key_prefix")]
+    pub key_prefix: String,
 }
-/// 100 requests/s.
-pub const fn default_budget_live() -> u32 {
-    100
+
+/// 200 milliseconds.
+pub const fn default_redis_timeout() -> Duration {
+    Duration::from_millis(200)
+}
+/// 2 replicas.
+pub const fn default_assumed_replicas() -> u32 {
+    2
+}
+/// `connector-runtime`.
+pub fn default_redis_key_prefix() -> String {
+    "connector-runtime".to_owned()
 }
 
 /// The HTTP client that calls Stripe.
@@ -470,6 +484,13 @@ pub struct UpstreamSettings {
     /// Retries of a failed upstream request (429, 409, 5xx, connection errors), within the
     /// caller's deadline. Default: 4.
     pub max_retries: u32,
+    /// Backoff before the first retry; each later retry doubles it (full jitter: a random wait
+    /// up to the doubled value), unless Stripe's `Retry-After` says otherwise. Default: `500ms`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    /// Longest backoff between two retries. Default: `5s`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_cap: Duration,
     /// Extra CA certificates (PEM) to trust besides the built-in roots, e.g. for a TLS-inspecting
     /// proxy. Default: unset.
     pub extra_ca_file: Option<PathBuf>,
@@ -481,9 +502,20 @@ impl Default for UpstreamSettings {
             connect_timeout: default_connect_timeout(),
             request_timeout: default_request_timeout(),
             max_retries: default_max_retries(),
+            backoff_base: default_backoff_base(),
+            backoff_cap: default_backoff_cap(),
             extra_ca_file: None,
         }
     }
+}
+
+/// 500 milliseconds.
+pub const fn default_backoff_base() -> Duration {
+    Duration::from_millis(500)
+}
+/// 5 seconds.
+pub const fn default_backoff_cap() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// 5 seconds.

@@ -130,17 +130,15 @@ impl ConnectionRuntime {
     ) -> Result<UpstreamResponse, EngineError> {
         let admission = self
             .pool
-            .admit(options.deadline)
+            .admit_with_budget(&self.budget, options.deadline)
             .await
             .inspect_err(throttled_event)?;
         if !admission.waited.is_zero() {
             tracing::debug!(target: crate::telemetry::SPAN_EVENTS, connection = %self.id, waited_ms = admission.waited.as_secs_f64() * 1e3, node = admission.node, "queued");
         }
-        self.budget
-            .admit(options.deadline)
-            .await
-            .inspect_err(throttled_event)?;
+        let sent = tokio::time::Instant::now();
         let result = self.client.send(request, options).await;
+        self.pool.record_service_time(sent.elapsed());
         if let Err(error) = &result {
             // Stripe's 4xx answers (declines, bad ids) are the caller's business: a warning. The
             // rest means the upstream or the path to it failed, after retries: an error.
@@ -470,6 +468,7 @@ impl Engine {
         let condition = conditions::parse(&query.conditions)
             .map_err(|e| EngineError::invalid("conditions", e.to_string()))?;
         let plan = plan_list(entity, op, condition.as_ref())?;
+        require_list_params(entity, op, &plan.inputs)?;
         let fingerprint = paging::fingerprint(&[
             &conn.id,
             &entity.name,
@@ -491,15 +490,23 @@ impl Engine {
             Some(token.after)
         };
 
+        // A few of Stripe's lists (report types, an account's capabilities) take no `limit` and
+        // no cursor: they answer everything at once, and pages are cut here.
+        let sized_upstream = op.param_by_source(ParamLocation::Query, "limit").is_some();
+        let paged_upstream = op
+            .param_by_source(ParamLocation::Query, "starting_after")
+            .is_some();
         let mut entities = Vec::with_capacity(page_size);
         let mut next = None;
         for _ in 0..MAX_UPSTREAM_PAGES_PER_CALL {
             let mut inputs = plan.inputs.clone();
-            let want = (page_size - entities.len()).clamp(1, 100);
-            // When filtering here, read full upstream pages to need fewer of them.
-            let limit = if plan.residual { 100 } else { want };
-            inputs.insert("limit".to_owned(), Value::from(limit as u64));
-            if let Some(after) = &cursor {
+            if sized_upstream {
+                inputs.insert(
+                    "limit".to_owned(),
+                    Value::from(upstream_limit(page_size - entities.len(), plan.residual)),
+                );
+            }
+            if let Some(after) = cursor.as_ref().filter(|_| paged_upstream) {
                 inputs.insert("starting_after".to_owned(), Value::String(after.clone()));
             }
             let request =
@@ -517,13 +524,15 @@ impl Engine {
             let request_id = response.request_id.clone();
             let (mut body, _) = object_of(response)?;
             let data = match body.remove("data") {
-                Some(Value::Array(items)) => items,
+                Some(Value::Array(items)) if paged_upstream => items,
+                Some(Value::Array(items)) => after_cursor(items, cursor.as_deref()),
                 _ => Vec::new(),
             };
-            let has_more = body
-                .get("has_more")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            let has_more = paged_upstream
+                && body
+                    .get("has_more")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
             let last_upstream_id = data
                 .last()
                 .and_then(|d| d.get("id"))
@@ -650,6 +659,33 @@ impl Engine {
     }
 }
 
+/// Stripe's page size for a list call: what the page still needs, or a full page (100, Stripe's
+/// most) when part of the clause is evaluated here and more rows are read than kept.
+fn upstream_limit(still_needed: usize, residual: bool) -> u64 {
+    const STRIPE_MAX_LIMIT: usize = 100;
+    let limit = if residual {
+        STRIPE_MAX_LIMIT
+    } else {
+        still_needed.clamp(1, STRIPE_MAX_LIMIT)
+    };
+    limit as u64
+}
+
+/// The items after the one whose id is `cursor` (all of them without a cursor; none when the
+/// cursor is gone from the list), for lists paged here rather than upstream.
+fn after_cursor(items: Vec<Value>, cursor: Option<&str>) -> Vec<Value> {
+    let Some(cursor) = cursor else {
+        return items;
+    };
+    match items
+        .iter()
+        .position(|item| item.get("id").and_then(Value::as_str) == Some(cursor))
+    {
+        Some(index) => items.into_iter().skip(index + 1).collect(),
+        None => Vec::new(),
+    }
+}
+
 /// Stripe returns lists newest first; that is the only order it can serve without reading all.
 fn check_sort(
     entity: &EntitySpec,
@@ -752,15 +788,36 @@ fn plan_list(
     let mut inputs = Map::new();
     let mut pushed = 0usize;
     for comparison in &conjuncts {
+        let names_parent = entity.parents.iter().any(|p| {
+            p.field.eq_ignore_ascii_case(&comparison.field)
+                || p.param.eq_ignore_ascii_case(&comparison.field)
+        });
+        if names_parent {
+            // Parent keys travel in the path (an equality was required above); the rest of a
+            // parent's comparisons are evaluated here.
+            pushed += usize::from(
+                comparison.op == Op::Eq
+                    && parent_ids
+                        .iter()
+                        .any(|id| Some(id.as_str()) == comparison.value.as_str()),
+            );
+            continue;
+        }
+        if let Some((head, member)) = comparison.field.split_once('.') {
+            pushed += usize::from(push_member(
+                entity,
+                op,
+                head,
+                member,
+                comparison,
+                &mut inputs,
+            ));
+            continue;
+        }
         let Some(field) = entity.fields.iter().find(|f| {
             f.name.eq_ignore_ascii_case(&comparison.field)
                 || f.source.eq_ignore_ascii_case(&comparison.field)
         }) else {
-            // Parent keys were pushed into the path above.
-            pushed += usize::from(entity.parents.iter().any(|p| {
-                p.field.eq_ignore_ascii_case(&comparison.field)
-                    || p.param.eq_ignore_ascii_case(&comparison.field)
-            }));
             continue;
         };
         let Some(param) = op
@@ -803,4 +860,197 @@ fn plan_list(
         parent_ids,
         residual,
     })
+}
+
+/// Required list parameters (a secret's `scope`, a value list's `value_list`) can only come from
+/// the clause: say which comparison supplies each one that is missing.
+fn require_list_params(
+    entity: &EntitySpec,
+    op: &OperationSpec,
+    inputs: &Map<String, Value>,
+) -> Result<(), EngineError> {
+    let violations: Vec<FieldViolation> = op
+        .params
+        .iter()
+        .filter(|p| p.required && p.location == ParamLocation::Query)
+        .filter(|p| !inputs.contains_key(&p.source))
+        .map(|param| {
+            let field = entity
+                .fields
+                .iter()
+                .find(|f| f.source == param.source)
+                .map_or(param.name.as_str(), |f| f.name.as_str());
+            let members: Vec<String> = param
+                .json_schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|member| {
+                    let allowed = param
+                        .json_schema
+                        .pointer(&format!("/properties/{member}"))
+                        .map_or_else(|| "a value".to_owned(), schema::describe);
+                    format!("{field}.{member} = <{allowed}>")
+                })
+                .collect();
+            let needed = if members.is_empty() {
+                format!("{field} = <{}>", schema::describe(&param.json_schema))
+            } else {
+                members.join(" AND ")
+            };
+            FieldViolation::new(
+                "conditions",
+                format!("listing {} needs {needed} in conditions", entity.name),
+            )
+        })
+        .collect();
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidInput(violations))
+    }
+}
+
+/// Pushes `Head.member = value` into an object-valued list parameter, e.g. `Scope.type =
+/// 'account'` into AppsSecret's required `scope[type]=account`; false when the parameter has no
+/// such member (the comparison is then evaluated here).
+fn push_member(
+    entity: &EntitySpec,
+    op: &OperationSpec,
+    head: &str,
+    member: &str,
+    comparison: &conditions::Comparison,
+    inputs: &mut Map<String, Value>,
+) -> bool {
+    let scalar = matches!(
+        comparison.value,
+        Value::String(_) | Value::Number(_) | Value::Bool(_)
+    );
+    if comparison.op != Op::Eq || !scalar {
+        return false;
+    }
+    let Some(field) = entity
+        .fields
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case(head) || f.source.eq_ignore_ascii_case(head))
+    else {
+        return false;
+    };
+    let Some(param) = op.param_by_source(ParamLocation::Query, &field.source) else {
+        return false;
+    };
+    // Stripe's names of the members, checked against the parameter's schema first.
+    let mut schema = &param.json_schema;
+    let mut names = Vec::new();
+    for part in member.split('.') {
+        let Some((name, member_schema)) = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .and_then(|p| p.iter().find(|(k, _)| k.eq_ignore_ascii_case(part)))
+        else {
+            return false;
+        };
+        names.push(name.clone());
+        schema = member_schema;
+    }
+    let Some((leaf, path)) = names.split_last() else {
+        return false;
+    };
+    let mut target = inputs
+        .entry(param.source.clone())
+        .or_insert_with(|| Value::Object(Map::new()));
+    for name in path {
+        let Some(map) = target.as_object_mut() else {
+            return false;
+        };
+        target = map
+            .entry(name.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    match target.as_object_mut() {
+        Some(map) if !map.contains_key(leaf) => {
+            map.insert(leaf.clone(), comparison.value.clone());
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(entity_name: &str, clause: &str) -> Result<ListPlan, EngineError> {
+        let spec = crate::spec::stripe().unwrap();
+        let entity = spec.entity(entity_name).unwrap().clone();
+        let op = entity.operations.list.clone().unwrap();
+        let condition = conditions::parse(clause).unwrap();
+        plan_list(&entity, &op, condition.as_ref())
+    }
+
+    #[test]
+    fn a_parent_key_alone_leaves_nothing_to_filter_here() {
+        let plan = plan("CustomerTaxId", "Customer = 'cus_1'").unwrap();
+        assert_eq!(plan.parent_ids, vec!["cus_1".to_owned()]);
+        assert!(!plan.residual, "the parent goes in the path");
+        assert_eq!(upstream_limit(25, plan.residual), 25);
+    }
+
+    #[test]
+    fn a_residual_clause_reads_full_upstream_pages() {
+        let plan = plan("CustomerTaxId", "Customer = 'cus_1' AND Value = 'x'").unwrap();
+        assert!(plan.residual);
+        assert_eq!(upstream_limit(25, plan.residual), 100);
+        assert_eq!(upstream_limit(500, false), 100);
+    }
+
+    #[test]
+    fn object_list_parameters_come_from_dotted_comparisons() {
+        let plan = plan("AppsSecret", "Scope.type = 'account'").unwrap();
+        assert_eq!(
+            plan.inputs.get("scope"),
+            Some(&serde_json::json!({"type": "account"}))
+        );
+        assert!(!plan.residual);
+    }
+
+    #[test]
+    fn a_missing_required_list_parameter_names_the_comparison_that_supplies_it() {
+        let spec = crate::spec::stripe().unwrap();
+        let entity = spec.entity("AppsSecret").unwrap();
+        let op = entity.operations.list.as_ref().unwrap();
+        let Err(EngineError::InvalidInput(violations)) =
+            require_list_params(entity, op, &Map::new())
+        else {
+            panic!("a List without Scope must be refused");
+        };
+        assert_eq!(violations[0].field, "conditions");
+        assert!(
+            violations[0]
+                .description
+                .contains(r#"Scope.type = <one of "account", "user">"#),
+            "{}",
+            violations[0].description
+        );
+    }
+
+    #[test]
+    fn lists_paged_here_resume_after_the_cursor() {
+        let items = vec![
+            serde_json::json!({"id": "a"}),
+            serde_json::json!({"id": "b"}),
+            serde_json::json!({"id": "c"}),
+        ];
+        assert_eq!(after_cursor(items.clone(), None).len(), 3);
+        assert_eq!(
+            after_cursor(items.clone(), Some("a")),
+            vec![
+                serde_json::json!({"id": "b"}),
+                serde_json::json!({"id": "c"})
+            ]
+        );
+        assert!(after_cursor(items, Some("gone")).is_empty());
+    }
 }

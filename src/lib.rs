@@ -9,6 +9,8 @@ pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod engine;
+pub mod events;
+pub mod fleet;
 pub mod registry;
 pub mod sandbox;
 pub mod secrets;

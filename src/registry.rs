@@ -15,7 +15,9 @@ use crate::engine::client::{ClientOptions, ProxyOptions, Redacted, UpstreamClien
 use crate::engine::proxy_tunnel::{TunnelAdapter, TunnelAuth, TunnelProxy};
 use crate::engine::{ConnectionRuntime, EngineError};
 use crate::secrets::SecretResolver;
-use crate::throttle::{AccountBudgets, BudgetSettings, NodePool, PoolSettings, PoolStatus};
+use crate::throttle::{
+    AccountBudgets, BudgetSettings, NodePool, PoolSettings, PoolStatus, SharedBudget,
+};
 
 /// The embedded connection's id, wired to the built-in sandbox.
 pub const EMBEDDED_CONNECTION_ID: &str = "stripe-sandbox";
@@ -26,6 +28,8 @@ pub struct RuntimeOptions {
     /// Node pool defaults; each connection's min/max override the bounds.
     pub pool: PoolSettings,
     pub budgets: BudgetSettings,
+    /// The fleet-wide limiter every account budget reserves on, when budgets are shared.
+    pub shared_budget: Option<SharedBudget>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub max_retries: u32,
@@ -53,7 +57,7 @@ pub enum RegistryError {
     #[error("invalid connection: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<Violation>),
     #[error(
-        "connection {0:?} is managed by the runtime (the embedded sandbox connection); configure the sandbox instead"
+        "connection {0:?} is managed by the runtime (the embedded sandbox connection): only its operational settings (node_config, labels, verbosity, log_level) can change, and it cannot be deleted"
     )]
     ReadOnly(String),
     #[error("cannot persist the change: {0}")]
@@ -107,6 +111,18 @@ fn key_fingerprint(key: &str) -> String {
     format!("key:{}", crate::engine::paging::fingerprint(&[key]))
 }
 
+/// Whether `next` differs from `current` only in settings an operator may change on the embedded
+/// connection for the life of the process: node counts, labels, verbosity and log level. Its key,
+/// base URL, account and proxy stay those of the built-in sandbox.
+fn only_operational_changes(current: &ConnectionSpec, next: &ConnectionSpec) -> bool {
+    let mut fixed = next.clone();
+    fixed.nodes = current.nodes;
+    fixed.labels = current.labels.clone();
+    fixed.verbosity = current.verbosity;
+    fixed.log_level = current.log_level;
+    &fixed == current
+}
+
 impl Registry {
     /// Builds the live state of every stored connection (and the embedded one, when a sandbox is
     /// running). A connection whose secret does not resolve is kept, not ready, with the reason.
@@ -116,7 +132,8 @@ impl Registry {
         options: RuntimeOptions,
         sandbox: Option<SandboxTarget>,
     ) -> Self {
-        let budgets = AccountBudgets::new(options.budgets.clone());
+        let budgets =
+            AccountBudgets::with_shared(options.budgets.clone(), options.shared_budget.clone());
         if let Some(target) = &sandbox {
             let mut spec = ConnectionSpec::with_id(EMBEDDED_CONNECTION_ID);
             spec.description =
@@ -200,12 +217,16 @@ impl Registry {
         let previous = self
             .get(&spec.id)
             .ok_or_else(|| RegistryError::NotFound(spec.id.clone()))?;
-        // Checked before validation: the embedded connection has no key to validate.
-        if previous.stored.origin == Origin::Embedded {
-            return Err(RegistryError::ReadOnly(spec.id));
-        }
-        validate::validate(&spec, &self.secrets).map_err(RegistryError::Invalid)?;
-        let stored = self.store.update(spec)?;
+        let stored = if previous.stored.origin == Origin::Embedded {
+            if !only_operational_changes(&previous.stored.spec, &spec) {
+                return Err(RegistryError::ReadOnly(spec.id));
+            }
+            validate::validate_embedded(&spec, &self.secrets).map_err(RegistryError::Invalid)?;
+            self.store.update_embedded(spec)?
+        } else {
+            validate::validate(&spec, &self.secrets).map_err(RegistryError::Invalid)?;
+            self.store.update(spec)?
+        };
         let pool = previous.runtime.as_ref().ok().map(|r| r.pool.clone());
         let view = self.build(stored, pool);
         self.write()
@@ -313,7 +334,7 @@ impl Registry {
         } else {
             None
         };
-        let live = crate::throttle::is_live_key(&api_key);
+        let live = crate::stripe::is_live_key(&api_key);
         let budget_key = spec
             .account_id
             .clone()

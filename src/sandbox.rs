@@ -1,27 +1,36 @@
 //! The sandbox: a stateful, offline Stripe test-mode backend served over real HTTP on loopback.
 //!
 //! It serves every entity and action of a connector spec generically (create, retrieve, update,
-//! delete, list, search, `expand[]`, idempotency keys, Stripe's errors) and models the flows that
-//! matter (PaymentIntents with Stripe's test cards, PaymentMethods, Invoices, Quotes, Events). The
+//! delete, list, search, `expand[]`, idempotency keys, Stripe's errors) with objects shaped like
+//! Stripe's at the pinned API version, and models the flows that matter (PaymentIntents and
+//! SetupIntents with Stripe's test cards, PaymentMethods, Invoices, Quotes, Events and signed
+//! webhooks to WebhookEndpoints, hosted pages). The
 //! runtime talks to it exactly as it talks to Stripe; only the base URL differs. It owns its HTTP
 //! server and in-memory state and must not depend on the engine or the gRPC API.
 
 mod admin;
 mod api;
 mod billing;
+mod cards;
 pub mod config;
+mod currency;
+mod defaults;
 mod error;
+mod events;
 mod faults;
 mod form;
 mod idempotency;
 mod objects;
+mod pages;
 mod payments;
 mod rate_limit;
 mod routes;
 mod schema;
 mod search;
 mod server;
+mod setup;
 mod store;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +40,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use config::{FaultConfig, FaultPhase, SandboxConfig};
+pub use webhooks::WebhookFaults;
 
 use crate::spec::model::ConnectorSpec;
 

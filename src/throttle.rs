@@ -20,20 +20,26 @@ mod nodes;
 mod policy;
 mod pool;
 mod queue;
+mod service_time;
 mod settings;
+mod shared;
 
 use std::fmt;
 use std::time::Duration;
 
-pub use budget::{AccountBudget, AccountBudgets, is_live_key};
+pub use budget::{AccountBudget, AccountBudgets};
 pub use clock::{TokioClock, TokioInstant};
 pub use policy::{ScaleDecision, ScaleInput, ScalePolicy};
 pub use pool::{Admission, NodePool, PoolStatus};
+pub use service_time::ServiceTime;
 pub use settings::{
     BudgetSettings, InvalidPoolSettings, MAX_NODES_LIMIT, PoolMode, PoolSettings,
     default_live_mode_rate, default_max_nodes, default_max_queue, default_max_wait,
     default_min_nodes, default_node_burst, default_node_rate, default_scale_tick,
     default_stabilization_window, default_target_utilization, default_test_mode_rate,
+};
+pub use shared::{
+    BudgetAuthority, OnSharedDown, Reservation, SharedBudget, SharedBudgetDown, SharedLimiter,
 };
 
 /// Which limit refused a call.
@@ -43,6 +49,8 @@ pub enum ThrottleReason {
     NodeCapacity,
     /// The Stripe account's request budget is spent for now.
     StripeRateBudget,
+    /// The fleet's shared budget cannot be reached and the budget fails closed.
+    SharedBudgetUnavailable,
 }
 
 impl ThrottleReason {
@@ -51,6 +59,7 @@ impl ThrottleReason {
         match self {
             Self::NodeCapacity => "NODE_CAPACITY",
             Self::StripeRateBudget => "STRIPE_RATE_BUDGET",
+            Self::SharedBudgetUnavailable => "SHARED_BUDGET_UNAVAILABLE",
         }
     }
 }
@@ -70,6 +79,10 @@ pub enum ThrottleCause {
     DeadlineTooSoon,
     /// The call waited until its deadline (or the maximum wait) without getting capacity.
     WaitExpired,
+    /// The fleet's shared budget is unreachable and the budget fails closed.
+    SharedStoreDown,
+    /// The deadline leaves less time than an admitted call needs to complete.
+    TooLittleTime,
 }
 
 impl fmt::Display for ThrottleCause {
@@ -78,6 +91,10 @@ impl fmt::Display for ThrottleCause {
             Self::QueueFull => "the queue of waiting calls is full",
             Self::DeadlineTooSoon => "capacity frees up only after the deadline",
             Self::WaitExpired => "the wait for capacity reached the deadline",
+            Self::SharedStoreDown => "the fleet's shared budget is unreachable",
+            Self::TooLittleTime => {
+                "the deadline leaves less time than an admitted call needs to complete"
+            }
         })
     }
 }

@@ -47,6 +47,7 @@ fn full_yaml_example_passes_check() {
     secret(secrets.path(), "admin-token", "1", "admin-token-0123456789");
     secret(secrets.path(), "stripe-live-key", "3", "rk_live_example");
     secret(secrets.path(), "proxy-password", "2", "proxy-password");
+    secret(secrets.path(), "stripe-eu-webhook", "1", "whsec_example");
     let tls = tempfile::tempdir().unwrap();
     for (name, label) in [
         ("server.crt", "CERTIFICATE"),
@@ -86,6 +87,11 @@ fn full_yaml_example_passes_check() {
     assert_eq!(settings.nodes.mode, NodeMode::Pool);
     assert_eq!(settings.log.format, LogFormat::Json);
     assert!(settings.server.tls.files().is_some());
+    assert_eq!(
+        settings.events.listen,
+        Some("0.0.0.0:8088".parse().unwrap())
+    );
+    assert_eq!(settings.connections[0].webhook_signing_secrets.len(), 1);
 }
 
 #[test]
@@ -102,6 +108,7 @@ fn examples_without_their_secrets_report_each_missing_one() {
         "auth.tokens[1].token",
         "connections[0].api_key",
         "connections[0].proxy.password",
+        "connections[0].webhook_signing_secrets[0]",
         "connections[1].api_key",
         "server.tls.cert_file",
     ] {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
@@ -405,10 +406,35 @@ async fn a_secret_value_never_appears_in_responses_or_logs() {
     service.shutdown().await;
 }
 
-/// An upstream that answers a customer after a delay, to keep a call in flight.
-async fn slow_upstream(delay: Duration) -> String {
+/// An upstream that holds every request until the test releases it: `arrived` hears of each
+/// request as it comes in; dropping or sending on `release` lets the answers (a customer) go.
+async fn held_upstream() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    tokio::sync::watch::Sender<bool>,
+) {
     let body = r#"{"id":"cus_slow","object":"customer","created":1700000000,"livemode":false,"email":"slow@example.com"}"#;
-    canned_upstream(delay, body).await
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel();
+    let (release, released) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (arrived_tx, mut released) = (arrived_tx.clone(), released.clone());
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                let _ = socket.read(&mut buffer).await;
+                let _ = arrived_tx.send(());
+                let _ = released.wait_for(|go| *go).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (url, arrived, release)
 }
 
 /// An upstream that answers every request with `body` after `delay`.
@@ -439,7 +465,8 @@ async fn graceful_shutdown_reports_not_serving_and_completes_in_flight_calls() {
     let mut settings = home.settings(false);
     let mut connection = connector_runtime::connections::model::ConnectionSpec::with_id("slow");
     connection.api_key = Some(secret("stripe-key"));
-    connection.api_base_url = slow_upstream(Duration::from_millis(600)).await;
+    let (url, mut arrived, release) = held_upstream().await;
+    connection.api_base_url = url;
     settings.connections = vec![connection];
     settings.server.drain_timeout = Duration::from_secs(20);
     let mut service = start(settings).await;
@@ -459,7 +486,8 @@ async fn graceful_shutdown_reports_not_serving_and_completes_in_flight_calls() {
         let name = "connections/slow/entityTypes/Customer/entities/cus_slow".to_owned();
         entities.get_entity(pb::GetEntityRequest { name }).await
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The call is in flight once its request has reached the upstream, which holds it.
+    arrived.recv().await.unwrap();
     let shutdown = tokio::spawn(service.running.take().unwrap().shutdown());
 
     let next = watch.message().await.unwrap().unwrap();
@@ -470,6 +498,8 @@ async fn graceful_shutdown_reports_not_serving_and_completes_in_flight_calls() {
     );
     // A watcher that hears NOT_SERVING goes away; a stream left open would hold the drain.
     drop(watch);
+    // Only now, with the drain under way, does the upstream answer.
+    release.send(true).unwrap();
     let entity = in_flight
         .await
         .unwrap()
@@ -542,7 +572,7 @@ async fn serving_beyond_loopback_without_tokens_needs_the_insecure_flag() {
 }
 
 #[tokio::test]
-async fn the_embedded_sandbox_connection_cannot_be_changed_or_deleted() {
+async fn the_embedded_sandbox_connection_takes_operational_changes_only() {
     let home = Home::new();
     let service = start(home.settings(false)).await;
     let mut connections = service.connections();
@@ -553,22 +583,79 @@ async fn the_embedded_sandbox_connection_cannot_be_changed_or_deleted() {
         .unwrap()
         .into_inner();
     assert_eq!(current.origin, pb::connection::Origin::Embedded as i32);
-    let update = pb::UpdateConnectionRequest {
-        connection: Some(pb::Connection {
-            verbosity: 3,
-            ..current
-        }),
-        update_mask: Some(prost_types::FieldMask {
-            paths: vec!["verbosity".to_owned()],
-        }),
+    let mask = |paths: &[&str]| {
+        Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        })
     };
-    let refused = connections.update_connection(update).await.unwrap_err();
+
+    // Node counts, verbosity and labels: the levers an operator tries first.
+    let mut change = current.clone();
+    change.verbosity = 3;
+    change.node_config = Some(pb::NodeConfig {
+        min_node_count: 1,
+        max_node_count: 4,
+    });
+    change.labels = HashMap::from([("team".to_owned(), "billing".to_owned())]);
+    let updated = connections
+        .update_connection(pb::UpdateConnectionRequest {
+            connection: Some(change),
+            update_mask: mask(&["verbosity", "node_config", "labels"]),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.verbosity, 3);
+    assert_eq!(updated.labels["team"], "billing");
+    let bounds = updated.node_config.expect("node counts");
+    assert_eq!((bounds.min_node_count, bounds.max_node_count), (1, 4));
+    let status = updated.node_status.clone().expect("live node figures");
+    assert!((1..=4).contains(&status.current_nodes), "{status:?}");
+
+    // Its key and base URL stay the built-in sandbox's.
+    let mut change = updated.clone();
+    change.api_base_url = "https://api.stripe.com".to_owned();
+    let refused = connections
+        .update_connection(pb::UpdateConnectionRequest {
+            connection: Some(change),
+            update_mask: mask(&["api_base_url"]),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_eq!(reason(&refused), "CONNECTION_READ_ONLY");
+    assert!(
+        refused.message().contains("node_config"),
+        "{}",
+        refused.message()
+    );
+
+    // A bad node count is a field violation, as on any connection.
+    let mut change = updated.clone();
+    change.node_config = Some(pb::NodeConfig {
+        min_node_count: 5,
+        max_node_count: 4,
+    });
     let refused = connections
-        .delete_connection(pb::DeleteConnectionRequest { name })
+        .update_connection(pb::UpdateConnectionRequest {
+            connection: Some(change),
+            update_mask: mask(&["node_config"]),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    let refused = connections
+        .delete_connection(pb::DeleteConnectionRequest { name: name.clone() })
         .await
         .unwrap_err();
     assert_eq!(reason(&refused), "CONNECTION_READ_ONLY");
+    let again = connections
+        .get_connection(pb::GetConnectionRequest { name })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.node_config.unwrap().max_node_count, 4);
+    assert_eq!(again.api_base_url, current.api_base_url);
     service.shutdown().await;
 }

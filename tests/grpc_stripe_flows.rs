@@ -253,7 +253,7 @@ async fn confirm_capture_and_cancel_payment_intents_give_the_seed_shapes() {
     assert_eq!(charge["Amount"], json!(33000));
 
     // Manual capture: confirm → requires_capture → capture.
-    let manual = payment_intent(&service, json!({"Amount": 33000, "Currency": "usd", "PaymentMethod": "pm_card_visa", "CaptureMethod": "manual", "Confirm": true})).await;
+    let manual = payment_intent(&service, json!({"Amount": 33000, "Currency": "usd", "PaymentMethod": "pm_card_visa", "CaptureMethod": "manual", "Confirm": true, "PaymentMethodTypes": ["card"]})).await;
     assert_eq!(
         service.get(C, "PaymentIntent", &manual).await.unwrap()["Status"],
         json!("requires_capture")
@@ -271,7 +271,7 @@ async fn confirm_capture_and_cancel_payment_intents_give_the_seed_shapes() {
     assert_eq!(text(&rows[0], "amount_received"), "33000");
 
     // Cancel from requires_capture.
-    let to_cancel = payment_intent(&service, json!({"Amount": 33000, "Currency": "usd", "PaymentMethod": "pm_card_visa", "CaptureMethod": "manual", "Confirm": true})).await;
+    let to_cancel = payment_intent(&service, json!({"Amount": 33000, "Currency": "usd", "PaymentMethod": "pm_card_visa", "CaptureMethod": "manual", "Confirm": true, "PaymentMethodTypes": ["card"]})).await;
     let rows = service
         .execute(
             C,
@@ -438,7 +438,9 @@ async fn declines_bad_inputs_and_unknown_ids_are_told_apart() {
         .unwrap();
     let pi = payment_intent(
         &service,
-        json!({"Amount": 2000, "Currency": "usd", "PaymentMethod": id_of(&pm)}),
+        // Card only: confirmed on the server without a return URL (Stripe demands one when
+        // automatic payment methods are enabled, the default since API version 2023-08-16).
+        json!({"Amount": 2000, "Currency": "usd", "PaymentMethod": id_of(&pm), "PaymentMethodTypes": ["card"]}),
     )
     .await;
     let declined = service
@@ -465,7 +467,7 @@ async fn declines_bad_inputs_and_unknown_ids_are_told_apart() {
     );
 
     // Authentication required, with error_on_requires_action, as in Stripe's US/Canada-only guide.
-    let auth = payment_intent(&service, json!({"Amount": 1099, "Currency": "usd", "PaymentMethod": "pm_card_authenticationRequired"})).await;
+    let auth = payment_intent(&service, json!({"Amount": 1099, "Currency": "usd", "PaymentMethod": "pm_card_authenticationRequired", "PaymentMethodTypes": ["card"]})).await;
     let error = service
         .execute(
             C,
@@ -523,7 +525,7 @@ async fn native_results_and_request_ids() {
     let service = sandbox_service().await;
     let pi = payment_intent(
         &service,
-        json!({"Amount": 500, "Currency": "usd", "PaymentMethod": "pm_card_visa"}),
+        json!({"Amount": 500, "Currency": "usd", "PaymentMethod": "pm_card_visa", "PaymentMethodTypes": ["card"]}),
     )
     .await;
     let response = service

@@ -96,7 +96,8 @@ async fn flows(service: &Service, c: &str) {
         .create(
             c,
             "PaymentIntent",
-            json!({"Amount": 2000.0, "Currency": "usd", "Customer": customer, "PaymentMethod": pm}),
+            // Card only, so confirming needs no return URL (see the API version 2023-08-16).
+            json!({"Amount": 2000.0, "Currency": "usd", "Customer": customer, "PaymentMethod": pm, "PaymentMethodTypes": ["card"]}),
         )
         .await
         .unwrap();
@@ -113,7 +114,7 @@ async fn flows(service: &Service, c: &str) {
     assert_eq!(rows[0]["status"], json!("succeeded"));
     assert_eq!(rows[0]["amount"], json!("2000"));
 
-    let manual = json!({"Amount": 3000, "Currency": "usd", "PaymentMethod": pm, "Customer": customer, "CaptureMethod": "manual", "Confirm": true});
+    let manual = json!({"Amount": 3000, "Currency": "usd", "PaymentMethod": pm, "Customer": customer, "CaptureMethod": "manual", "Confirm": true, "PaymentMethodTypes": ["card"]});
     let (held, fields) = service
         .create(c, "PaymentIntent", manual.clone())
         .await

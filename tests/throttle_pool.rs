@@ -439,3 +439,59 @@ async fn autoscaler_does_not_keep_a_dropped_pool_alive() {
     tokio::task::yield_now().await;
     assert!(weak.upgrade().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_whose_deadline_leaves_less_than_the_service_time_takes_no_slot() {
+    let pool = NodePool::new(fixed(1));
+    // Admitted calls have taken 40 ms to complete.
+    for _ in 0..50 {
+        pool.record_service_time(Duration::from_millis(40));
+    }
+    let needed = pool.admission_deadline(Some(Instant::now() + Duration::from_secs(1)));
+    let margin = Instant::now() + Duration::from_secs(1) - needed.unwrap();
+    assert!(margin >= Duration::from_millis(40), "{margin:?}");
+
+    // Spend the burst; the next slot frees in 1/6 s.
+    assert_eq!(admit_now(&pool, 6).await, 6);
+    // A caller with 180 ms left would get the slot at 167 ms but be gone before it completes.
+    let deadline = Instant::now() + Duration::from_millis(180);
+    let refused = pool
+        .admit(pool.admission_deadline(Some(deadline)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.cause, ThrottleCause::DeadlineTooSoon);
+    // A caller with 250 ms left gets it, and in time.
+    let deadline = Instant::now() + Duration::from_millis(250);
+    pool.admit(pool.admission_deadline(Some(deadline)))
+        .await
+        .unwrap();
+    assert!(Instant::now() + Duration::from_millis(40) <= deadline);
+    // A caller whose time is already shorter than a call needs is refused even by a free node.
+    sleep(Duration::from_secs(2)).await;
+    let deadline = Instant::now() + Duration::from_millis(10);
+    let refused = pool
+        .admit(pool.admission_deadline(Some(deadline)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.cause, ThrottleCause::TooLittleTime);
+    assert_eq!(pool.status().admitted, 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_call_whose_caller_gives_up_leaves_without_a_slot() {
+    let pool = NodePool::new(fixed(1));
+    assert_eq!(admit_now(&pool, 6).await, 6);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    // The first waiter gives up (its future is dropped) before the slot frees.
+    let gone = tokio::time::timeout(Duration::from_millis(50), pool.admit(Some(deadline))).await;
+    assert!(gone.is_err());
+    assert_eq!(pool.status().queued, 0);
+    // The next caller gets the slot the first would have had, at 1/6 s.
+    let started = Instant::now();
+    pool.admit(Some(deadline)).await.unwrap();
+    assert_eq!(
+        started.elapsed(),
+        timer_ms(SIXTH_OF_A_SECOND - Duration::from_millis(50))
+    );
+    assert_eq!(pool.status().admitted, 7);
+}

@@ -165,7 +165,8 @@ async fn a_thousand_calls_under_twenty_percent_faults_lose_nothing_and_repeat_no
     let intents: Vec<(String, usize)> = futures::stream::iter(0..N)
         .map(|i| {
             let fields = json!({"Amount": 1000 + i, "Currency": "usd", "PaymentMethod": "pm_card_visa",
-                                 "CaptureMethod": "manual", "Metadata": {"order": i.to_string()}});
+                                 "PaymentMethodTypes": ["card"], "CaptureMethod": "manual",
+                                 "Metadata": {"order": i.to_string()}});
             until_success(format!("payment intent {i}"), move || {
                 let create = create("PaymentIntent", fields.clone(), format!("intent-{i}"));
                 async move { create.await.map(|f| f["Id"].as_str().unwrap().to_owned()) }

@@ -14,6 +14,7 @@ use super::pb;
 use super::pb::action_service_client::ActionServiceClient;
 use super::pb::connection_service_client::ConnectionServiceClient;
 use super::pb::entity_service_client::EntityServiceClient;
+use super::pb::event_subscription_service_client::EventSubscriptionServiceClient;
 
 /// What the client does.
 #[derive(Debug, Clone, Subcommand)]
@@ -78,6 +79,36 @@ pub enum ClientCommand {
     Connection,
     /// Checks the connection's upstream status.
     Status,
+    /// Sets the connection's node counts (an `UpdateConnection` of `node_config`, applied live).
+    SetNodes {
+        /// Minimum node count.
+        min: i32,
+        /// Maximum node count.
+        max: i32,
+    },
+    /// Asks the server's `grpc.health.v1` service whether it is serving (exit status 0 when
+    /// `SERVING`, 1 otherwise, e.g. while draining): the container image's health check.
+    Health {
+        /// The service to ask about; empty means the server as a whole.
+        #[arg(long, default_value = "")]
+        service: String,
+    },
+    /// Creates an event subscription delivered on a stream, e.g.
+    /// `subscribe invoices-paid payment_intent.succeeded 'invoice.*'`.
+    Subscribe {
+        id: String,
+        #[arg(required = true)]
+        event_types: Vec<String>,
+    },
+    /// Reads a stream subscription's events (one JSON object per event) and exits after `--count`.
+    Events {
+        subscription: String,
+        /// Continue after the event that carried this token.
+        #[arg(long, default_value = "")]
+        resume_token: String,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+    },
 }
 
 fn parse_object(text: &str, what: &str) -> anyhow::Result<prost_types::Struct> {
@@ -151,7 +182,8 @@ pub async fn run(
     };
     let mut entities = EntityServiceClient::new(channel.clone());
     let mut actions = ActionServiceClient::new(channel.clone());
-    let mut connections = ConnectionServiceClient::new(channel);
+    let mut connections = ConnectionServiceClient::new(channel.clone());
+    let mut subscriptions = EventSubscriptionServiceClient::new(channel.clone());
     let parent = format!("connections/{connection}");
     let view = |full: bool| {
         if full {
@@ -397,6 +429,10 @@ pub async fn run(
                 .into_inner();
             connection_json(&r)
         }
+        ClientCommand::SetNodes { min, max } => {
+            set_nodes(&mut connections, &auth, parent, min, max).await?
+        }
+        ClientCommand::Health { service } => return health(channel, &service).await,
         ClientCommand::Status => {
             let r = connections
                 .check_status(with_auth(&auth, pb::CheckStatusRequest { name: parent }))
@@ -409,11 +445,107 @@ pub async fn run(
                 "node_status": r.node_status.map(|n| json!({
                     "current_nodes": n.current_nodes, "desired_nodes": n.desired_nodes, "utilization": n.utilization,
                     "admitted": n.admitted, "queued": n.queued, "throttled": n.throttled, "node_rate": n.node_rate,
+                    "budget_authority": n.budget_authority, "budget_admitted": n.budget_admitted,
                 })),
             })
         }
+        ClientCommand::Subscribe { id, event_types } => {
+            let request = pb::CreateEventSubscriptionRequest {
+                parent,
+                event_subscription_id: id,
+                event_subscription: Some(pb::EventSubscription {
+                    event_types,
+                    destination: Some(pb::event_subscription::Destination::Stream(true)),
+                    ..Default::default()
+                }),
+            };
+            let r = subscriptions
+                .create_event_subscription(with_auth(&auth, request))
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            json!({"name": r.name, "event_types": r.event_types, "create_time": r.create_time.map(|t| t.seconds)})
+        }
+        ClientCommand::Events {
+            subscription,
+            resume_token,
+            count,
+        } => {
+            let request = pb::StreamEventsRequest {
+                subscription: format!("{parent}/eventSubscriptions/{subscription}"),
+                resume_token,
+            };
+            let mut stream = subscriptions
+                .stream_events(with_auth(&auth, request))
+                .await
+                .map_err(|s| describe(&s))?
+                .into_inner();
+            let mut events = Vec::new();
+            while events.len() < count {
+                let Some(e) = stream.message().await.map_err(|s| describe(&s))? else {
+                    break;
+                };
+                let payload: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
+                events.push(json!({
+                    "id": e.id, "type": e.r#type, "connection": e.connection,
+                    "entity_name": e.entity_name, "resume_token": e.resume_token,
+                    "object": payload["data"]["object"]["id"],
+                }));
+            }
+            Value::from(events)
+        }
     };
     Ok(serde_json::to_string_pretty(&output)?)
+}
+
+async fn set_nodes(
+    connections: &mut ConnectionServiceClient<Channel>,
+    auth: &Option<MetadataValue<tonic::metadata::Ascii>>,
+    name: String,
+    min_node_count: i32,
+    max_node_count: i32,
+) -> anyhow::Result<Value> {
+    let change = pb::Connection {
+        name,
+        node_config: Some(pb::NodeConfig {
+            min_node_count,
+            max_node_count,
+        }),
+        ..Default::default()
+    };
+    let updated = connections
+        .update_connection(with_auth(
+            auth,
+            pb::UpdateConnectionRequest {
+                connection: Some(change),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["node_config".to_owned()],
+                }),
+            },
+        ))
+        .await
+        .map_err(|s| describe(&s))?
+        .into_inner();
+    Ok(connection_json(&updated))
+}
+
+/// `grpc.health.v1.Health/Check` (open to every caller, so no token): `Ok` only when `SERVING`.
+async fn health(channel: Channel, service: &str) -> anyhow::Result<String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let response = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .map_err(|s| describe(&s))?
+        .into_inner();
+    let status = ServingStatus::try_from(response.status).unwrap_or(ServingStatus::Unknown);
+    match status {
+        ServingStatus::Serving => Ok(serde_json::to_string_pretty(
+            &json!({ "status": status.as_str_name() }),
+        )?),
+        _ => Err(anyhow::anyhow!("health: {}", status.as_str_name())),
+    }
 }
 
 fn connection_json(c: &pb::Connection) -> Value {
@@ -428,6 +560,6 @@ fn connection_json(c: &pb::Connection) -> Value {
         "node_config": c.node_config.map(|n| json!({"min_node_count": n.min_node_count, "max_node_count": n.max_node_count})),
         "api_base_url": c.api_base_url,
         "origin": pb::connection::Origin::try_from(c.origin).map(|o| o.as_str_name()).unwrap_or("?"),
-        "node_status": c.node_status.map(|n| json!({"current_nodes": n.current_nodes, "desired_nodes": n.desired_nodes, "admitted": n.admitted, "throttled": n.throttled})),
+        "node_status": c.node_status.as_ref().map(|n| json!({"current_nodes": n.current_nodes, "desired_nodes": n.desired_nodes, "admitted": n.admitted, "throttled": n.throttled, "budget_authority": n.budget_authority})),
     })
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 use super::pb::connection_service_server::ConnectionService;
 use super::services::offset_page;
@@ -110,11 +109,18 @@ pub fn to_proto(view: &ConnectionView) -> pb::Connection {
             Origin::Embedded => pb::connection::Origin::Embedded,
         } as i32,
         node_status: node_status(view),
+        webhook_signing_secrets: spec
+            .webhook_signing_secrets
+            .iter()
+            .map(secret_ref)
+            .collect(),
     }
 }
 
 fn node_status(view: &ConnectionView) -> Option<pb::NodeStatus> {
-    view.pool_status().map(|s| pb::NodeStatus {
+    let runtime = view.runtime.as_ref().ok()?;
+    let s = runtime.pool.status();
+    Some(pb::NodeStatus {
         current_nodes: s.current_nodes as i32,
         desired_nodes: s.desired_nodes as i32,
         utilization: s.utilization,
@@ -122,6 +128,8 @@ fn node_status(view: &ConnectionView) -> Option<pb::NodeStatus> {
         queued: s.queued,
         throttled: s.throttled,
         node_rate: f64::from(s.node_rate),
+        budget_authority: runtime.budget.authority().as_str().to_owned(),
+        budget_admitted: runtime.budget.counts().0,
     })
 }
 
@@ -139,7 +147,7 @@ fn apply(
             p == path || p.starts_with(&format!("{path}.")) || path.starts_with(&format!("{p}."))
         })
     };
-    const KNOWN: [&str; 22] = [
+    const KNOWN: [&str; 23] = [
         "description",
         "connector",
         "connector_version",
@@ -162,6 +170,7 @@ fn apply(
         "node_config.max_node_count",
         "labels",
         "api_base_url",
+        "webhook_signing_secrets",
     ];
     for path in paths {
         if !KNOWN.contains(&path.as_str()) {
@@ -185,6 +194,13 @@ fn apply(
     }
     if wants("api_key") {
         spec.api_key = proto.api_key.as_ref().and_then(secret_from);
+    }
+    if wants("webhook_signing_secrets") {
+        spec.webhook_signing_secrets = proto
+            .webhook_signing_secrets
+            .iter()
+            .filter_map(secret_from)
+            .collect();
     }
     if wants("verbosity") {
         spec.verbosity = match proto.verbosity {
@@ -353,23 +369,20 @@ fn registry_error(error: &RegistryError) -> Status {
 fn violations_status(violations: &[Violation]) -> Status {
     let reason = violations.first().map_or("INVALID_ARGUMENT", |v| v.reason);
     let reasons: Vec<&str> = violations.iter().map(|v| v.reason).collect();
-    let mut details = ErrorDetails::with_error_info(
-        reason,
-        status::DOMAIN,
-        HashMap::from([("reasons".to_owned(), reasons.join(","))]),
-    );
-    for v in violations {
-        details.add_bad_request_violation(format!("connection.{}", v.field), v.description.clone());
-    }
+    let fields: Vec<FieldViolation> = violations
+        .iter()
+        .map(|v| FieldViolation::new(&format!("connection.{}", v.field), v.description.clone()))
+        .collect();
     let message = violations
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ");
-    Status::with_error_details(
-        Code::InvalidArgument,
+    status::bad_request(
+        reason,
+        HashMap::from([("reasons".to_owned(), reasons.join(","))]),
         format!("invalid connection: {message}"),
-        details,
+        &fields,
     )
 }
 

@@ -11,10 +11,58 @@ use tonic_types::{ErrorDetails, StatusExt};
 use crate::engine::result::pascal_case;
 use crate::engine::{EngineError, FieldViolation};
 use crate::stripe::error::StripeError;
-use crate::throttle::Throttled;
+use crate::throttle::{ThrottleReason, Throttled};
 
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const DOMAIN: &str = "connector-runtime";
+
+// Bounds on what one error carries. The message and the details travel as HTTP/2 headers
+// (`grpc-message`, `grpc-status-details-bin`, base64); gRPC's Python and C++ clients accept 16 KB
+// of metadata by default and report RESOURCE_EXHAUSTED beyond it. With these bounds the largest
+// status stays well under 8 KB on the wire, whatever the input (tests/engine_requests.rs measures).
+/// Longest message, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 768;
+/// Most field violations in a BadRequest; the rest are counted in one more.
+pub const MAX_VIOLATIONS: usize = 8;
+/// Longest violation field path, in bytes (an unknown key is echoed back).
+const MAX_FIELD_BYTES: usize = 96;
+/// Longest violation description or metadata value, in bytes.
+const MAX_TEXT_BYTES: usize = 256;
+
+/// `text` cut to at most `max` bytes on a character boundary, marked with `…` when cut.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+fn bounded(metadata: HashMap<String, String>) -> HashMap<String, String> {
+    metadata
+        .into_iter()
+        .map(|(key, value)| (key, clip(&value, MAX_TEXT_BYTES)))
+        .collect()
+}
+
+/// Adds at most MAX_VIOLATIONS violations, each clipped, and counts the rest in one more.
+fn add_violations(details: &mut ErrorDetails, violations: &[FieldViolation]) {
+    for violation in violations.iter().take(MAX_VIOLATIONS) {
+        details.add_bad_request_violation(
+            clip(&violation.field, MAX_FIELD_BYTES),
+            clip(&violation.description, MAX_TEXT_BYTES),
+        );
+    }
+    if violations.len() > MAX_VIOLATIONS {
+        details.add_bad_request_violation(
+            "…",
+            format!("and {} more violations", violations.len() - MAX_VIOLATIONS),
+        );
+    }
+}
 
 /// A status with ErrorInfo and nothing else.
 pub fn status(
@@ -25,18 +73,30 @@ pub fn status(
 ) -> Status {
     Status::with_error_details(
         code,
-        message,
-        ErrorDetails::with_error_info(reason, DOMAIN, metadata),
+        clip(&message.into(), MAX_MESSAGE_BYTES),
+        ErrorDetails::with_error_info(reason, DOMAIN, bounded(metadata)),
     )
 }
 
 /// INVALID_ARGUMENT with a field violation for each problem.
 pub fn invalid_argument(message: impl Into<String>, violations: &[FieldViolation]) -> Status {
-    let mut details = ErrorDetails::with_error_info("INVALID_ARGUMENT", DOMAIN, HashMap::new());
-    for violation in violations {
-        details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
-    }
-    Status::with_error_details(Code::InvalidArgument, message, details)
+    bad_request("INVALID_ARGUMENT", HashMap::new(), message, violations)
+}
+
+/// INVALID_ARGUMENT with its own reason and metadata, and a field violation for each problem.
+pub fn bad_request(
+    reason: &str,
+    metadata: HashMap<String, String>,
+    message: impl Into<String>,
+    violations: &[FieldViolation],
+) -> Status {
+    let mut details = ErrorDetails::with_error_info(reason, DOMAIN, bounded(metadata));
+    add_violations(&mut details, violations);
+    Status::with_error_details(
+        Code::InvalidArgument,
+        clip(&message.into(), MAX_MESSAGE_BYTES),
+        details,
+    )
 }
 
 /// INVALID_ARGUMENT on one field.
@@ -55,11 +115,11 @@ fn with_retry(
     metadata: HashMap<String, String>,
     retry: Option<Duration>,
 ) -> Status {
-    let mut details = ErrorDetails::with_error_info(reason, DOMAIN, metadata);
+    let mut details = ErrorDetails::with_error_info(reason, DOMAIN, bounded(metadata));
     if retry.is_some() {
         details.set_retry_info(retry);
     }
-    Status::with_error_details(code, message, details)
+    Status::with_error_details(code, clip(&message, MAX_MESSAGE_BYTES), details)
 }
 
 fn stripe_metadata(error: &StripeError) -> HashMap<String, String> {
@@ -160,17 +220,28 @@ pub fn stripe_error(error: &StripeError) -> Status {
         }
         (400, _) => {
             let mut details =
-                ErrorDetails::with_error_info("STRIPE_INVALID_REQUEST", DOMAIN, metadata);
+                ErrorDetails::with_error_info("STRIPE_INVALID_REQUEST", DOMAIN, bounded(metadata));
             if let Some(param) = &error.param {
-                details.add_bad_request_violation(caller_field(param), error.message.clone());
+                add_violations(
+                    &mut details,
+                    &[FieldViolation::new(
+                        &caller_field(param),
+                        error.message.clone(),
+                    )],
+                );
             }
-            Status::with_error_details(Code::InvalidArgument, message, details)
+            Status::with_error_details(
+                Code::InvalidArgument,
+                clip(&message, MAX_MESSAGE_BYTES),
+                details,
+            )
         }
         _ => status(Code::FailedPrecondition, "STRIPE_ERROR", message, metadata),
     }
 }
 
-/// RESOURCE_EXHAUSTED with RetryInfo (when capacity frees) and QuotaFailure (which limit).
+/// RESOURCE_EXHAUSTED with RetryInfo (when capacity frees) and QuotaFailure (which limit); or,
+/// when the fleet's shared budget is unreachable and fails closed, UNAVAILABLE with RetryInfo.
 pub fn throttled_status(throttled: &Throttled) -> Status {
     let reason = throttled.reason.as_str();
     let metadata = HashMap::from([
@@ -181,8 +252,11 @@ pub fn throttled_status(throttled: &Throttled) -> Status {
             throttled.retry_after.as_millis().max(1).to_string(),
         ),
     ]);
-    let mut details = ErrorDetails::with_error_info(reason, DOMAIN, metadata);
+    let mut details = ErrorDetails::with_error_info(reason, DOMAIN, bounded(metadata));
     details.set_retry_info(Some(throttled.retry_after));
+    if throttled.reason == ThrottleReason::SharedBudgetUnavailable {
+        return Status::with_error_details(Code::Unavailable, throttled.to_string(), details);
+    }
     details.add_quota_failure_violation(reason, throttled.limit.clone());
     Status::with_error_details(Code::ResourceExhausted, throttled.to_string(), details)
 }
@@ -259,6 +333,46 @@ pub fn engine_error(error: &EngineError) -> Status {
     }
 }
 
+/// Maps every events error.
+pub fn events_error(error: &crate::events::EventsError) -> Status {
+    use crate::events::EventsError;
+    let one = |key: &str, value: &str| HashMap::from([(key.to_owned(), value.to_owned())]);
+    match error {
+        EventsError::NotFound(name) => status(
+            Code::NotFound,
+            "EVENT_SUBSCRIPTION_NOT_FOUND",
+            error.to_string(),
+            one("event_subscription", name),
+        ),
+        EventsError::AlreadyExists(name) => status(
+            Code::AlreadyExists,
+            "EVENT_SUBSCRIPTION_ALREADY_EXISTS",
+            error.to_string(),
+            one("event_subscription", name),
+        ),
+        EventsError::Invalid(problems) => {
+            let violations: Vec<FieldViolation> = problems
+                .iter()
+                .map(|(field, description)| FieldViolation::new(field, description.clone()))
+                .collect();
+            invalid_argument(error.to_string(), &violations)
+        }
+        EventsError::BadResumeToken(why) => invalid_field("resume_token", *why),
+        EventsError::NotAStream(name) | EventsError::NoDeadLetters(name) => status(
+            Code::FailedPrecondition,
+            "WRONG_DESTINATION",
+            error.to_string(),
+            one("event_subscription", name),
+        ),
+        EventsError::Store(_) => status(
+            Code::Internal,
+            "EVENT_STORE_FAILED",
+            error.to_string(),
+            HashMap::new(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +434,30 @@ mod tests {
             assert_eq!(status.code(), code, "{expected}");
             assert_eq!(reason(&status), expected);
         }
+    }
+
+    #[test]
+    fn many_or_long_violations_are_capped_and_counted() {
+        let violations: Vec<FieldViolation> = (0..500)
+            .map(|i| FieldViolation::new(&format!("Field{i}{}", "é".repeat(400)), "x".repeat(5000)))
+            .collect();
+        let status = engine_error(&EngineError::InvalidInput(violations));
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES);
+        assert!(status.message().ends_with('…'));
+        let details = status.get_error_details();
+        let listed = &details.bad_request().unwrap().field_violations;
+        assert_eq!(listed.len(), MAX_VIOLATIONS + 1);
+        assert_eq!(
+            listed[MAX_VIOLATIONS].description,
+            "and 492 more violations"
+        );
+        assert!(listed.iter().all(|v| v.field.len() <= MAX_FIELD_BYTES));
+        assert!(listed.iter().all(|v| v.description.len() <= MAX_TEXT_BYTES));
+        assert!(
+            status.details().len() < 4 * 1024,
+            "{}",
+            status.details().len()
+        );
     }
 
     #[test]

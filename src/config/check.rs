@@ -30,6 +30,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "metrics",
     "telemetry",
+    "events",
     "connections",
 ];
 
@@ -202,6 +203,7 @@ fn parse_sections(
             "log" => section(&key, value, &mut settings.log, problems),
             "metrics" => section(&key, value, &mut settings.metrics, problems),
             "telemetry" => section(&key, value, &mut settings.telemetry, problems),
+            "events" => section(&key, value, &mut settings.events, problems),
             "auth" => parse_auth(value, settings, &mut parsed.token_index, problems),
             "connections" => {
                 for (i, item) in list(&key, value, problems).into_iter().enumerate() {
@@ -327,6 +329,19 @@ fn check_settings(parsed: &Parsed, secrets: &SecretResolver, problems: &mut Vec<
     check_tokens(parsed, secrets, problems);
     check_dirs(settings, problems);
     check_nodes(settings, problems);
+    if let Some(reference) = settings
+        .nodes
+        .stripe_budget
+        .shared
+        .as_ref()
+        .and_then(|shared| shared.redis_password.as_ref())
+        && let Err(error) = secrets.resolve(reference)
+    {
+        problems.push(Problem::new(
+            "nodes.stripe_budget.shared.redis_password",
+            error.to_string(),
+        ));
+    }
     check_upstream(settings, problems);
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&settings.log.level) {
         problems.push(Problem::new(
@@ -434,27 +449,66 @@ fn check_dirs(settings: &Settings, problems: &mut Vec<Problem>) {
 }
 
 fn check_nodes(settings: &Settings, problems: &mut Vec<Problem>) {
+    use crate::throttle::InvalidPoolSettings;
     let nodes = &settings.nodes;
+    // The pool's own rules, once: node counts are per connection and checked there.
+    let pool = nodes.pool_settings(&crate::connections::model::NodeSettings::default());
+    for problem in pool.problems() {
+        let key = match &problem {
+            InvalidPoolSettings::ZeroRate { rate: 0, .. } => "nodes.node_rate",
+            InvalidPoolSettings::ZeroRate { .. } => "nodes.node_burst",
+            InvalidPoolSettings::TargetUtilization(_) => "nodes.target_utilization",
+            InvalidPoolSettings::ScaleTick => "nodes.scale_tick",
+            InvalidPoolSettings::NodeBounds { .. } => continue,
+        };
+        problems.push(Problem::new(key, problem.to_string()));
+    }
     let mut at_least_one = |key: &str, value: u64| {
         if value == 0 {
             problems.push(Problem::new(format!("nodes.{key}"), "must be at least 1"));
         }
     };
-    at_least_one("node_rate", nodes.node_rate.into());
-    at_least_one("node_burst", nodes.node_burst.into());
     at_least_one("stripe_budget.test", nodes.stripe_budget.test.into());
     at_least_one("stripe_budget.live", nodes.stripe_budget.live.into());
-    if !(nodes.target_utilization > 0.0 && nodes.target_utilization <= 1.0) {
+    if let Some(shared) = &nodes.stripe_budget.shared {
+        check_shared_budget(shared, problems);
+    }
+}
+
+fn check_shared_budget(shared: &super::SharedBudgetSettings, problems: &mut Vec<Problem>) {
+    const KEY: &str = "nodes.stripe_budget.shared";
+    match url::Url::parse(&shared.redis_url) {
+        Ok(url) if !matches!(url.scheme(), "redis" | "rediss") => problems.push(Problem::new(
+            format!("{KEY}.redis_url"),
+            "must be a redis:// or rediss:// URL",
+        )),
+        Ok(url) if url.password().is_some() => problems.push(Problem::new(
+            format!("{KEY}.redis_url"),
+            "must not hold a password; use redis_password (a secret reference)",
+        )),
+        Ok(_) => {}
+        Err(error) => problems.push(Problem::new(
+            format!("{KEY}.redis_url"),
+            format!("not a URL: {error}"),
+        )),
+    }
+    if shared.timeout.is_zero() {
         problems.push(Problem::new(
-            "nodes.target_utilization",
-            format!(
-                "must be above 0 and at most 1, got {}",
-                nodes.target_utilization
-            ),
+            format!("{KEY}.timeout"),
+            "must be longer than 0s",
         ));
     }
-    if nodes.scale_tick.is_zero() {
-        problems.push(Problem::new("nodes.scale_tick", "must be longer than 0s"));
+    if shared.assumed_replicas == 0 {
+        problems.push(Problem::new(
+            format!("{KEY}.assumed_replicas"),
+            "must be at least 1",
+        ));
+    }
+    if shared.key_prefix.is_empty() {
+        problems.push(Problem::new(
+            format!("{KEY}.key_prefix"),
+            "must not be empty",
+        ));
     }
 }
 
@@ -476,6 +530,12 @@ fn check_upstream(settings: &Settings, problems: &mut Vec<Problem>) {
         problems.push(Problem::new(
             "upstream.max_retries",
             format!("at most {MAX_RETRIES_LIMIT}"),
+        ));
+    }
+    if upstream.backoff_cap < upstream.backoff_base {
+        problems.push(Problem::new(
+            "upstream.backoff_cap",
+            "must be at least upstream.backoff_base",
         ));
     }
     if let Some(file) = &upstream.extra_ca_file {

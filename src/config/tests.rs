@@ -574,3 +574,76 @@ fn metrics_and_telemetry_sections_load_and_are_checked() {
         ["telemetry.sampler"]
     );
 }
+
+#[test]
+fn node_rules_are_the_pools_own_and_every_one_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "nodes.toml",
+        "[nodes]\nnode_rate = 0\nscale_tick = \"2h\"\ntarget_utilization = 1.5\n\
+         [nodes.stripe_budget.shared]\nredis_url = \"redis://:pw@redis:6379\"\nassumed_replicas = 0\n\
+         [upstream]\nbackoff_base = \"2s\"\nbackoff_cap = \"1s\"\n",
+    );
+    let problems = check_with_env(&path, HashMap::new());
+    assert_eq!(
+        keys(&problems),
+        [
+            "nodes.node_rate",
+            "nodes.target_utilization",
+            "nodes.scale_tick",
+            "nodes.stripe_budget.shared.redis_url",
+            "nodes.stripe_budget.shared.assumed_replicas",
+            "upstream.backoff_cap",
+        ]
+    );
+    assert!(!problems.iter().any(|p| p.to_string().contains("pw")));
+}
+
+#[test]
+fn the_events_section_reads_durations_and_webhook_secrets_and_refuses_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "events.toml",
+        r#"
+[events]
+listen = "127.0.0.1:8088"
+retention = "7days"
+catch_up_interval = "30s"
+delivery_max_attempts = 3
+
+[[connections]]
+id = "stripe-eu"
+api_key = { secret = "env:STRIPE_KEY" }
+webhook_signing_secrets = [{ secret = "env:STRIPE_KEY" }]
+"#,
+    );
+    let settings = load_with_env(Some(&path), env()).unwrap();
+    assert_eq!(
+        settings.events.listen,
+        Some("127.0.0.1:8088".parse().unwrap())
+    );
+    assert_eq!(settings.events.retention, Duration::from_secs(7 * 86_400));
+    assert_eq!(settings.events.catch_up_interval, Duration::from_secs(30));
+    assert_eq!(settings.events.delivery_max_attempts, 3);
+    assert_eq!(
+        settings.events.signature_tolerance,
+        Duration::from_secs(300)
+    );
+    assert_eq!(settings.connections[0].webhook_signing_secrets.len(), 1);
+
+    let bad = write(
+        &dir,
+        "bad.toml",
+        "[events]\nlisten = \"127.0.0.1:8088\"\nretension = \"1d\"\n\n[[connections]]\nid = \"stripe-eu\"\napi_key = { secret = \"env:STRIPE_KEY\" }\nwebhook_signing_secrets = [{ secret = \"env:MISSING_WEBHOOK_SECRET\" }]\n",
+    );
+    let problems = check_with_env(&bad, env());
+    let keys = keys(&problems);
+    assert!(keys.iter().any(|k| k.starts_with("events")), "{keys:?}");
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("connections[0].webhook_signing_secrets[0]")),
+        "{keys:?}"
+    );
+}

@@ -161,6 +161,11 @@ pub struct ConnectionSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(default = "default_base_url")]
     pub api_base_url: String,
+    /// Signing secrets (`whsec_…`) of the Stripe webhook endpoint that posts to this connection's
+    /// `/webhooks/{id}`, as secret references. A webhook verifies when any of them matches, so
+    /// during a rotation list the old and the new one. Empty: webhooks for it are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhook_signing_secrets: Vec<SecretRef>,
 }
 
 fn default_connector() -> String {
@@ -191,6 +196,7 @@ impl ConnectionSpec {
             nodes: NodeSettings::default(),
             labels: BTreeMap::new(),
             api_base_url: default_base_url(),
+            webhook_signing_secrets: Vec::new(),
         }
     }
 

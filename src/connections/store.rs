@@ -250,6 +250,37 @@ impl ConnectionStore {
         Ok(stored)
     }
 
+    /// Replaces the embedded connection's settings in memory (they are not persisted: they last
+    /// for the life of the process, like the connection itself). The caller decides which
+    /// settings may change.
+    pub fn update_embedded(
+        &self,
+        spec: ConnectionSpec,
+    ) -> Result<Arc<StoredConnection>, StoreError> {
+        let _guard = self
+            .inner
+            .write
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.snapshot();
+        let Some(old) = current
+            .get(&spec.id)
+            .filter(|c| c.origin == Origin::Embedded)
+        else {
+            return Err(StoreError::NotFound { id: spec.id });
+        };
+        let stored = Arc::new(StoredConnection {
+            spec,
+            origin: Origin::Embedded,
+            create_time: old.create_time,
+            update_time: (self.inner.clock)(),
+        });
+        self.publish(&current, |map| {
+            map.insert(stored.spec.id.clone(), stored.clone());
+        });
+        Ok(stored)
+    }
+
     /// Creates a connection (origin [`Origin::Api`]) and persists it. A tombstone of the same id
     /// is replaced.
     pub fn create(&self, spec: ConnectionSpec) -> Result<Arc<StoredConnection>, StoreError> {

@@ -107,6 +107,14 @@ fn check_all(
     }
     check_nodes(spec, out);
     check_proxy(spec, secrets, out);
+    for (i, reference) in spec.webhook_signing_secrets.iter().enumerate() {
+        check_secret(
+            &format!("webhook_signing_secrets[{i}]"),
+            reference,
+            secrets,
+            out,
+        );
+    }
     check_labels(spec, out);
     check_base_url(&spec.api_base_url, out);
 }

@@ -69,12 +69,24 @@ pub enum EngineError {
     NotReady(String),
 }
 
+/// Violations named in an error's one-line text; the rest are counted.
+const SUMMARIZED_VIOLATIONS: usize = 3;
+
 fn summarize(violations: &[FieldViolation]) -> String {
-    violations
+    let mut text = violations
         .iter()
+        .take(SUMMARIZED_VIOLATIONS)
         .map(|v| format!("{}: {}", v.field, v.description))
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    if let Some(more) = violations
+        .len()
+        .checked_sub(SUMMARIZED_VIOLATIONS)
+        .filter(|n| *n > 0)
+    {
+        text.push_str(&format!("; and {more} more"));
+    }
+    text
 }
 
 impl EngineError {

@@ -2,14 +2,16 @@
 //!
 //! Inputs are keyed by the spec's PascalCase names (`PaymentIntentId`, `ReturnUrl`) or by Stripe's
 //! own names (`return_url`). Every input is checked before any upstream call: unknown names, wrong
-//! types and missing required parameters each become a field violation.
+//! types and missing required parameters each become a field violation. Empty values (`null`,
+//! `{}`, `[]`, `""`) are sent only where the parameter's request schema has an empty form, and
+//! never for a required parameter.
 
 use serde_json::{Map, Value};
 
 use super::error::FieldViolation;
 use super::schema;
 use crate::spec::model::{HttpMethod, OperationSpec, ParamLocation, ParamSpec};
-use crate::stripe::form;
+use crate::stripe::{form, gated};
 
 /// A request ready to send: method, concrete path, query and form pairs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,11 @@ pub fn find_param<'a>(op: &'a OperationSpec, key: &str) -> Option<&'a ParamSpec>
         .iter()
         .find(|p| p.name == key)
         .or_else(|| op.params.iter().find(|p| p.source == key))
+}
+
+/// Whether a value says "nothing": it would travel as `key=`, which Stripe reads as an unset.
+fn is_empty(value: &Value) -> bool {
+    form::encodes_as_empty(value) || value.as_str() == Some("")
 }
 
 /// Characters left as they are in a path segment; everything else is percent-encoded.
@@ -65,7 +72,9 @@ pub fn build(
 
     for (key, value) in inputs {
         let Some(param) = find_param(op, key) else {
-            violations.push(FieldViolation::new(key, "unknown parameter".to_owned()));
+            let description = gated::withheld(&op.operation_id, key)
+                .map_or_else(|| "unknown parameter".to_owned(), str::to_owned);
+            violations.push(FieldViolation::new(key, description));
             continue;
         };
         if seen.contains(&param.source.as_str()) {
@@ -76,7 +85,22 @@ pub fn build(
             continue;
         }
         seen.push(&param.source);
+        let before = violations.len();
         schema::check(&param.name, &param.json_schema, value, &mut violations);
+        if violations.len() == before
+            && param.required
+            && param.location != ParamLocation::Path
+            && is_empty(value)
+            && !form::declares_unset(&param.json_schema)
+        {
+            violations.push(FieldViolation::new(
+                &param.name,
+                format!(
+                    "is required and cannot be empty; give {}",
+                    schema::describe(&param.json_schema)
+                ),
+            ));
+        }
         match param.location {
             ParamLocation::Path => match value {
                 Value::String(s) if !s.is_empty() => {

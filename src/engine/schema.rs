@@ -1,12 +1,15 @@
 //! Checks JSON inputs against the compact JSON schemas of the connector spec. Pure, no I/O.
 //!
-//! Understands the subset the spec uses: `type`, `enum`, `nullable`, `anyOf`, `items`,
-//! `properties` and `additionalProperties`. Numbers given for integer parameters must be integral
-//! (`1500.0` is accepted as `1500`).
+//! Understands the subset the spec uses: `type`, `enum`, `anyOf`, `items`, `properties`,
+//! `required` and `additionalProperties`. Numbers given for integer parameters must be integral
+//! (`1500.0` is accepted as `1500`). Values that would travel as an empty form (`null`, `{}`,
+//! `[]`) pass only where the schema accepts one (see `stripe::form`). Error texts stay short:
+//! long enums are summarised, never listed in full.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::error::FieldViolation;
+use crate::stripe::form;
 
 /// Appends a violation for every way `value` fails `schema`, naming fields by `path`.
 pub fn check(path: &str, schema: &Value, value: &Value, out: &mut Vec<FieldViolation>) {
@@ -36,6 +39,103 @@ fn is_integral(value: &Value) -> bool {
     }
 }
 
+/// Enums up to this long are listed whole in errors; longer ones are summarised.
+const MAX_LISTED_VALUES: usize = 12;
+/// How many values a summarised enum shows.
+const EXAMPLE_VALUES: usize = 4;
+
+/// What a schema allows, in a few words: `an integer or "now"`, `one of "a", "b"`, `an object`.
+/// Long enums are cut to their first values, so the text stays short whatever the schema.
+pub fn describe(schema: &Value) -> String {
+    if let Some(branches) = schema.get("anyOf").and_then(Value::as_array) {
+        let mut parts: Vec<String> = Vec::new();
+        for part in branches.iter().map(describe) {
+            if !parts.contains(&part) {
+                parts.push(part);
+            }
+        }
+        return parts.join(" or ");
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        return describe_enum(allowed);
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("string") => "a string",
+        Some("integer") => "an integer",
+        Some("number") => "a number",
+        Some("boolean") => "a boolean",
+        Some("array") => "a non-empty array",
+        Some("object") => "a non-empty object",
+        _ => "a value",
+    }
+    .to_owned()
+}
+
+/// `one of "a", "b"`, or for long enums `one of 230 values such as "a", "b", …`.
+fn describe_enum(allowed: &[Value]) -> String {
+    let listed: Vec<String> = allowed
+        .iter()
+        .take(if allowed.len() <= MAX_LISTED_VALUES {
+            MAX_LISTED_VALUES
+        } else {
+            EXAMPLE_VALUES
+        })
+        .map(|v| match v.as_str() {
+            Some("") => "\"\" (unset)".to_owned(),
+            _ => v.to_string(),
+        })
+        .collect();
+    match allowed.len() {
+        1 => listed.join(""),
+        n if n <= MAX_LISTED_VALUES => format!("one of {}", listed.join(", ")),
+        n => format!(
+            "one of {n} values such as {}, … (see Stripe's API reference)",
+            listed.join(", ")
+        ),
+    }
+}
+
+/// Why an empty value (`null`, `{}`, `[]`) cannot be sent where the schema has no empty form.
+fn empty_refusal(value: &Value, schema: &Value) -> String {
+    let what = match value {
+        Value::Null => "null",
+        Value::Array(_) => "an empty array",
+        _ => "an empty object",
+    };
+    format!(
+        "cannot be {what} (Stripe reads an empty value as unsetting, which this parameter does not allow); give {}",
+        describe(schema)
+    )
+}
+
+/// Checks members of a value whose shape the schema does not declare: only empty values,
+/// which would be sent as an unset the upstream cannot check here, are refused.
+fn check_open(path: &str, value: &Value, out: &mut Vec<FieldViolation>) {
+    match value {
+        Value::Object(members) => {
+            for (key, member) in members {
+                check(
+                    &format!("{path}.{key}"),
+                    &Value::Object(Map::new()),
+                    member,
+                    out,
+                );
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                check(
+                    &format!("{path}[{index}]"),
+                    &Value::Object(Map::new()),
+                    item,
+                    out,
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Returns Err(description) when the value fails at this level; nested failures go to `out`.
 fn check_one(
     path: &str,
@@ -43,24 +143,18 @@ fn check_one(
     value: &Value,
     out: &mut Vec<FieldViolation>,
 ) -> Result<(), String> {
-    let Some(schema) = schema.as_object() else {
+    let Some(schema_map) = schema.as_object() else {
         return Ok(());
     };
-    if value.is_null() {
-        let nullable = schema
-            .get("nullable")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        // Null clears a field upstream; accept it where the schema allows null or an empty string.
-        return if nullable
-            || schema.contains_key("anyOf")
-            || schema.get("type").and_then(Value::as_str) == Some("string")
-        {
+    // `null`, `{}` and `[]` all travel as `key=`: allowed only where the schema has that form.
+    if form::encodes_as_empty(value) {
+        return if form::accepts_empty_form(schema) {
             Ok(())
         } else {
-            Err("must not be null".to_owned())
+            Err(empty_refusal(value, schema))
         };
     }
+    let schema = schema_map;
     if let Some(branches) = schema.get("anyOf").and_then(Value::as_array) {
         let mut best: Option<Vec<FieldViolation>> = None;
         for branch in branches {
@@ -84,8 +178,7 @@ fn check_one(
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
     {
-        let names: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
-        return Err(format!("must be one of {}", names.join(", ")));
+        return Err(format!("must be {}", describe_enum(allowed)));
     }
     match schema.get("type").and_then(Value::as_str) {
         Some("string") if !value.is_string() => {
@@ -133,7 +226,7 @@ fn check_one(
                         &member_path,
                         "unknown field".to_owned(),
                     )),
-                    _ => {}
+                    _ => check(&member_path, &Value::Object(Map::new()), member, out),
                 }
             }
             if let Some(required) = schema.get("required").and_then(Value::as_array) {
@@ -148,7 +241,11 @@ fn check_one(
             }
             Ok(())
         }
-        _ => Ok(()),
+        Some(_) => Ok(()),
+        None => {
+            check_open(path, value, out);
+            Ok(())
+        }
     }
 }
 
@@ -181,6 +278,66 @@ mod tests {
             json!("later"),
         );
         assert_eq!(v, vec![r#"X: must be one of "automatic", "manual""#]);
+    }
+
+    #[test]
+    fn empty_values_pass_only_where_the_schema_has_the_empty_form() {
+        let unsettable = json!({"anyOf": [
+            {"type": "object", "additionalProperties": {"type": "string"}},
+            {"type": "string", "enum": [""]}
+        ]});
+        for empty in [json!(null), json!({}), json!([])] {
+            assert!(violations(unsettable.clone(), empty).is_empty());
+        }
+        let metadata = json!({"type": "object", "additionalProperties": {"type": "string"}});
+        assert_eq!(
+            violations(metadata, json!({})),
+            vec![
+                "X: cannot be an empty object (Stripe reads an empty value as unsetting, which this parameter does not allow); give a non-empty object"
+            ]
+        );
+        let capture = json!({"type": "string", "enum": ["automatic", "manual"]});
+        assert_eq!(
+            violations(capture, Value::Null),
+            vec![
+                r#"X: cannot be null (Stripe reads an empty value as unsetting, which this parameter does not allow); give one of "automatic", "manual""#
+            ]
+        );
+        let trial_end =
+            json!({"anyOf": [{"type": "integer"}, {"type": "string", "enum": ["now"]}]});
+        assert_eq!(
+            violations(trial_end, Value::Null),
+            vec![
+                r#"X: cannot be null (Stripe reads an empty value as unsetting, which this parameter does not allow); give an integer or "now""#
+            ]
+        );
+        let events = json!({"type": "array", "items": {"type": "string"}});
+        assert!(violations(events.clone(), json!([]))[0].contains("cannot be an empty array"));
+        assert!(violations(json!({"type": "string"}), Value::Null).is_empty());
+    }
+
+    #[test]
+    fn empty_members_of_an_undeclared_shape_are_refused() {
+        let open = json!({"type": "object"});
+        assert_eq!(
+            violations(open, json!({"a": {"b": null}})),
+            vec![
+                "X.a.b: cannot be null (Stripe reads an empty value as unsetting, which this parameter does not allow); give a value"
+            ]
+        );
+    }
+
+    #[test]
+    fn long_enums_are_summarised_not_listed() {
+        let values: Vec<String> = (0..230).map(|i| format!("event.type_{i}")).collect();
+        let v = violations(json!({"type": "string", "enum": values}), json!("nope"));
+        assert_eq!(v.len(), 1);
+        assert!(
+            v[0].starts_with(r#"X: must be one of 230 values such as "event.type_0""#),
+            "{}",
+            v[0]
+        );
+        assert!(v[0].len() < 300, "{}", v[0]);
     }
 
     #[test]

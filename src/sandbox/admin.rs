@@ -76,6 +76,13 @@ async fn reset(State(sandbox): State<Arc<Sandbox>>) -> Json<Value> {
 }
 
 async fn stats(State(sandbox): State<Arc<Sandbox>>) -> Response {
-    let stats = lock(&sandbox.stats);
-    Json(serde_json::to_value(&*stats).unwrap_or(Value::Null)).into_response()
+    let mut stats = serde_json::to_value(&*lock(&sandbox.stats)).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut stats {
+        let webhooks = lock(&sandbox.webhooks.stats).clone();
+        map.insert(
+            "webhooks".to_owned(),
+            serde_json::to_value(webhooks).unwrap_or(Value::Null),
+        );
+    }
+    Json(stats).into_response()
 }

@@ -1,13 +1,13 @@
 //! Executing one decoded Stripe API call against the store: the generic create / retrieve /
-//! update / delete / list / search of every entity in the spec, Event recording, and dispatch to
-//! the modelled flows (`payments`, `billing`). Synchronous; the caller holds the state lock.
+//! update / delete / list / search of every entity in the spec, and dispatch to the modelled
+//! flows (`payments`, `setup`, `billing`); Events are recorded through `events`. Synchronous; the caller holds the state lock.
 
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::routes::{Matched, Target};
 use super::store::{Store, unix_now};
-use super::{billing, objects, payments, search};
+use super::{billing, currency, defaults, events, objects, payments, schema, search, setup};
 use crate::spec::model::{ConnectorSpec, EntitySpec, OperationKind};
 
 /// Parameters a list endpoint always understands, besides its filters.
@@ -21,6 +21,21 @@ pub(crate) struct Ctx<'a> {
     pub idempotency_key: Option<&'a str>,
     /// How long new objects stay out of search results.
     pub search_delay: std::time::Duration,
+    /// The API version the request is served at (its `Stripe-Version`, or the spec's).
+    pub api_version: &'a str,
+    /// `http://host:port` of the sandbox as the caller reached it, for hosted pages' URLs.
+    pub base_url: &'a str,
+}
+
+/// The API version from which PaymentIntents and SetupIntents created without
+/// `payment_method_types` have automatic payment methods enabled.
+const AUTOMATIC_PAYMENT_METHODS_SINCE: &str = "2023-08-16";
+
+impl Ctx<'_> {
+    /// True when the request's API version enables automatic payment methods by default.
+    pub fn automatic_payment_methods_by_default(&self) -> bool {
+        self.api_version >= AUTOMATIC_PAYMENT_METHODS_SINCE
+    }
 }
 
 /// One decoded request.
@@ -112,7 +127,9 @@ pub(crate) fn prefix_for(spec: &ConnectorSpec, object_type: &str) -> String {
 impl Ctx<'_> {
     /// A new object of `object_type` shaped by its entity (when the spec has one).
     pub fn new_object(&mut self, object_type: &str) -> Map<String, Value> {
-        let id = self.store.new_id(&prefix_for(self.spec, object_type));
+        let id = self
+            .store
+            .new_id_for(object_type, &prefix_for(self.spec, object_type));
         objects::blank(
             entity_by_object(self.spec, object_type),
             object_type,
@@ -152,39 +169,23 @@ impl Ctx<'_> {
         }
     }
 
-    /// Records an Event of `event_type` about `object`.
+    /// Records an Event of `event_type` about `object` (see `events`).
     pub fn event(
         &mut self,
         event_type: &str,
         object: &Map<String, Value>,
         previous: Option<Map<String, Value>>,
     ) {
-        let id = self.store.new_id("evt");
-        let mut data = Map::new();
-        data.insert("object".into(), Value::Object(object.clone()));
-        if let Some(previous) = previous {
-            data.insert("previous_attributes".into(), Value::Object(previous));
-        }
-        let event = json!({
-            "id": id,
-            "object": "event",
-            "api_version": self.spec.connector.api_version,
-            "created": unix_now(),
-            "data": data,
-            "livemode": false,
-            "pending_webhooks": 0,
-            "request": {"id": self.request_id, "idempotency_key": self.idempotency_key},
-            "type": event_type,
-        });
-        if let Value::Object(event) = event {
-            self.store.insert("event", &id, event, Vec::new());
-        }
+        events::record(self, event_type, object, previous);
     }
 }
 
 /// Runs one call and applies `expand[]` to its result.
 pub(crate) fn execute(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiError> {
     let spec = ctx.spec;
+    if let Some(currency) = call.str("currency") {
+        currency::check(&currency.to_lowercase(), "currency")?;
+    }
     let mut result = match call.matched.target {
         Target::Entity { entity, kind } => {
             let entity = &spec.entities[entity];
@@ -195,6 +196,7 @@ pub(crate) fn execute(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiError>
                 OperationKind::Create => match object {
                     "payment_intent" => payments::create_intent(ctx, entity, call)?,
                     "payment_method" => payments::create_method(ctx, entity, call)?,
+                    "setup_intent" => setup::create_intent(ctx, entity, call)?,
                     "invoice" => billing::create_invoice(ctx, call)?,
                     "invoiceitem" => billing::create_item(ctx, entity, call)?,
                     "quote" => billing::create_quote(ctx, call)?,
@@ -204,6 +206,7 @@ pub(crate) fn execute(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiError>
                 },
                 OperationKind::Update => match object {
                     "payment_intent" => payments::update_intent(ctx, entity, call)?,
+                    "setup_intent" => setup::update_intent(ctx, entity, call)?,
                     "invoice" => billing::update_invoice(ctx, entity, call)?,
                     "invoiceitem" => billing::update_item(ctx, entity, call)?,
                     _ => update(ctx, entity, call)?,
@@ -226,8 +229,71 @@ pub(crate) fn execute(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiError>
             Value::Object(ctx.load("event", id, Some("id"))?)
         }
     };
-    objects::expand(ctx.store, &mut result, &call.expand())?;
+    let expand = call.expand();
+    include_expanded(ctx, &mut result, &expand);
+    objects::expand(ctx.store, &mut result, &expand)?;
     Ok(result)
+}
+
+/// A Customer's own objects behind its expandable lists (`sources`, `subscriptions`, `tax_ids`),
+/// newest first.
+fn customer_children(store: &Store, customer: &str, field: &str) -> Vec<Value> {
+    let types: &[&str] = match field {
+        "sources" => &["card", "bank_account", "source"],
+        "subscriptions" => &["subscription"],
+        "tax_ids" => &["tax_id"],
+        _ => &[],
+    };
+    let wanted = ("customer".to_owned(), customer.to_owned());
+    types
+        .iter()
+        .flat_map(|object_type| store.newest_first(object_type))
+        .filter(|(_, record)| has_parent(&record.parents, &record.object, &wanted))
+        .map(|(_, record)| Value::Object(record.object.clone()))
+        .collect()
+}
+
+/// Adds the fields Stripe returns only when asked for (`expand[]=line_items` on a Quote,
+/// `expand[]=sources` on a Customer), on an object or on each object of a list (`data.…`).
+fn include_expanded(ctx: &Ctx<'_>, result: &mut Value, paths: &[String]) {
+    for path in paths {
+        let (in_list, field) = match path.split('.').collect::<Vec<_>>().as_slice() {
+            ["data", field, ..] => (true, (*field).to_owned()),
+            [field, ..] => (false, (*field).to_owned()),
+            [] => continue,
+        };
+        let targets: Vec<&mut Value> = match (in_list, result.get_mut("data")) {
+            (true, Some(Value::Array(items))) => items.iter_mut().collect(),
+            (false, _) => vec![&mut *result],
+            _ => Vec::new(),
+        };
+        for target in targets {
+            let Value::Object(object) = target else {
+                continue;
+            };
+            let object_type = object.get("object").and_then(Value::as_str).unwrap_or("");
+            if object.contains_key(&field) || !objects::is_omitted(object_type, &field) {
+                continue;
+            }
+            let id = object.get("id").and_then(Value::as_str).unwrap_or("");
+            let value = if object_type == "quote" && field == "line_items" {
+                billing::quote_line_list(ctx.store, id)
+            } else {
+                let Some(mut value) = entity_by_object(ctx.spec, object_type)
+                    .and_then(|entity| objects::included_default(entity, &field, id))
+                else {
+                    continue;
+                };
+                if object_type == "customer"
+                    && let Some(Value::Array(data)) = value.get_mut("data")
+                {
+                    *data = customer_children(ctx.store, id, &field);
+                }
+                value
+            };
+            object.insert(field.clone(), value);
+        }
+    }
 }
 
 /// The path's shape with placeholders erased: `/v1/payment_intents/{}/confirm`.
@@ -252,6 +318,8 @@ fn verb(ctx: &mut Ctx<'_>, name: &str, path: &str, call: &Call) -> Result<Value,
         "/v1/payment_intents/{}/cancel" => payments::cancel(ctx, &id, &call.params)?,
         "/v1/charges/{}/capture" => payments::capture_charge(ctx, &id, &call.params)?,
         "/v1/charges/{}/refund" => payments::refund_charge(ctx, &id, &call.params)?,
+        "/v1/setup_intents/{}/confirm" => setup::confirm(ctx, &id, &call.params)?,
+        "/v1/setup_intents/{}/cancel" => setup::cancel(ctx, &id, &call.params)?,
         "/v1/payment_methods/{}/attach" => payments::attach(ctx, &id, &call.params)?,
         "/v1/payment_methods/{}/detach" => payments::detach(ctx, &id)?,
         "/v1/invoices/{}/finalize" => billing::finalize_invoice(ctx, &id, &call.params)?,
@@ -347,6 +415,8 @@ pub(crate) fn create(
         object.insert(param.clone(), Value::String(id.clone()));
     }
     objects::apply(&mut object, Some(entity), &call.params);
+    embed_objects(ctx, entity, &mut object)?;
+    defaults::complete_new(&entity.object, &mut object, ctx.store);
     if object.contains_key("status")
         && !call.params.contains_key("status")
         && let Some(status) = objects::initial_status(&entity.object)
@@ -358,6 +428,31 @@ pub(crate) fn create(
         .insert(&entity.object, &id, object.clone(), parents);
     ctx.event(&format!("{}.created", entity.object), &object, None);
     Ok(object)
+}
+
+/// Fields Stripe always shows as whole objects (a PromotionCode's `coupon`), given by id: the
+/// stored object takes the id's place; an unknown id is Stripe's 404.
+fn embed_objects(
+    ctx: &Ctx<'_>,
+    entity: &EntitySpec,
+    object: &mut Map<String, Value>,
+) -> Result<(), ApiError> {
+    for field in &entity.fields {
+        let types = schema::types(&field.json_schema);
+        if !types.contains(&"object") || types.contains(&"string") {
+            continue;
+        }
+        let Some(Value::String(id)) = object.get(&field.source) else {
+            continue;
+        };
+        let found = ctx
+            .store
+            .find(id)
+            .cloned()
+            .ok_or_else(|| ApiError::no_such(&field.source, id, Some(&field.source)))?;
+        object.insert(field.source.clone(), Value::Object(found));
+    }
+    Ok(())
 }
 
 fn load_item(
@@ -465,8 +560,8 @@ fn text_of(value: &Value) -> Option<String> {
     }
 }
 
-/// A list filter: a field's value equals the parameter; `{gt, gte, lt, lte}` is a range;
-/// an array (e.g. Events' `types[]`) is membership in the singular field.
+/// A list filter: a field's value equals the parameter; `{gt, gte, lt, lte}` is a range; any
+/// other object matches the field's members; an array (e.g. Events' `types[]`) is membership in the singular field.
 fn filter_matches(object: &Map<String, Value>, key: &str, wanted: &Value) -> bool {
     match wanted {
         Value::Object(range)
@@ -489,6 +584,11 @@ fn filter_matches(object: &Map<String, Value>, key: &str, wanted: &Value) -> boo
                 }
             })
         }
+        // An object parameter (a secret's `scope[type]=account`) matches member by member.
+        Value::Object(members) => match object.get(key).and_then(Value::as_object) {
+            Some(have) => members.iter().all(|(k, v)| filter_matches(have, k, v)),
+            None => true,
+        },
         Value::Array(options) => {
             let singular = key.strip_suffix('s').unwrap_or(key);
             let Some(have) = object
@@ -507,7 +607,10 @@ fn filter_matches(object: &Map<String, Value>, key: &str, wanted: &Value) -> boo
         _ => match object.get(key) {
             // A filter on something the object does not carry cannot be evaluated here.
             None => true,
-            Some(have) => text_of(have).is_some_and(|have| Some(have) == text_of(wanted)),
+            Some(have) => text_of(have).is_some_and(|have| {
+                Some(&have) == text_of(wanted).as_ref()
+                    || super::webhooks::event_type_pattern(key, wanted, &have)
+            }),
         },
     }
 }
@@ -674,7 +777,7 @@ mod tests {
     use super::*;
 
     fn object() -> Map<String, Value> {
-        json!({"id": "evt_1", "type": "customer.created", "created": 100, "customer": {"id": "cus_1"}, "livemode": false})
+        json!({"id": "evt_1", "type": "customer.created", "created": 100, "customer": {"id": "cus_1"}, "livemode": false, "scope": {"type": "account"}})
             .as_object()
             .cloned()
             .unwrap_or_default()
@@ -702,6 +805,12 @@ mod tests {
         ));
         assert!(!filter_matches(&object, "types", &json!(["invoice.paid"])));
         assert!(filter_matches(&object, "livemode", &json!(false)));
+        assert!(filter_matches(
+            &object,
+            "scope",
+            &json!({"type": "account"})
+        ));
+        assert!(!filter_matches(&object, "scope", &json!({"type": "user"})));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::api::{self, Call, Ctx};
 use super::error::ApiError;
 use super::objects;
 use super::payments;
-use super::store::unix_now;
+use super::store::{Store, unix_now};
 use crate::spec::model::EntitySpec;
 
 const THIRTY_DAYS: i64 = 30 * 24 * 3600;
@@ -128,12 +128,25 @@ pub(crate) fn create_item(
     if let Value::Object(values) = values {
         item.extend(values);
     }
+    set_unit_and_period(&mut item);
     ctx.save(&item);
     ctx.event("invoiceitem.created", &item, None);
     if let Some(invoice_id) = call.str("invoice") {
         recompute(ctx, invoice_id);
     }
     Ok(Value::Object(item))
+}
+
+/// An invoice item's `unit_amount` (and its decimal string) from amount and quantity, and its
+/// `period` (the day it was created, for a one-off item).
+fn set_unit_and_period(item: &mut Map<String, Value>) {
+    let amount = int_of(item, "amount");
+    let quantity = int_of(item, "quantity").max(1);
+    let unit = amount / quantity;
+    item.insert("unit_amount".into(), json!(unit));
+    item.insert("unit_amount_decimal".into(), json!(unit.to_string()));
+    let date = item.get("date").cloned().unwrap_or(json!(unix_now()));
+    item.insert("period".into(), json!({"start": date, "end": date}));
 }
 
 fn item_invoice_is_draft(ctx: &Ctx<'_>, item: &Map<String, Value>) -> bool {
@@ -171,6 +184,7 @@ pub(crate) fn update_item(
         if let Ok((amount, quantity, _, _)) = item_amount(ctx, &basis, "") {
             after.insert("amount".into(), json!(amount));
             after.insert("quantity".into(), json!(quantity));
+            set_unit_and_period(&mut after);
         }
     }
     let updated = api::commit_update(ctx, &before, after);
@@ -231,12 +245,23 @@ fn recompute(ctx: &mut Ctx<'_>, invoice_id: &str) {
             item_id.split_once('_').map_or(item_id, |(_, rest)| rest)
         );
         let date = item.get("date").cloned().unwrap_or(Value::Null);
+        let amount = item.get("amount").cloned().unwrap_or(json!(0));
+        let unit = item
+            .get("unit_amount_decimal")
+            .cloned()
+            .unwrap_or_else(|| json!(amount.to_string()));
+        let metadata = match item.get("metadata") {
+            Some(Value::Object(metadata)) => Value::Object(metadata.clone()),
+            _ => json!({}),
+        };
         let line = json!({
-            "id": line_id, "object": "line_item", "amount": item.get("amount"), "currency": item.get("currency"),
-            "description": item.get("description"), "discountable": true, "invoice": invoice_id,
-            "invoice_item": item_id, "livemode": false, "metadata": item.get("metadata").cloned().unwrap_or(json!({})),
-            "period": {"start": date, "end": date}, "price": item.get("price"), "proration": false,
-            "quantity": item.get("quantity"), "type": "invoiceitem",
+            "id": line_id, "object": "line_item", "amount": amount, "amount_excluding_tax": amount,
+            "currency": item.get("currency"), "description": item.get("description"),
+            "discount_amounts": [], "discountable": true, "discounts": [], "invoice_item": item_id,
+            "livemode": false, "metadata": metadata, "period": {"start": date, "end": date},
+            "price": item.get("price"), "proration": false, "proration_details": {"credited_items": null},
+            "quantity": item.get("quantity"), "subscription": null, "tax_amounts": [], "tax_rates": [],
+            "type": "invoiceitem", "unit_amount_excluding_tax": unit,
         });
         if let Value::Object(line) = line.clone() {
             ctx.store.insert(
@@ -253,10 +278,9 @@ fn recompute(ctx: &mut Ctx<'_>, invoice_id: &str) {
         .map(|i| int_of(i, "amount"))
         .fold(0i64, i64::saturating_add);
     let paid = int_of(&invoice, "amount_paid");
-    let count = lines.len();
     invoice.insert(
         "lines".into(),
-        json!({"object": "list", "data": lines, "has_more": false, "total_count": count, "url": format!("/v1/invoices/{invoice_id}/lines")}),
+        json!({"object": "list", "data": lines, "has_more": false, "url": format!("/v1/invoices/{invoice_id}/lines")}),
     );
     for key in [
         "subtotal",
@@ -425,9 +449,20 @@ pub(crate) fn finalize_invoice(
             customer.insert("invoice_prefix".into(), json!(prefix));
         }
     }
-    let sequence = ctx.store.invoice_sequences.entry(customer_id).or_insert(0);
-    *sequence += 1;
-    let number = format!("{prefix}-{:04}", *sequence);
+    // The customer's `next_invoice_sequence` numbers its invoices, as in Stripe.
+    let sequence = match ctx.store.get_mut("customer", &customer_id) {
+        Some(customer) => {
+            let next = customer
+                .get("next_invoice_sequence")
+                .and_then(Value::as_i64)
+                .filter(|n| *n > 0)
+                .unwrap_or(1);
+            customer.insert("next_invoice_sequence".into(), json!(next + 1));
+            next
+        }
+        None => 1,
+    };
+    let number = format!("{prefix}-{sequence:04}");
     if let Some(auto_advance) = params.get("auto_advance") {
         invoice.insert("auto_advance".into(), auto_advance.clone());
     }
@@ -440,6 +475,19 @@ pub(crate) fn finalize_invoice(
         invoice.insert("due_date".into(), json!(unix_now() + THIRTY_DAYS));
     }
     set_transition(&mut invoice, "finalized_at");
+    invoice.insert(
+        "hosted_invoice_url".into(),
+        json!(format!("{}/hosted/invoices/{id}", ctx.base_url)),
+    );
+    invoice.insert(
+        "invoice_pdf".into(),
+        json!(format!("{}/hosted/invoices/{id}/pdf", ctx.base_url)),
+    );
+    if int_of(&invoice, "amount_due") > 0 {
+        // As Stripe does: the PaymentIntent that collects the invoice exists from finalization.
+        let intent = payments::intent_for_invoice(ctx, &invoice);
+        invoice.insert("payment_intent".into(), json!(intent));
+    }
     ctx.save(&invoice);
     ctx.event("invoice.finalized", &invoice, None);
     if int_of(&invoice, "amount_due") == 0 {
@@ -505,7 +553,11 @@ pub(crate) fn pay_invoice(
         "attempt_count".into(),
         json!(int_of(&invoice, "attempt_count") + 1),
     );
-    match payments::charge_for_invoice(ctx, &invoice, &method) {
+    let intent = match invoice.get("payment_intent").and_then(Value::as_str) {
+        Some(intent) => intent.to_owned(),
+        None => payments::intent_for_invoice(ctx, &invoice),
+    };
+    match payments::charge_for_invoice(ctx, &intent, &method) {
         Ok(intent) => {
             invoice.insert("payment_intent".into(), intent["id"].clone());
             invoice.insert(
@@ -580,7 +632,8 @@ pub(crate) fn send_invoice(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<String, Va
     Ok(invoice)
 }
 
-/// `POST /v1/quotes`: a draft whose totals come from its line items' prices.
+/// `POST /v1/quotes`: a draft whose totals come from its line items' prices. The line items are
+/// listed at `/v1/quotes/{id}/line_items` and shown on the quote only with `expand[]=line_items`.
 pub(crate) fn create_quote(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiError> {
     if let Some(customer) = call.str("customer") {
         ctx.load("customer", customer, Some("customer"))?;
@@ -593,9 +646,20 @@ pub(crate) fn create_quote(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiE
             let (amount, quantity, price, price_currency) =
                 item_amount(ctx, &params, &format!("line_items[{index}]"))?;
             currency = currency.or(price_currency);
+            let description = price
+                .get("product")
+                .and_then(Value::as_str)
+                .and_then(|product| ctx.store.get("product", product))
+                .and_then(|product| product.get("name").and_then(Value::as_str))
+                .unwrap_or("Quote line")
+                .to_owned();
             let line_id = ctx.store.new_id("li");
-            lines.push(json!({"id": line_id, "object": "item", "amount_subtotal": amount, "amount_total": amount,
-                              "currency": currency.clone().unwrap_or_else(|| "usd".into()), "price": price, "quantity": quantity}));
+            lines.push(json!({
+                "id": line_id, "object": "item", "amount_discount": 0, "amount_subtotal": amount,
+                "amount_tax": 0, "amount_total": amount,
+                "currency": currency.clone().unwrap_or_else(|| "usd".into()),
+                "description": description, "price": price, "quantity": quantity,
+            }));
         }
     }
     let total = lines
@@ -607,11 +671,14 @@ pub(crate) fn create_quote(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiE
     rest.remove("line_items");
     objects::apply(&mut quote, api::entity_by_object(ctx.spec, "quote"), &rest);
     let id = str_of(&quote, "id").to_owned();
+    let no_discounts = json!({"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0});
     let values = json!({
         "status": "draft", "number": null, "invoice": null, "amount_subtotal": total, "amount_total": total,
         "currency": currency.unwrap_or_else(|| "usd".into()),
         "expires_at": call.int("expires_at").unwrap_or(unix_now() + THIRTY_DAYS),
         "status_transitions": {"accepted_at": null, "canceled_at": null, "finalized_at": null},
+        "total_details": no_discounts,
+        "computed": {"recurring": null, "upfront": {"amount_subtotal": total, "amount_total": total, "total_details": no_discounts}},
     });
     if let Value::Object(values) = values {
         quote.extend(values);
@@ -623,16 +690,26 @@ pub(crate) fn create_quote(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiE
     {
         quote.insert("collection_method".into(), json!("charge_automatically"));
     }
-    if quote.contains_key("line_items") {
-        quote.insert(
-            "line_items".into(),
-            json!({"object": "list", "data": lines, "has_more": false, "url": format!("/v1/quotes/{id}/line_items")}),
-        );
+    for line in &lines {
+        if let (Value::Object(line), Some(line_id)) = (line, line["id"].as_str()) {
+            ctx.store.insert(
+                "item",
+                line_id,
+                line.clone(),
+                vec![("quote".into(), id.clone())],
+            );
+        }
     }
     ctx.store.quote_lines.insert(id.clone(), lines);
     ctx.save(&quote);
     ctx.event("quote.created", &quote, None);
     Ok(Value::Object(quote))
+}
+
+/// A quote's line items as Stripe's list object (for `expand[]=line_items`).
+pub(crate) fn quote_line_list(store: &Store, quote_id: &str) -> Value {
+    let lines = store.quote_lines.get(quote_id).cloned().unwrap_or_default();
+    json!({"object": "list", "data": lines, "has_more": false, "url": format!("/v1/quotes/{quote_id}/line_items")})
 }
 
 /// `POST /v1/quotes/{id}/finalize`: draft → open with a number; needs a customer.
@@ -703,6 +780,7 @@ pub(crate) fn accept_quote(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<String, Va
         if let Value::Object(values) = values {
             item.extend(values);
         }
+        set_unit_and_period(&mut item);
         ctx.save(&item);
         ctx.event("invoiceitem.created", &item, None);
     }

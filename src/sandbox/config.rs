@@ -19,9 +19,12 @@ pub struct SandboxConfig {
     /// consistent (e.g. `"2s"`). Default: 0 (searchable at once).
     #[serde(with = "humantime_serde")]
     pub search_delay: Duration,
-    /// Seed of the random generators behind fault decisions and object ids: the same seed and the
-    /// same sequence of requests give the same faults and the same ids. Default: 0.
+    /// Seed of the random generator behind fault decisions: the same seed and the same sequence of
+    /// requests give the same faults. Object ids are random and never repeat, as Stripe's.
+    /// Default: 0.
     pub seed: u64,
+    /// Faults injected into webhook deliveries to WebhookEndpoints. Default: none.
+    pub webhooks: super::webhooks::WebhookFaults,
 }
 
 impl Default for SandboxConfig {
@@ -31,6 +34,7 @@ impl Default for SandboxConfig {
             faults: FaultConfig::default(),
             search_delay: Duration::ZERO,
             seed: 0,
+            webhooks: super::webhooks::WebhookFaults::default(),
         }
     }
 }
@@ -112,7 +116,7 @@ impl SandboxConfig {
             ("faults.drop_rate", self.faults.drop_rate),
             ("faults.slow_rate", self.faults.slow_rate),
         ];
-        for (name, rate) in rates {
+        for (name, rate) in rates.into_iter().chain(self.webhooks.rates()) {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be between 0 and 1, got {rate}"));
             }

@@ -1,6 +1,16 @@
-//! Shaping stored objects: a new object carries every field of its entity's schema (null when
-//! nullable, a sensible empty value otherwise); parameters merge into it the way Stripe merges
-//! them; `expand[]` replaces ids with the objects they name. No I/O.
+//! Shaping stored objects: a new object carries the fields Stripe returns by default for its type
+//! (null when nullable, a sensible empty value otherwise, never a `""` placeholder); parameters
+//! merge into it the way Stripe merges them; `expand[]` includes the fields Stripe returns only on
+//! request and replaces ids with the objects they name. No I/O.
+//!
+//! `shapes.json` is derived from Stripe's OpenAPI description and its sample objects (the
+//! `sandbox_shapes` test checks it is in step with them and rewrites it with
+//! `SANDBOX_SHAPES_WRITE=1`): per object type, `omit` lists the schema's fields that Stripe's
+//! sample object leaves out (returned only when expanded, or only when they apply), and `samples`
+//! holds Stripe's sample values for non-nullable fields the sandbox cannot know, used instead of
+//! empty placeholders.
+
+use std::sync::LazyLock;
 
 use serde_json::{Map, Value, json};
 
@@ -31,6 +41,9 @@ pub(crate) fn blank(
     for field in entity.map(|e| e.fields.as_slice()).unwrap_or_default() {
         let mut parts = field.source.split('.');
         let Some(first) = parts.next() else { continue };
+        if is_omitted(object_type, first) {
+            continue;
+        }
         if parts.next().is_some() {
             // A flattened nested field (`address.city`): its parent carries it.
             object.entry(first.to_owned()).or_insert(Value::Null);
@@ -38,7 +51,7 @@ pub(crate) fn blank(
         }
         object
             .entry(first.to_owned())
-            .or_insert_with(|| default_value(field, &base));
+            .or_insert_with(|| shaped_default(object_type, field, &base));
     }
     if entity.is_some_and(|e| e.fields.iter().any(|f| f.source == "created")) || entity.is_none() {
         object.insert("created".into(), json!(created));
@@ -47,6 +60,53 @@ pub(crate) fn blank(
         object.insert("livemode".into(), Value::Bool(false));
     }
     object
+}
+
+/// Per object type: `omit` (fields returned only when expanded or when they apply) and `samples`.
+static SHAPES: LazyLock<Map<String, Value>> =
+    LazyLock::new(|| serde_json::from_str(include_str!("shapes.json")).unwrap_or_default());
+
+/// True when Stripe leaves `field` out of a `object_type` unless it is expanded or applies.
+pub(crate) fn is_omitted(object_type: &str, field: &str) -> bool {
+    SHAPES
+        .get(object_type)
+        .and_then(|shape| shape.get("omit"))
+        .and_then(Value::as_array)
+        .is_some_and(|omit| omit.iter().any(|f| f.as_str() == Some(field)))
+}
+
+fn sample(object_type: &str, field: &str) -> Option<Value> {
+    SHAPES.get(object_type)?.get("samples")?.get(field).cloned()
+}
+
+/// True when a value holds an empty string anywhere: a placeholder Stripe never returns.
+fn has_placeholder(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.is_empty(),
+        Value::Array(items) => items.iter().any(has_placeholder),
+        Value::Object(map) => map.values().any(has_placeholder),
+        _ => false,
+    }
+}
+
+/// A field's value on a new object: `metadata` is `{}` and `active` is `true` as on every Stripe
+/// object; otherwise the schema's empty value, or Stripe's sample value where that would hold a
+/// placeholder.
+fn shaped_default(object_type: &str, field: &FieldSpec, base: &str) -> Value {
+    match field.source.as_str() {
+        "metadata" => return json!({}),
+        "active" if matches!(field.data_type, DataType::Boolean) => return Value::Bool(true),
+        _ => {}
+    }
+    let value = default_value(field, base);
+    if !has_placeholder(&value) {
+        return value;
+    }
+    match sample(object_type, &field.source) {
+        Some(sample) => sample,
+        None if field.nullable => Value::Null,
+        None => value,
+    }
 }
 
 fn default_value(field: &FieldSpec, base: &str) -> Value {
@@ -212,6 +272,19 @@ fn merge_metadata(object: &mut Map<String, Value>, value: &Value) {
     }
 }
 
+/// The value of a field Stripe returns only when expanded: its schema's empty value (an empty
+/// list for sub-lists such as a Customer's `sources`).
+pub(crate) fn included_default(entity: &EntitySpec, field: &str, id: &str) -> Option<Value> {
+    let spec = entity.fields.iter().find(|f| f.source == field)?;
+    let base = entity
+        .item_path
+        .as_deref()
+        .zip(entity.item_id_param.as_deref())
+        .map(|(path, param)| path.replace(&format!("{{{param}}}"), id))
+        .unwrap_or_default();
+    Some(default_value(spec, &base))
+}
+
 /// Applies `expand[]` paths (`customer`, `latest_charge.customer`, `data.customer` on lists).
 pub(crate) fn expand(store: &Store, value: &mut Value, paths: &[String]) -> Result<(), ApiError> {
     for path in paths {
@@ -314,14 +387,30 @@ mod tests {
     }
 
     #[test]
-    fn blank_objects_have_every_field() {
+    fn blank_objects_have_the_fields_stripe_returns_by_default() {
         let object = blank(Some(&entity()), "customer", "cus_1", 42);
+        // A Customer's `sources` is returned only when expanded.
         assert_eq!(
             Value::Object(object),
             json!({"id": "cus_1", "object": "customer", "created": 42, "livemode": false, "email": null,
-                   "balance": 0, "metadata": {}, "tax_exempt": "none",
-                   "sources": {"object": "list", "data": [], "has_more": false, "url": "/v1/customers/cus_1/sources"}})
+                   "balance": 0, "metadata": {}, "tax_exempt": "none"})
         );
+        assert_eq!(
+            included_default(&entity(), "sources", "cus_1"),
+            Some(
+                json!({"object": "list", "data": [], "has_more": false, "url": "/v1/customers/cus_1/sources"})
+            )
+        );
+    }
+
+    #[test]
+    fn placeholders_give_way_to_stripes_sample_values_or_null() {
+        let mut currency = field("currency", false, json!({"type": "string"}));
+        assert_eq!(shaped_default("subscription", &currency, ""), json!("usd"));
+        currency.nullable = true;
+        assert_eq!(shaped_default("no_such_type", &currency, ""), Value::Null);
+        let metadata = field("metadata", true, json!({"type": "object"}));
+        assert_eq!(shaped_default("refund", &metadata, ""), json!({}));
     }
 
     #[test]
@@ -375,7 +464,7 @@ mod tests {
 
     #[test]
     fn expand_replaces_known_ids_and_rejects_unknown_fields() {
-        let mut store = Store::new(0);
+        let mut store = Store::new();
         store.insert(
             "customer",
             "cus_1",

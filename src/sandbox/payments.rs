@@ -1,13 +1,16 @@
 //! The payment flows: PaymentMethods with Stripe's test cards (behaviour remembered, the number
-//! never stored), PaymentIntent states (confirm, 3-D Secure, declines, manual capture, cancel) and
-//! the Charges they create. Synchronous; the caller holds the state lock.
+//! never stored), PaymentIntent states (automatic payment methods, confirm, 3-D Secure, declines,
+//! manual capture, cancel), the Charges they create with their BalanceTransactions, and refunds. Synchronous; the caller holds the state lock.
 
 use serde_json::{Map, Value, json};
 
 use super::api::{self, Call, Ctx};
+use super::cards::{
+    brand_of, card_behaviour, decline, luhn_valid, magic_payment_method, token_card,
+};
 use super::error::ApiError;
-use super::objects;
 use super::store::{CardBehaviour, unix_now};
+use super::{currency, objects};
 use crate::spec::model::EntitySpec;
 
 const AUTH_MESSAGE: &str = "This payment required an authentication action to complete, but \
@@ -21,122 +24,6 @@ const CANCELABLE: &[&str] = &[
     "requires_action",
     "processing",
 ];
-
-/// A test card: what it does and what may be shown of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TestCard {
-    pub behaviour: CardBehaviour,
-    pub brand: &'static str,
-    pub last4: &'static str,
-}
-
-const fn card(behaviour: CardBehaviour, brand: &'static str, last4: &'static str) -> TestCard {
-    TestCard {
-        behaviour,
-        brand,
-        last4,
-    }
-}
-
-/// Stripe's test PaymentMethod ids; each use clones a new `pm_...`.
-pub(crate) fn magic_payment_method(id: &str) -> Option<TestCard> {
-    use CardBehaviour::*;
-    Some(match id {
-        "pm_card_visa" => card(Succeeds, "visa", "4242"),
-        "pm_card_visa_debit" => card(Succeeds, "visa", "5556"),
-        "pm_card_mastercard" => card(Succeeds, "mastercard", "4444"),
-        "pm_card_amex" => card(Succeeds, "amex", "8431"),
-        "pm_card_visa_chargeDeclined" => card(GenericDecline, "visa", "0002"),
-        "pm_card_visa_chargeDeclinedInsufficientFunds" => card(InsufficientFunds, "visa", "9995"),
-        "pm_card_chargeDeclinedExpiredCard" => card(ExpiredCard, "visa", "0069"),
-        "pm_card_chargeDeclinedIncorrectCvc" => card(IncorrectCvc, "visa", "0127"),
-        "pm_card_chargeDeclinedProcessingError" => card(ProcessingError, "visa", "0119"),
-        "pm_card_chargeCustomerFail" => card(AttachesThenDeclines, "visa", "0341"),
-        "pm_card_authenticationRequired" => card(AuthenticationRequired, "visa", "3155"),
-        "pm_card_threeDSecure2Required" => card(AuthenticationRequired, "visa", "3220"),
-        _ => return None,
-    })
-}
-
-/// The behaviour of a card number from Stripe's testing docs; other valid numbers succeed.
-pub(crate) fn card_behaviour(number: &str) -> CardBehaviour {
-    use CardBehaviour::*;
-    match number {
-        "4000000000000002" => GenericDecline,
-        "4000000000009995" => InsufficientFunds,
-        "4000000000000069" => ExpiredCard,
-        "4000000000000127" => IncorrectCvc,
-        "4000000000000119" => ProcessingError,
-        "4000000000000341" => AttachesThenDeclines,
-        "4000002500003155" | "4000002760003184" | "4000000000003220" => AuthenticationRequired,
-        _ => Succeeds,
-    }
-}
-
-fn brand_of(number: &str) -> &'static str {
-    if number.starts_with('4') {
-        "visa"
-    } else if number.starts_with("34") || number.starts_with("37") {
-        "amex"
-    } else if number.starts_with('5') || number.starts_with('2') {
-        "mastercard"
-    } else if number.starts_with("6011") || number.starts_with("65") {
-        "discover"
-    } else {
-        "unknown"
-    }
-}
-
-/// Luhn check of a card number.
-pub(crate) fn luhn_valid(number: &str) -> bool {
-    if number.len() < 12 || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let sum: u32 = number
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0');
-            if i % 2 == 1 {
-                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
-/// The error a declining card produces.
-fn decline(behaviour: CardBehaviour) -> Option<ApiError> {
-    use CardBehaviour::*;
-    let (code, decline_code, message) = match behaviour {
-        GenericDecline | AttachesThenDeclines => (
-            "card_declined",
-            "generic_decline",
-            "Your card was declined.",
-        ),
-        InsufficientFunds => (
-            "card_declined",
-            "insufficient_funds",
-            "Your card has insufficient funds.",
-        ),
-        ExpiredCard => ("expired_card", "expired_card", "Your card has expired."),
-        IncorrectCvc => (
-            "incorrect_cvc",
-            "incorrect_cvc",
-            "Your card's security code is incorrect.",
-        ),
-        ProcessingError => (
-            "processing_error",
-            "processing_error",
-            "An error occurred while processing your card. Try again in a little bit.",
-        ),
-        Succeeds | AuthenticationRequired => return None,
-    };
-    Some(ApiError::card(code, Some(decline_code), message))
-}
 
 fn card_details(
     store_fingerprint: String,
@@ -212,7 +99,7 @@ pub(crate) fn resolve_method(ctx: &mut Ctx<'_>, id: &str, param: &str) -> Result
     Ok(id.to_owned())
 }
 
-fn spent_error(param: &str) -> ApiError {
+pub(crate) fn spent_error(param: &str) -> ApiError {
     ApiError::invalid(
         "This PaymentMethod was previously used without being attached to a Customer or was \
          detached from a Customer, and may not be used again.",
@@ -230,6 +117,18 @@ pub(crate) fn create_method(
     let Some(Value::Object(card)) = call.params.get("card") else {
         return Ok(Value::Object(api::create(ctx, entity, call)?));
     };
+    if let Some(token) = card.get("token").and_then(Value::as_str) {
+        let test = token_card(token)
+            .ok_or_else(|| ApiError::no_such("token", token, Some("card[token]")))?;
+        let method = store_card_method(
+            ctx,
+            test.behaviour,
+            (test.brand, test.last4),
+            (12, current_year() + 3),
+            &call.params,
+        );
+        return Ok(Value::Object(method));
+    }
     let number: String = match card.get("number") {
         Some(Value::String(n)) => n.chars().filter(|c| !c.is_whitespace()).collect(),
         _ => return Err(ApiError::parameter_missing("card[number]")),
@@ -278,11 +177,12 @@ pub(crate) fn create_method(
         (exp_month, exp_year),
         &call.params,
     );
-    ctx.event("payment_method.created", &method, None);
+    // Stripe has no `payment_method.created` event: a new PaymentMethod is announced when it is
+    // attached to a customer.
     Ok(Value::Object(method))
 }
 
-fn method_object(ctx: &Ctx<'_>, id: &str) -> Value {
+pub(crate) fn method_object(ctx: &Ctx<'_>, id: &str) -> Value {
     ctx.store
         .get("payment_method", id)
         .cloned()
@@ -310,6 +210,7 @@ pub(crate) fn create_intent(
         .str("currency")
         .ok_or_else(|| ApiError::parameter_missing("currency"))?
         .to_lowercase();
+    currency::check(&currency, "currency")?;
     if amount < 1 {
         return Err(
             ApiError::invalid("This value must be greater than or equal to 1.")
@@ -324,6 +225,10 @@ pub(crate) fn create_intent(
     }
     if let Some(customer) = call.str("customer") {
         ctx.load("customer", customer, Some("customer"))?;
+    }
+    let (automatic, types) = payment_method_setup(ctx, &call.params)?;
+    if call.flag("confirm") {
+        check_confirmable(&automatic, &call.params)?;
     }
     let method = match call.str("payment_method") {
         Some(id) => Some(resolve_method(ctx, id, "payment_method")?),
@@ -351,13 +256,10 @@ pub(crate) fn create_intent(
             intent.insert(key.into(), json!(default));
         }
     }
-    if intent
-        .get("payment_method_types")
-        .and_then(Value::as_array)
-        .is_none_or(Vec::is_empty)
-    {
-        intent.insert("payment_method_types".into(), json!(["card"]));
-    }
+    intent.insert("automatic_payment_methods".into(), automatic);
+    intent.insert("payment_method_types".into(), types);
+    let options = card_options(call.params.get("payment_method_options"), true);
+    intent.insert("payment_method_options".into(), options);
     for key in [
         "latest_charge",
         "last_payment_error",
@@ -385,6 +287,116 @@ pub(crate) fn create_intent(
         return confirm(ctx, &id, &confirm_params).map(Value::Object);
     }
     Ok(Value::Object(intent))
+}
+
+/// `automatic_payment_methods` and `payment_method_types` of a new PaymentIntent or SetupIntent:
+/// from the API version 2023-08-16 on, an intent created without `payment_method_types` has
+/// automatic payment methods enabled (redirects allowed unless `allow_redirects=never`); before
+/// it, or with `payment_method_types`, it takes the listed types (card by default).
+pub(crate) fn payment_method_setup(
+    ctx: &Ctx<'_>,
+    params: &Map<String, Value>,
+) -> Result<(Value, Value), ApiError> {
+    let types = params
+        .get("payment_method_types")
+        .and_then(Value::as_array)
+        .filter(|types| !types.is_empty())
+        .cloned();
+    let requested = params
+        .get("automatic_payment_methods")
+        .and_then(Value::as_object);
+    let enabled = requested
+        .and_then(|a| a.get("enabled"))
+        .and_then(Value::as_bool);
+    if types.is_some() && enabled == Some(true) {
+        return Err(ApiError::invalid(
+            "You may only specify one of these parameters: automatic_payment_methods, \
+             payment_method_types.",
+        )
+        .with_param("automatic_payment_methods"));
+    }
+    if let Some(types) = types {
+        for kind in &types {
+            if kind.as_str() != Some("card") {
+                return Err(ApiError::invalid(format!(
+                    "The sandbox models card payments only; payment method type {kind} is not \
+                     modelled. Use Stripe's test mode for it."
+                ))
+                .with_code("sandbox_unsupported")
+                .with_param("payment_method_types"));
+            }
+        }
+        return Ok((Value::Null, Value::Array(types)));
+    }
+    let automatic = enabled.unwrap_or(ctx.automatic_payment_methods_by_default());
+    if !automatic {
+        return Ok((Value::Null, json!(["card"])));
+    }
+    let redirects = requested
+        .and_then(|a| a.get("allow_redirects"))
+        .and_then(Value::as_str)
+        .unwrap_or("always");
+    Ok((
+        json!({"allow_redirects": redirects, "enabled": true}),
+        json!(["card"]),
+    ))
+}
+
+const RETURN_URL_REQUIRED: &str = "A `return_url` must be specified because this Payment Intent is \
+configured to automatically accept the payment methods enabled in the Dashboard, some of which may \
+require a full page redirect to succeed. If you do not want to accept redirect-based payment \
+methods, set `automatic_payment_methods[enabled]` to `true` and \
+`automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents and Payment \
+Intents.";
+
+/// Stripe's checks before confirming an intent with automatic payment methods: a `return_url` is
+/// needed unless redirects are off or the customer is not present (`off_session`), and
+/// `error_on_requires_action` needs explicit `payment_method_types`.
+pub(crate) fn check_confirmable(
+    automatic: &Value,
+    params: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    if automatic.get("enabled").and_then(Value::as_bool) != Some(true) {
+        return Ok(());
+    }
+    if params
+        .get("error_on_requires_action")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        return Err(ApiError::invalid(
+            "`error_on_requires_action` can only be used with `payment_method_types`; it cannot \
+             be used when `automatic_payment_methods` is enabled.",
+        )
+        .with_param("error_on_requires_action"));
+    }
+    let redirects = automatic.get("allow_redirects").and_then(Value::as_str) != Some("never");
+    let off_session = params.get("off_session").and_then(Value::as_bool) == Some(true);
+    let has_return_url = params
+        .get("return_url")
+        .and_then(Value::as_str)
+        .is_some_and(|url| !url.is_empty());
+    if redirects && !off_session && !has_return_url {
+        return Err(ApiError::invalid(RETURN_URL_REQUIRED).with_param("return_url"));
+    }
+    Ok(())
+}
+
+/// `payment_method_options` with Stripe's card defaults, merged with the given options' `card`.
+pub(crate) fn card_options(given: Option<&Value>, for_payment: bool) -> Value {
+    let mut card = if for_payment {
+        json!({"installments": null, "mandate_options": null, "network": null, "request_three_d_secure": "automatic"})
+    } else {
+        json!({"mandate_options": null, "network": null, "request_three_d_secure": "automatic"})
+    };
+    if let (Some(Value::Object(given)), Value::Object(card)) =
+        (given.and_then(|o| o.get("card")), &mut card)
+    {
+        for (key, value) in given {
+            card.insert(key.clone(), value.clone());
+        }
+    }
+    json!({ "card": card })
 }
 
 /// `POST /v1/payment_intents/{id}`: amount, currency and payment method change only before success.
@@ -465,19 +477,23 @@ fn new_charge(
             "network_status": if succeeded { "approved_by_network" } else { "declined_by_network" },
             "reason": failure.and_then(|f| f.decline_code.clone()),
             "risk_level": "normal",
+            "risk_score": 32,
             "seller_message": if succeeded { "Payment complete." } else { "The bank did not return any further details with this decline." },
             "type": if succeeded { "authorized" } else { "issuer_declined" },
         },
         "paid": succeeded,
         "payment_intent": intent.get("id"),
         "payment_method": method_id,
-        "payment_method_details": {"type": "card", "card": card},
+        "payment_method_details": {"type": "card", "card": charge_card_details(&card)},
         "receipt_email": intent.get("receipt_email").cloned().unwrap_or(Value::Null),
         "refunded": false,
         "status": if succeeded { "succeeded" } else { "failed" },
     });
     if let Value::Object(values) = values {
         charge.extend(values);
+    }
+    if succeeded {
+        settle(ctx, &mut charge);
     }
     ctx.save(&charge);
     ctx.event(
@@ -490,6 +506,60 @@ fn new_charge(
         None,
     );
     charge
+}
+
+/// A successful charge's money movement: its BalanceTransaction and its receipt page.
+fn settle(ctx: &mut Ctx<'_>, charge: &mut Map<String, Value>) {
+    let charge_id = str_of(charge, "id").to_owned();
+    let amount = int_of(charge, "amount");
+    let transaction = balance_transaction(
+        ctx,
+        (
+            amount,
+            charge.get("currency").cloned().unwrap_or(Value::Null),
+        ),
+        &charge_id,
+        ("charge", "charge"),
+    );
+    charge.insert("balance_transaction".into(), json!(transaction));
+    charge.insert(
+        "receipt_url".into(),
+        json!(format!("{}/hosted/receipts/{charge_id}", ctx.base_url)),
+    );
+}
+
+/// Stores a BalanceTransaction for money moving through the sandbox's balance (no fees).
+pub(crate) fn balance_transaction(
+    ctx: &mut Ctx<'_>,
+    (amount, currency): (i64, Value),
+    source: &str,
+    (kind, category): (&str, &str),
+) -> String {
+    let mut transaction = ctx.new_object("balance_transaction");
+    let now = unix_now();
+    let values = json!({
+        "amount": amount, "available_on": now + 2 * 24 * 3600, "currency": currency,
+        "description": null, "exchange_rate": null, "fee": 0, "fee_details": [], "net": amount,
+        "reporting_category": category, "source": source, "status": "pending", "type": kind,
+    });
+    if let Value::Object(values) = values {
+        transaction.extend(values);
+    }
+    let id = str_of(&transaction, "id").to_owned();
+    ctx.save(&transaction);
+    id
+}
+
+/// A PaymentMethod's `card` as a Charge's `payment_method_details.card` shows it.
+fn charge_card_details(card: &Value) -> Value {
+    let field = |key: &str| card.get(key).cloned().unwrap_or(Value::Null);
+    json!({
+        "brand": field("brand"), "checks": field("checks"), "country": field("country"),
+        "exp_month": field("exp_month"), "exp_year": field("exp_year"),
+        "fingerprint": field("fingerprint"), "funding": field("funding"), "installments": null,
+        "last4": field("last4"), "mandate": null, "network": field("brand"),
+        "network_token": {"used": false}, "three_d_secure": null, "wallet": null,
+    })
 }
 
 /// `POST /v1/payment_intents/{id}/confirm` (also `confirm=true` on create).
@@ -509,6 +579,16 @@ pub(crate) fn confirm(
             &intent,
         ));
     }
+    check_confirmable(
+        intent
+            .get("automatic_payment_methods")
+            .unwrap_or(&Value::Null),
+        params,
+    )?;
+    let return_url = params
+        .get("return_url")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let mut rest = params.clone();
     if let Some(Value::String(method)) = rest.remove("payment_method") {
         let resolved = resolve_method(ctx, &method, "payment_method")?;
@@ -581,10 +661,8 @@ pub(crate) fn confirm(
             return Err(fail(ctx, intent, error, last_error));
         }
         intent.insert("status".into(), json!("requires_action"));
-        intent.insert(
-            "next_action".into(),
-            json!({"type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": null}}),
-        );
+        let next_action = authentication_action(ctx, &id_of_intent(&intent), return_url);
+        intent.insert("next_action".into(), next_action);
         ctx.save(&intent);
         ctx.event("payment_intent.requires_action", &intent, None);
         return Ok(intent);
@@ -624,6 +702,26 @@ pub(crate) fn confirm(
         ctx.event("payment_intent.succeeded", &intent, None);
     }
     Ok(intent)
+}
+
+fn id_of_intent(intent: &Map<String, Value>) -> String {
+    str_of(intent, "id").to_owned()
+}
+
+/// The `next_action` of an intent waiting for 3-D Secure: with a `return_url`, a redirect to the
+/// sandbox's authentication page that comes back to it; without one, the data Stripe.js needs.
+pub(crate) fn authentication_action(ctx: &Ctx<'_>, id: &str, return_url: Option<String>) -> Value {
+    let url = format!("{}/hosted/authenticate/{id}", ctx.base_url);
+    match return_url {
+        Some(return_url) => json!({
+            "type": "redirect_to_url",
+            "redirect_to_url": {"url": url, "return_url": return_url},
+        }),
+        None => json!({
+            "type": "use_stripe_sdk",
+            "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": url},
+        }),
+    }
 }
 
 /// With `setup_future_usage` and a customer, a successful payment attaches its method to the
@@ -820,51 +918,61 @@ pub(crate) fn detach(ctx: &mut Ctx<'_>, id: &str) -> Result<Map<String, Value>, 
     Ok(method)
 }
 
-/// Charges `amount` to a payment method for an invoice: a confirmed PaymentIntent and its Charge.
-pub(crate) fn charge_for_invoice(
-    ctx: &mut Ctx<'_>,
-    invoice: &Map<String, Value>,
-    method_id: &str,
-) -> Result<Map<String, Value>, ApiError> {
+/// The PaymentIntent that collects a finalized invoice: its amount due, waiting for a payment
+/// method; returns its id.
+pub(crate) fn intent_for_invoice(ctx: &mut Ctx<'_>, invoice: &Map<String, Value>) -> String {
     let mut intent = ctx.new_object("payment_intent");
     let id = str_of(&intent, "id").to_owned();
     let secret = ctx.store.random_text(25);
+    let number = invoice.get("number").and_then(Value::as_str).unwrap_or("");
     let values = json!({
         "amount": invoice.get("amount_due"),
         "currency": invoice.get("currency"),
         "customer": invoice.get("customer"),
+        "description": format!("Invoice {number}"),
         "invoice": invoice.get("id"),
         "client_secret": format!("{id}_secret_{secret}"),
         "capture_method": "automatic",
         "confirmation_method": "automatic",
         "payment_method_types": ["card"],
-        "payment_method": method_id,
+        "payment_method_options": card_options(None, true),
+        "automatic_payment_methods": null,
+        "payment_method": null,
         "amount_capturable": 0,
         "amount_received": 0,
-        "status": "requires_confirmation",
+        "status": "requires_payment_method",
     });
     if let Value::Object(values) = values {
         intent.extend(values);
     }
     ctx.save(&intent);
     ctx.event("payment_intent.created", &intent, None);
-    confirm(ctx, &id, &Map::new())
+    id
 }
 
-/// Stripe's test card tokens for the legacy Charges API (`source=tok_visa`).
-fn token_card(token: &str) -> Option<(CardBehaviour, &'static str, &'static str)> {
-    use CardBehaviour::*;
-    Some(match token {
-        "tok_visa" => (Succeeds, "visa", "4242"),
-        "tok_mastercard" => (Succeeds, "mastercard", "4444"),
-        "tok_amex" => (Succeeds, "amex", "8431"),
-        "tok_chargeDeclined" => (GenericDecline, "visa", "0002"),
-        "tok_chargeDeclinedInsufficientFunds" => (InsufficientFunds, "visa", "9995"),
-        "tok_chargeDeclinedExpiredCard" => (ExpiredCard, "visa", "0069"),
-        "tok_chargeDeclinedIncorrectCvc" => (IncorrectCvc, "visa", "0127"),
-        "tok_chargeDeclinedProcessingError" => (ProcessingError, "visa", "0119"),
-        _ => return None,
-    })
+/// Pays an invoice's PaymentIntent with a payment method: confirmed at once, off session.
+pub(crate) fn charge_for_invoice(
+    ctx: &mut Ctx<'_>,
+    intent_id: &str,
+    method_id: &str,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut params = Map::new();
+    params.insert("payment_method".into(), json!(method_id));
+    params.insert("off_session".into(), json!(true));
+    confirm(ctx, intent_id, &params)
+}
+
+/// A stored card PaymentMethod's behaviour, brand and last four digits.
+fn stored_card(ctx: &Ctx<'_>, id: &str) -> Option<(CardBehaviour, String, String)> {
+    let behaviour = ctx.store.cards.get(id).copied()?;
+    let card = ctx.store.get("payment_method", id)?.get("card")?;
+    let text = |key: &str| {
+        card.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Some((behaviour, text("brand"), text("last4")))
 }
 
 /// `POST /v1/charges` (the legacy API): a test token, card or customer pays at once.
@@ -889,12 +997,9 @@ pub(crate) fn create_charge(
     }
     let (behaviour, brand, last4) = source
         .and_then(token_card)
-        .or_else(|| {
-            let method = source?;
-            let behaviour = ctx.store.cards.get(method).copied()?;
-            Some((behaviour, "visa", ""))
-        })
-        .unwrap_or((CardBehaviour::Succeeds, "visa", "4242"));
+        .map(|card| (card.behaviour, card.brand.to_owned(), card.last4.to_owned()))
+        .or_else(|| stored_card(ctx, source?))
+        .unwrap_or((CardBehaviour::Succeeds, "visa".into(), "4242".into()));
     let capture = call
         .params
         .get("capture")
@@ -914,6 +1019,8 @@ pub(crate) fn create_charge(
         other => decline(other),
     };
     let succeeded = failure.is_none();
+    let fingerprint = ctx.store.random_text(16);
+    let card = card_details(fingerprint, &brand, &last4, 12, current_year() + 3);
     let values = json!({
         "amount": amount,
         "currency": currency,
@@ -925,10 +1032,13 @@ pub(crate) fn create_charge(
         "status": if succeeded { "succeeded" } else { "failed" },
         "failure_code": failure.as_ref().and_then(|f| f.code),
         "failure_message": failure.as_ref().map(|f| f.message.clone()),
-        "payment_method_details": {"type": "card", "card": {"brand": brand, "last4": last4}},
+        "payment_method_details": {"type": "card", "card": charge_card_details(&card)},
     });
     if let Value::Object(values) = values {
         charge.extend(values);
+    }
+    if succeeded {
+        settle(ctx, &mut charge);
     }
     ctx.save(&charge);
     match failure {
@@ -1010,10 +1120,19 @@ fn refund(
         api::entity_by_object(ctx.spec, "refund"),
         params,
     );
+    let currency = charge.get("currency").cloned().unwrap_or(Value::Null);
+    let refund_id = str_of(&refund, "id").to_owned();
+    let transaction = balance_transaction(
+        ctx,
+        (-amount, currency.clone()),
+        &refund_id,
+        ("refund", "refund"),
+    );
     let values = json!({
         "amount": amount,
+        "balance_transaction": transaction,
         "charge": charge_id,
-        "currency": charge.get("currency"),
+        "currency": currency,
         "payment_intent": charge.get("payment_intent"),
         "status": "succeeded",
     });
@@ -1069,40 +1188,4 @@ pub(crate) fn refund_charge(
 ) -> Result<Map<String, Value>, ApiError> {
     refund(ctx, id, params, "charge")?;
     ctx.load("charge", id, Some("charge"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn luhn_accepts_test_cards_and_rejects_typos() {
-        assert!(luhn_valid("4242424242424242"));
-        assert!(luhn_valid("4000002500003155"));
-        assert!(luhn_valid("378282246310005"));
-        assert!(!luhn_valid("4242424242424241"));
-        assert!(!luhn_valid("4242"));
-    }
-
-    #[test]
-    fn test_numbers_map_to_their_documented_behaviour() {
-        assert_eq!(card_behaviour("4242424242424242"), CardBehaviour::Succeeds);
-        assert_eq!(
-            card_behaviour("4000000000009995"),
-            CardBehaviour::InsufficientFunds
-        );
-        assert_eq!(
-            card_behaviour("4000000000000002"),
-            CardBehaviour::GenericDecline
-        );
-        assert_eq!(
-            card_behaviour("4000002500003155"),
-            CardBehaviour::AuthenticationRequired
-        );
-        assert_eq!(
-            magic_payment_method("pm_card_visa").map(|c| c.last4),
-            Some("4242")
-        );
-        assert!(magic_payment_method("pm_123").is_none());
-    }
 }

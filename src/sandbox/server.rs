@@ -87,6 +87,8 @@ pub(crate) struct Sandbox {
     pub stats: Mutex<Stats>,
     /// Ids of objects a write is working on; a concurrent write to one gets `lock_timeout`.
     locked: Mutex<HashSet<String>>,
+    /// WebhookEndpoints' secrets and the deliveries of recorded events.
+    pub webhooks: super::webhooks::Webhooks,
 }
 
 /// Holds an object's write lock until dropped.
@@ -234,6 +236,46 @@ fn authenticate(headers: &HeaderMap) -> Result<String, ApiError> {
     }))
 }
 
+/// What a request brings besides its call: ids, the pinned API version, the sandbox's own URL.
+struct RequestMeta<'a> {
+    request_id: &'a str,
+    idempotency_key: Option<&'a str>,
+    search_delay: Duration,
+    api_version: &'a str,
+    base_url: &'a str,
+}
+
+/// The `Stripe-Version` a request pins, when it looks like one (`2023-08-16`).
+fn requested_api_version(headers: &HeaderMap) -> Option<&str> {
+    let version = headers.get("stripe-version")?.to_str().ok()?.trim();
+    let date = version.split('.').next().unwrap_or(version);
+    let well_formed = date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    well_formed.then_some(version)
+}
+
+/// `http://<Host>`: where the sandbox serves its hosted pages (invoices, receipts), as the
+/// caller reached it.
+fn own_base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'-' | b'[' | b']')
+                })
+        })
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
 fn http_method(method: &Method) -> Option<HttpMethod> {
     match *method {
         Method::GET => Some(HttpMethod::Get),
@@ -257,12 +299,13 @@ impl Sandbox {
         Self {
             routes: RouteTable::new(&spec),
             builtins: Builtins::new(),
-            store: Mutex::new(Store::new(config.seed)),
+            store: Mutex::new(Store::new()),
             limiter: Mutex::new(RateLimiter::new(config.effective_rate_limit())),
             faults: Mutex::new(FaultInjector::new(config.seed)),
             idempotency: Mutex::new(IdempotencyStore::default()),
             stats: Mutex::new(Stats::default()),
             locked: Mutex::new(HashSet::new()),
+            webhooks: super::webhooks::Webhooks::new(config.seed),
             config: Mutex::new(config),
             spec,
         }
@@ -283,11 +326,12 @@ impl Sandbox {
     /// Forgets every object, event, idempotency key and counter; restarts the seeded sequences.
     pub fn reset(&self) {
         let config = lock(&self.config).clone();
-        *lock(&self.store) = Store::new(config.seed);
+        *lock(&self.store) = Store::new();
         *lock(&self.faults) = FaultInjector::new(config.seed);
         lock(&self.limiter).set_rate(config.effective_rate_limit());
         lock(&self.idempotency).clear();
         *lock(&self.stats) = Stats::default();
+        self.webhooks.reset(config.seed);
     }
 
     fn operation(&self, target: Target) -> Option<&OperationSpec> {
@@ -383,21 +427,27 @@ impl Sandbox {
     }
 
     /// Executes a decoded call under the state lock; the JSON answer and its status.
-    fn run(
-        &self,
-        call: &Call,
-        (request_id, idempotency_key, search_delay): (&str, Option<&str>, Duration),
-    ) -> (StatusCode, Bytes) {
+    fn run(&self, call: &Call, request: &RequestMeta<'_>) -> (StatusCode, Bytes) {
+        let faults = lock(&self.config).webhooks.clone();
         let mut store = lock(&self.store);
+        let mark = super::webhooks::Webhooks::mark(&store);
         let mut ctx = Ctx {
             spec: &self.spec,
             store: &mut store,
-            request_id,
-            idempotency_key,
-            search_delay,
+            request_id: request.request_id,
+            idempotency_key: request.idempotency_key,
+            search_delay: request.search_delay,
+            api_version: request.api_version,
+            base_url: request.base_url,
         };
         match api::execute(&mut ctx, call) {
-            Ok(value) => (StatusCode::OK, to_json_bytes(&value)),
+            Ok(mut value) => {
+                let spec = &self.spec;
+                let (mark, faults) = (mark.as_deref(), &faults);
+                self.webhooks
+                    .after_call(spec, &mut store, call, &mut value, mark, faults);
+                (StatusCode::OK, to_json_bytes(&value))
+            }
             Err(error) => (error.status, to_json_bytes(&error.body())),
         }
     }
@@ -501,8 +551,17 @@ impl Sandbox {
                     path: path.clone(),
                     params,
                 };
-                let context = (request_id, idempotency_key.as_deref(), config.search_delay);
-                let (status, body) = self.run(&call, context);
+                let api_version = requested_api_version(&parts.headers)
+                    .unwrap_or(&self.spec.connector.api_version);
+                let base_url = own_base_url(&parts.headers);
+                let meta = RequestMeta {
+                    request_id,
+                    idempotency_key: idempotency_key.as_deref(),
+                    search_delay: config.search_delay,
+                    api_version,
+                    base_url: &base_url,
+                };
+                let (status, body) = self.run(&call, &meta);
                 if let Some(reservation) = reservation.take() {
                     reservation.finish(status, body.clone());
                 }
@@ -531,6 +590,9 @@ impl Sandbox {
 async fn handle_api(State(sandbox): State<Arc<Sandbox>>, request: Request) -> Response {
     let request_id = random_request_id();
     let kill = request.extensions().get::<ConnectionKill>().cloned();
+    let api_version = requested_api_version(request.headers())
+        .unwrap_or(&sandbox.spec.connector.api_version)
+        .to_owned();
     let outcome = sandbox.process(request, &request_id).await;
     {
         let mut stats = lock(&sandbox.stats);
@@ -576,7 +638,7 @@ async fn handle_api(State(sandbox): State<Arc<Sandbox>>, request: Request) -> Re
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert("request-id", value);
     }
-    if let Ok(value) = HeaderValue::from_str(&sandbox.spec.connector.api_version) {
+    if let Ok(value) = HeaderValue::from_str(&api_version) {
         headers.insert("stripe-version", value);
     }
     if let Some(key) = outcome
@@ -594,6 +656,7 @@ async fn handle_api(State(sandbox): State<Arc<Sandbox>>, request: Request) -> Re
 
 pub(crate) fn router(sandbox: Arc<Sandbox>) -> Router {
     super::admin::routes()
+        .merge(super::pages::routes())
         .fallback(handle_api)
         .with_state(sandbox)
 }
@@ -641,5 +704,41 @@ async fn serve_connection(stream: tokio::net::TcpStream, router: Router) {
         }
         // Dropping the connection closes the socket without a response.
         _ = kill.notified() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn only_well_formed_api_versions_are_taken_from_requests() {
+        let pinned = headers(&[("stripe-version", "2022-11-15")]);
+        assert_eq!(requested_api_version(&pinned), Some("2022-11-15"));
+        let named = headers(&[("stripe-version", "2024-09-30.acacia")]);
+        assert_eq!(requested_api_version(&named), Some("2024-09-30.acacia"));
+        let junk = headers(&[("stripe-version", "latest")]);
+        assert_eq!(requested_api_version(&junk), None);
+        assert_eq!(requested_api_version(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn hosted_page_urls_use_a_plausible_host_only() {
+        assert_eq!(
+            own_base_url(&headers(&[("host", "127.0.0.1:12111")])),
+            "http://127.0.0.1:12111"
+        );
+        assert_eq!(
+            own_base_url(&headers(&[("host", "evil.example/<script>")])),
+            "http://127.0.0.1"
+        );
     }
 }

@@ -1,5 +1,10 @@
 //! The sandbox's in-memory state: objects by Stripe object type in creation order, an id index,
-//! the hidden behaviour of test cards, and id generation from the seeded generator. No I/O.
+//! the hidden behaviour of test cards, and id generation. No I/O.
+//!
+//! Ids look like Stripe's: the prefix, then 14 random characters for the types Stripe gives short
+//! ids (customers, products, …) and 24 otherwise, the first six encoding the creation second so
+//! that ids sort roughly by time. The random part comes from the operating system's entropy, so
+//! ids never repeat across sandbox restarts (the `seed` setting drives fault decisions only).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -51,8 +56,6 @@ pub(crate) struct Store {
     pub spent: HashSet<String>,
     /// Quote line items (price id, quantity, amount), by quote id; Stripe shows them only on request.
     pub quote_lines: HashMap<String, Vec<Value>>,
-    /// Next invoice number per customer.
-    pub invoice_sequences: HashMap<String, u64>,
     pub quote_sequence: u64,
     /// When each object was created, on tokio's clock (for search lag).
     created_at: HashMap<String, tokio::time::Instant>,
@@ -61,27 +64,60 @@ pub(crate) struct Store {
 }
 
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// The same characters in ASCII order, so time stamps sort as text.
+const ALPHANUMERIC_SORTED: &[u8] =
+    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// Object types whose Stripe ids carry 14 characters after the prefix (`cus_Oaxlz8kB0PJWGa`).
+const SHORT_ID_TYPES: &[&str] = &[
+    "customer",
+    "product",
+    "subscription_item",
+    "terminal.configuration",
+];
 
 impl Store {
-    pub fn new(seed: u64) -> Self {
+    pub fn new() -> Self {
         Self {
             collections: HashMap::new(),
             index: HashMap::new(),
-            // Distinct from the fault generator's stream so ids do not shift fault decisions.
-            ids: StdRng::seed_from_u64(seed ^ 0x05ee_d1d5),
+            ids: StdRng::from_os_rng(),
             cards: HashMap::new(),
             spent: HashSet::new(),
             quote_lines: HashMap::new(),
-            invoice_sequences: HashMap::new(),
             quote_sequence: 0,
             created_at: HashMap::new(),
             deleted_customers: HashSet::new(),
         }
     }
 
-    /// A Stripe-style id: `prefix_` and 24 random alphanumerics.
+    /// A Stripe-style id for an object type: `prefix_` and 14 or 24 alphanumerics (see the module doc).
+    pub fn new_id_for(&mut self, object_type: &str, prefix: &str) -> String {
+        if SHORT_ID_TYPES.contains(&object_type) {
+            return format!("{prefix}_{}", self.random_text(14));
+        }
+        match object_type {
+            // `acct_1Nnlp9GPxmnHQRkJ`: 16 characters.
+            "account" => {
+                let id = self.new_id(prefix);
+                id[..prefix.len() + 1 + 16].to_owned()
+            }
+            // `cs_test_a1GY7ro6…`: test-mode Checkout Sessions carry `test_` and 58 characters.
+            "checkout.session" => format!("{prefix}_test_{}", self.random_text(58)),
+            _ => self.new_id(prefix),
+        }
+    }
+
+    /// A 24-character Stripe-style id: six characters of the creation time, then random ones.
     pub fn new_id(&mut self, prefix: &str) -> String {
-        format!("{prefix}_{}", self.random_text(24))
+        let mut time = u64::try_from(unix_now()).unwrap_or(0);
+        let mut stamp = [b'0'; 6];
+        for slot in stamp.iter_mut().rev() {
+            *slot = ALPHANUMERIC_SORTED[usize::try_from(time % 62).unwrap_or(0)];
+            time /= 62;
+        }
+        let stamp = String::from_utf8_lossy(&stamp).into_owned();
+        format!("{prefix}_{stamp}{}", self.random_text(18))
     }
 
     pub fn random_text(&mut self, len: usize) -> String {
@@ -178,18 +214,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_carry_the_prefix_and_are_reproducible_by_seed() {
-        let mut a = Store::new(1);
-        let mut b = Store::new(1);
-        let id = a.new_id("cus");
-        assert!(id.starts_with("cus_") && id.len() == 28);
-        assert_eq!(id, b.new_id("cus"));
-        assert_ne!(a.new_id("cus"), id);
+    fn ids_have_stripes_lengths_and_never_repeat_across_stores() {
+        let mut a = Store::new();
+        let mut b = Store::new();
+        let customer = a.new_id_for("customer", "cus");
+        assert!(customer.starts_with("cus_") && customer.len() == 4 + 14);
+        let intent = a.new_id_for("payment_intent", "pi");
+        assert!(intent.starts_with("pi_") && intent.len() == 3 + 24);
+        assert_ne!(customer, b.new_id_for("customer", "cus"));
+        assert_ne!(intent, b.new_id_for("payment_intent", "pi"));
     }
 
     #[test]
     fn lists_newest_first_and_removal_keeps_order() {
-        let mut store = Store::new(0);
+        let mut store = Store::new();
         for id in ["a", "b", "c"] {
             store.insert("thing", id, Map::new(), Vec::new());
         }

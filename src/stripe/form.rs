@@ -2,8 +2,51 @@
 //!
 //! `{"metadata": {"k": "v"}, "items": [{"price": "p"}], "expand": ["customer"]}` becomes
 //! `metadata[k]=v&items[0][price]=p&expand[0]=customer`, the way Stripe's own SDKs encode it.
+//!
+//! A form has no way to say "null", "empty object" or "empty array": all three travel as `key=`,
+//! an empty string, which Stripe reads as "unset this value". Stripe's request schemas say where
+//! that is allowed: a parameter that can be unset has an `anyOf` branch `{"enum": [""]}` (plain
+//! strings take any string, the empty one included). [`accepts_empty_form`] answers that question
+//! for a (compact) request schema, so the engine can refuse an empty value everywhere else before
+//! anything is sent.
 
 use serde_json::Value;
+
+/// Whether a JSON value travels as Stripe's empty form `key=`: `null`, `{}` or `[]`.
+pub fn encodes_as_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(map) => map.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
+}
+
+/// Whether `key=` (an empty string) is a value the request schema accepts: a plain string, an
+/// enum listing `""`, or a union with such a branch (`anyOf: [X, {"enum": [""]}]`, Stripe's way
+/// of saying X can be unset).
+pub fn accepts_empty_form(schema: &Value) -> bool {
+    if let Some(branches) = schema.get("anyOf").and_then(Value::as_array) {
+        return branches.iter().any(accepts_empty_form);
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+        return allowed.iter().any(|v| v.as_str() == Some(""));
+    }
+    schema.get("type").and_then(Value::as_str) == Some("string")
+        && schema.get("format").and_then(Value::as_str) != Some("decimal")
+}
+
+/// Whether the schema names `""` itself (an enum or an `anyOf` branch listing it): the
+/// parameter is one Stripe lets callers unset, as opposed to a string that happens to be empty.
+pub fn declares_unset(schema: &Value) -> bool {
+    if let Some(branches) = schema.get("anyOf").and_then(Value::as_array) {
+        return branches.iter().any(declares_unset);
+    }
+    schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .is_some_and(|allowed| allowed.iter().any(|v| v.as_str() == Some("")))
+}
 
 /// Flattens a JSON value into form pairs under `prefix`, in document order.
 pub fn flatten_into(prefix: &str, value: &Value, out: &mut Vec<(String, String)>) {
@@ -100,6 +143,26 @@ mod tests {
             pairs("metadata", json!({})),
             vec![("metadata".to_owned(), String::new())]
         );
+    }
+
+    #[test]
+    fn only_strings_and_declared_unset_branches_accept_the_empty_form() {
+        assert!(accepts_empty_form(&json!({"type": "string"})));
+        assert!(accepts_empty_form(
+            &json!({"anyOf": [{"type": "object"}, {"type": "string", "enum": [""]}]})
+        ));
+        assert!(!accepts_empty_form(&json!({"type": "object"})));
+        assert!(!accepts_empty_form(&json!({"type": "array"})));
+        assert!(!accepts_empty_form(
+            &json!({"type": "string", "enum": ["automatic", "manual"]})
+        ));
+        assert!(!accepts_empty_form(
+            &json!({"anyOf": [{"type": "integer"}, {"type": "string", "enum": ["now"]}]})
+        ));
+        assert!(declares_unset(
+            &json!({"anyOf": [{"type": "object"}, {"type": "string", "enum": [""]}]})
+        ));
+        assert!(!declares_unset(&json!({"type": "string"})));
     }
 
     #[test]

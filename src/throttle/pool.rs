@@ -13,6 +13,7 @@ use super::budget::AccountBudget;
 use super::nodes::NodeSet;
 use super::policy::{ScaleDecision, ScaleInput, ScalePolicy};
 use super::queue::{Capacity, Refused, Shape, WaitingRoom, effective_deadline};
+use super::service_time::ServiceTime;
 use super::settings::{
     InvalidPoolSettings, PoolMode, PoolSettings, validate_bounds, validate_rate,
 };
@@ -83,6 +84,7 @@ pub struct NodePool {
     /// Nanoseconds after `epoch` of the next autoscaler tick; `u64::MAX` when none will come.
     next_tick: AtomicU64,
     scaler: Mutex<ScalerState>,
+    service_time: ServiceTime,
     stop: Arc<Notify>,
     stopped: AtomicBool,
 }
@@ -129,6 +131,7 @@ impl NodePool {
                 last_tick: epoch,
                 below_since: None,
             }),
+            service_time: ServiceTime::default(),
             stop: Arc::new(Notify::new()),
             stopped: AtomicBool::new(false),
         });
@@ -160,6 +163,23 @@ impl NodePool {
         }
     }
 
+    /// The latest moment a call whose caller waits until `deadline` may be admitted and still
+    /// complete: the deadline less the estimated time an admitted call takes (see
+    /// [`ServiceTime`]). Admit with this, so no node transaction goes to a caller who will be gone.
+    pub fn admission_deadline(&self, deadline: Option<Instant>) -> Option<Instant> {
+        let needed = self.service_time.estimate();
+        deadline.map(|deadline| {
+            deadline
+                .checked_sub(needed)
+                .unwrap_or_else(|| Instant::now() - Duration::from_nanos(1))
+        })
+    }
+
+    /// Records how long an admitted call took to complete, for [`NodePool::admission_deadline`].
+    pub fn record_service_time(&self, elapsed: Duration) {
+        self.service_time.record(elapsed);
+    }
+
     /// Admits one transaction on this pool, then on the Stripe account's budget: the order every
     /// caller must follow. A call refused by the budget has still used its node transaction.
     pub async fn admit_with_budget(
@@ -167,6 +187,7 @@ impl NodePool {
         budget: &AccountBudget,
         deadline: Option<Instant>,
     ) -> Result<Admission, Throttled> {
+        let deadline = self.admission_deadline(deadline);
         let admission = self.admit(deadline).await?;
         budget.admit(deadline).await?;
         Ok(admission)

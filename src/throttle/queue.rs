@@ -146,6 +146,14 @@ impl WaitingRoom {
         max_queue: usize,
     ) -> Result<Taken, Refused> {
         let entered = Instant::now();
+        if deadline < entered {
+            // The caller would be gone before the call completes: spend nothing on it.
+            let turn = self.earliest_turn(capacity.shape(), self.queued(), entered);
+            return Err(Refused {
+                cause: ThrottleCause::TooLittleTime,
+                retry_after: turn.saturating_duration_since(entered),
+            });
+        }
         // Only an empty room may be bypassed, so waiting calls keep their turn.
         if self.queued() == 0 {
             let generation = self.generation.load(Ordering::Acquire);

@@ -33,7 +33,7 @@ pub const fn default_max_nodes() -> u32 {
 
 /// Calls that may wait for capacity at once, per pool.
 pub const fn default_max_queue() -> usize {
-    500
+    1_000
 }
 
 /// Longest a call waits for capacity when its caller gave no earlier deadline.
@@ -53,7 +53,7 @@ pub const fn default_scale_tick() -> Duration {
 
 /// How long demand must stay below capacity before the pool shrinks.
 pub const fn default_stabilization_window() -> Duration {
-    Duration::from_secs(60)
+    Duration::from_secs(30)
 }
 
 /// Stripe's request budget per account in test mode (requests/s).
@@ -154,17 +154,26 @@ pub enum InvalidPoolSettings {
 impl PoolSettings {
     /// Checks every setting; config loading calls this once at start-up.
     pub fn validate(&self) -> Result<(), InvalidPoolSettings> {
-        validate_rate(self.node_rate, self.node_burst)?;
-        validate_bounds(self.min_nodes, self.max_nodes)?;
+        match self.problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
+    }
+
+    /// Every setting out of range, in declaration order (for reports that list them all).
+    pub fn problems(&self) -> Vec<InvalidPoolSettings> {
+        let mut problems = Vec::new();
+        problems.extend(validate_rate(self.node_rate, self.node_burst).err());
+        problems.extend(validate_bounds(self.min_nodes, self.max_nodes).err());
         if !(self.target_utilization > 0.0 && self.target_utilization <= 1.0) {
-            return Err(InvalidPoolSettings::TargetUtilization(
+            problems.push(InvalidPoolSettings::TargetUtilization(
                 self.target_utilization,
             ));
         }
         if self.scale_tick.is_zero() || self.scale_tick > MAX_SCALE_TICK {
-            return Err(InvalidPoolSettings::ScaleTick);
+            problems.push(InvalidPoolSettings::ScaleTick);
         }
-        Ok(())
+        problems
     }
 
     /// The nearest valid settings: out-of-range values are clamped, so a pool never runs on

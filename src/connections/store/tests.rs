@@ -282,7 +282,7 @@ async fn subscribers_see_every_change() {
 }
 
 #[test]
-fn the_embedded_connection_is_in_memory_only_and_read_only() {
+fn the_embedded_connection_lives_in_memory_only() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), vec![spec("from-file")]);
     let mut sandbox = ConnectionSpec::with_id("sandbox");
@@ -296,8 +296,15 @@ fn the_embedded_connection_is_in_memory_only_and_read_only() {
         Err(StoreError::AlreadyExists { .. })
     ));
     assert!(matches!(
-        store.update(sandbox),
+        store.update(sandbox.clone()),
         Err(StoreError::Embedded { .. })
+    ));
+    sandbox.verbosity = 4;
+    assert_eq!(store.update_embedded(sandbox).unwrap().spec.verbosity, 4);
+    assert_eq!(store.get("sandbox").unwrap().origin, Origin::Embedded);
+    assert!(matches!(
+        store.update_embedded(spec("from-file")),
+        Err(StoreError::NotFound { .. })
     ));
     assert!(matches!(
         store.delete("sandbox"),

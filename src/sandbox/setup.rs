@@ -1,0 +1,241 @@
+//! The SetupIntent flow: saving a card for later without charging it. Created with a payment
+//! method it waits for confirmation; confirming runs Stripe's card check with the test cards
+//! (success attaches the method to the customer, 3-D Secure cards wait for authentication,
+//! declining cards fail with a 402), and it can be canceled until it succeeds. Synchronous; the
+//! caller holds the state lock.
+
+use serde_json::{Map, Value, json};
+
+use super::api::{self, Call, Ctx};
+use super::error::ApiError;
+use super::objects;
+use super::store::CardBehaviour;
+use super::{cards, payments};
+use crate::spec::model::EntitySpec;
+
+const CONFIRMABLE: &[&str] = &[
+    "requires_payment_method",
+    "requires_confirmation",
+    "requires_action",
+];
+
+fn str_of<'m>(object: &'m Map<String, Value>, key: &str) -> &'m str {
+    object.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn unexpected_state(message: &str, intent: &Map<String, Value>) -> ApiError {
+    ApiError::invalid(message)
+        .with_code("setup_intent_unexpected_state")
+        .with_extra("setup_intent", Value::Object(intent.clone()))
+}
+
+/// `POST /v1/setup_intents`; `confirm=true` confirms at once.
+pub(crate) fn create_intent(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
+    if let Some(customer) = call.str("customer") {
+        ctx.load("customer", customer, Some("customer"))?;
+    }
+    let (automatic, types) = payments::payment_method_setup(ctx, &call.params)?;
+    if call.flag("confirm") {
+        payments::check_confirmable(&automatic, &call.params)?;
+    }
+    let method = match call.str("payment_method") {
+        Some(id) => Some(payments::resolve_method(ctx, id, "payment_method")?),
+        None => None,
+    };
+    let mut intent = ctx.new_object("setup_intent");
+    let mut rest = call.params.clone();
+    rest.remove("payment_method");
+    objects::apply(&mut intent, Some(entity), &rest);
+    let id = str_of(&intent, "id").to_owned();
+    let secret = ctx.store.random_text(32);
+    intent.insert(
+        "client_secret".into(),
+        json!(format!("{id}_secret_{secret}")),
+    );
+    if intent
+        .get("usage")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        intent.insert("usage".into(), json!("off_session"));
+    }
+    intent.insert("automatic_payment_methods".into(), automatic);
+    intent.insert("payment_method_types".into(), types);
+    intent.insert(
+        "payment_method_options".into(),
+        payments::card_options(call.params.get("payment_method_options"), false),
+    );
+    let status = if method.is_some() {
+        "requires_confirmation"
+    } else {
+        "requires_payment_method"
+    };
+    intent.insert(
+        "payment_method".into(),
+        method.map_or(Value::Null, Value::String),
+    );
+    intent.insert("status".into(), json!(status));
+    ctx.save(&intent);
+    ctx.event("setup_intent.created", &intent, None);
+    if call.flag("confirm") {
+        let mut confirm_params = call.params.clone();
+        confirm_params.remove("payment_method");
+        return confirm(ctx, &id, &confirm_params).map(Value::Object);
+    }
+    Ok(Value::Object(intent))
+}
+
+/// `POST /v1/setup_intents/{id}`: a new payment method makes it wait for confirmation.
+pub(crate) fn update_intent(
+    ctx: &mut Ctx<'_>,
+    entity: &EntitySpec,
+    call: &Call,
+) -> Result<Value, ApiError> {
+    let id = call.object_id(Some(entity)).to_owned();
+    let before = ctx.load("setup_intent", &id, Some("intent"))?;
+    let status = str_of(&before, "status").to_owned();
+    let mut after = before.clone();
+    let mut rest = call.params.clone();
+    if let Some(Value::String(method)) = rest.remove("payment_method") {
+        if !CONFIRMABLE.contains(&status.as_str()) {
+            return Err(unexpected_state(
+                &format!("You cannot update this SetupIntent because it has a status of {status}."),
+                &before,
+            ));
+        }
+        let resolved = payments::resolve_method(ctx, &method, "payment_method")?;
+        after.insert("payment_method".into(), json!(resolved));
+        after.insert("status".into(), json!("requires_confirmation"));
+    }
+    objects::apply(&mut after, Some(entity), &rest);
+    Ok(Value::Object(api::commit_update(ctx, &before, after)))
+}
+
+/// `POST /v1/setup_intents/{id}/confirm` (also `confirm=true` on create).
+pub(crate) fn confirm(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut intent = ctx.load("setup_intent", id, Some("intent"))?;
+    let status = str_of(&intent, "status").to_owned();
+    if !CONFIRMABLE.contains(&status.as_str()) {
+        return Err(unexpected_state(
+            &format!("You cannot confirm this SetupIntent because it has a status of {status}."),
+            &intent,
+        ));
+    }
+    payments::check_confirmable(
+        intent
+            .get("automatic_payment_methods")
+            .unwrap_or(&Value::Null),
+        params,
+    )?;
+    if let Some(method) = params.get("payment_method").and_then(Value::as_str) {
+        let resolved = payments::resolve_method(ctx, method, "payment_method")?;
+        intent.insert("payment_method".into(), json!(resolved));
+    }
+    let Some(method_id) = intent
+        .get("payment_method")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return Err(unexpected_state(
+            "You cannot confirm this SetupIntent because it's missing a payment method. Update \
+             the SetupIntent with a payment method and then confirm it again.",
+            &intent,
+        ));
+    };
+    if ctx.store.spent.contains(&method_id) {
+        return Err(payments::spent_error("payment_method"));
+    }
+    let behaviour = ctx
+        .store
+        .cards
+        .get(&method_id)
+        .copied()
+        .unwrap_or(CardBehaviour::Succeeds);
+    if behaviour == CardBehaviour::AuthenticationRequired && status != "requires_action" {
+        let return_url = params
+            .get("return_url")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let next_action = payments::authentication_action(ctx, id, return_url);
+        intent.insert("status".into(), json!("requires_action"));
+        intent.insert("next_action".into(), next_action);
+        ctx.save(&intent);
+        ctx.event("setup_intent.requires_action", &intent, None);
+        return Ok(intent);
+    }
+    // A card that attaches and only declines charges passes the setup check.
+    if behaviour != CardBehaviour::AttachesThenDeclines
+        && let Some(error) = cards::decline(behaviour)
+    {
+        let mut last_error = error.as_last_payment_error();
+        last_error["payment_method"] = payments::method_object(ctx, &method_id);
+        intent.insert("status".into(), json!("requires_payment_method"));
+        intent.insert("last_setup_error".into(), last_error);
+        intent.insert("payment_method".into(), Value::Null);
+        intent.insert("next_action".into(), Value::Null);
+        ctx.save(&intent);
+        ctx.event("setup_intent.setup_failed", &intent, None);
+        return Err(error.with_extra("setup_intent", Value::Object(intent)));
+    }
+    attach_to_customer(ctx, &intent, &method_id);
+    intent.insert("status".into(), json!("succeeded"));
+    intent.insert("last_setup_error".into(), Value::Null);
+    intent.insert("next_action".into(), Value::Null);
+    ctx.save(&intent);
+    ctx.event("setup_intent.succeeded", &intent, None);
+    Ok(intent)
+}
+
+/// A successful setup attaches its method to the intent's customer, as Stripe does.
+fn attach_to_customer(ctx: &mut Ctx<'_>, intent: &Map<String, Value>, method_id: &str) {
+    let Some(customer) = intent.get("customer").and_then(Value::as_str) else {
+        return;
+    };
+    if let Some(mut method) = ctx.store.get("payment_method", method_id).cloned()
+        && method.get("customer").is_none_or(Value::is_null)
+    {
+        method.insert("customer".into(), json!(customer));
+        ctx.save(&method);
+        ctx.event("payment_method.attached", &method, None);
+    }
+}
+
+/// `POST /v1/setup_intents/{id}/cancel`, until it succeeds.
+pub(crate) fn cancel(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    let mut intent = ctx.load("setup_intent", id, Some("intent"))?;
+    let status = str_of(&intent, "status").to_owned();
+    if !CONFIRMABLE.contains(&status.as_str()) {
+        return Err(unexpected_state(
+            &format!(
+                "You cannot cancel this SetupIntent because it has a status of {status}. Only a \
+                 SetupIntent with one of the following statuses may be canceled: {}.",
+                CONFIRMABLE.join(", ")
+            ),
+            &intent,
+        ));
+    }
+    intent.insert("status".into(), json!("canceled"));
+    intent.insert(
+        "cancellation_reason".into(),
+        params
+            .get("cancellation_reason")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    intent.insert("next_action".into(), Value::Null);
+    ctx.save(&intent);
+    ctx.event("setup_intent.canceled", &intent, None);
+    Ok(intent)
+}
