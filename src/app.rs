@@ -17,11 +17,14 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 
 use crate::api::auth::AuthLayer;
+use crate::api::mcp::{self, McpHttp, McpTarget};
 use crate::api::pb;
 use crate::api::pb::action_service_server::ActionServiceServer;
 use crate::api::pb::connection_service_server::ConnectionServiceServer;
 use crate::api::pb::entity_service_server::EntityServiceServer;
+use crate::api::pb::tool_service_server::ToolServiceServer;
 use crate::api::services::{ApiState, ConnectionApi};
+use crate::api::tools::ToolApi;
 use crate::auth::TokenTable;
 use crate::config::Settings;
 use crate::connections::model::NodeSettings;
@@ -32,10 +35,11 @@ use crate::sandbox::{self, SandboxConfig, SandboxHandle};
 use crate::spec::model::ConnectorSpec;
 
 /// The gRPC service names health reports on (besides the server as a whole, "").
-const SERVICES: [&str; 3] = [
+const SERVICES: [&str; 4] = [
     "connectors.v1.EntityService",
     "connectors.v1.ActionService",
     "connectors.v1.ConnectionService",
+    "connectors.v1.ToolService",
 ];
 
 /// How a shutdown ended.
@@ -53,9 +57,12 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The built-in sandbox's base URL, when it runs.
     pub sandbox_url: Option<String>,
+    /// Where MCP's streamable HTTP transport listens, when `mcp.listen` is set.
+    pub mcp_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<DrainOutcome>>,
     sandbox: Option<SandboxHandle>,
+    mcp: Option<McpHttp>,
 }
 
 impl Running {
@@ -68,6 +75,9 @@ impl Running {
             .task
             .await
             .map_err(|e| anyhow!("server task failed: {e}"))?;
+        if let Some(mcp) = self.mcp.take() {
+            mcp.shutdown().await;
+        }
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.shutdown().await;
         }
@@ -79,6 +89,9 @@ impl Running {
         let result = (&mut self.task)
             .await
             .map_err(|e| anyhow!("server task failed: {e}"))?;
+        if let Some(mcp) = self.mcp.take() {
+            mcp.shutdown().await;
+        }
         if let Some(sandbox) = self.sandbox.take() {
             sandbox.shutdown().await;
         }
@@ -128,22 +141,10 @@ fn runtime_options(settings: &Settings, spec: &ConnectorSpec) -> anyhow::Result<
     })
 }
 
-/// Builds everything and starts serving on `listener` (bind it first; `127.0.0.1:0` in tests).
-/// `cli_insecure` is the `--insecure` flag. `signal` starts a graceful shutdown when it completes.
-pub async fn start(
-    settings: Settings,
-    cli_insecure: bool,
-    listener: TcpListener,
-    signal: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<Running> {
-    let addr = listener.local_addr()?;
-    let mut checked = settings.clone();
-    checked.server.listen = addr;
-    if let Some(problem) = checked.exposure_problem(cli_insecure) {
-        bail!("{problem}");
-    }
-    let spec = load_spec(&settings)?;
-    let tokens = Arc::new(token_table(&settings)?);
+/// The engine and the live connections (with the built-in sandbox when it should run): what
+/// `serve` and `mcp` share.
+async fn build_state(settings: &Settings) -> anyhow::Result<(ApiState, Option<SandboxHandle>)> {
+    let spec = load_spec(settings)?;
     let store = ConnectionStore::open(&settings.data_dir, settings.connections.clone())
         .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
 
@@ -172,14 +173,58 @@ pub async fn start(
     let registry = Arc::new(Registry::new(
         store,
         settings.secret_resolver(),
-        runtime_options(&settings, &spec)?,
+        runtime_options(settings, &spec)?,
         target,
     ));
     let state = ApiState {
-        engine: Engine::new(spec.clone()),
-        registry: registry.clone(),
+        engine: Engine::new(spec),
+        registry,
     };
-    let connections = ConnectionApi { registry };
+    Ok((state, sandbox))
+}
+
+/// Serves one connection's agent tools over MCP's stdio transport (`connector-runtime mcp`):
+/// the engine runs in this process with the same settings as `serve` (connections, sandbox,
+/// node pools, budgets), without a gRPC listener. The caller is the local user, logged as `stdio`.
+pub async fn run_mcp_stdio(settings: Settings, connection: String) -> anyhow::Result<()> {
+    let (state, sandbox) = build_state(&settings).await?;
+    if state.registry.get(&connection).is_none() {
+        bail!(
+            "no connection named {connection:?}; known: {}",
+            state.registry.ids().join(", ")
+        );
+    }
+    tracing::info!(%connection, "serving agent tools over MCP stdio");
+    let target = McpTarget {
+        connection,
+        caller: crate::api::auth::Caller("stdio".to_owned()),
+    };
+    let served = mcp::serve_stdio(ToolApi::new(state), target).await;
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
+    served.map_err(|e| anyhow!("{e}"))
+}
+
+/// Builds everything and starts serving on `listener` (bind it first; `127.0.0.1:0` in tests).
+/// `cli_insecure` is the `--insecure` flag. `signal` starts a graceful shutdown when it completes.
+pub async fn start(
+    settings: Settings,
+    cli_insecure: bool,
+    listener: TcpListener,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let mut checked = settings.clone();
+    checked.server.listen = addr;
+    if let Some(problem) = checked.exposure_problem(cli_insecure) {
+        bail!("{problem}");
+    }
+    let tokens = Arc::new(token_table(&settings)?);
+    let (state, sandbox) = build_state(&settings).await?;
+    let connections = ConnectionApi {
+        registry: state.registry.clone(),
+    };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     set_serving(&health_reporter, true).await;
@@ -202,6 +247,23 @@ pub async fn start(
         builder =
             builder.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
     }
+    let tools = ToolApi::new(state.clone());
+    let mcp_http = match settings.mcp.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding mcp.listen {addr}"))?;
+            let insecure = cli_insecure || settings.server.allow_insecure;
+            Some(mcp::serve_http(
+                tools.clone(),
+                &settings.mcp,
+                tokens.clone(),
+                listener,
+                insecure,
+            )?)
+        }
+        None => None,
+    };
     let router = builder
         .layer(AuthLayer::new(tokens.clone()))
         .add_service(health_service)
@@ -219,6 +281,11 @@ pub async fn start(
         )
         .add_service(
             ConnectionServiceServer::new(connections)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            ToolServiceServer::new(tools)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         );
@@ -267,9 +334,11 @@ pub async fn start(
     Ok(Running {
         addr,
         sandbox_url: sandbox.as_ref().map(SandboxHandle::base_url),
+        mcp_addr: mcp_http.as_ref().map(|m| m.addr),
         shutdown: Some(tx),
         task,
         sandbox,
+        mcp: mcp_http,
     })
 }
 

@@ -15,3 +15,4 @@ pub mod secrets;
 pub mod spec;
 pub mod stripe;
 pub mod throttle;
+pub mod tools;

@@ -4,3 +4,4 @@
 pub mod error;
 pub mod form;
 pub mod headers;
+pub mod verbs;

@@ -28,6 +28,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "nodes",
     "upstream",
     "log",
+    "mcp",
     "connections",
 ];
 
@@ -198,6 +199,7 @@ fn parse_sections(
             "nodes" => section(&key, value, &mut settings.nodes, problems),
             "upstream" => section(&key, value, &mut settings.upstream, problems),
             "log" => section(&key, value, &mut settings.log, problems),
+            "mcp" => section(&key, value, &mut settings.mcp, problems),
             "auth" => parse_auth(value, settings, &mut parsed.token_index, problems),
             "connections" => {
                 for (i, item) in list(&key, value, problems).into_iter().enumerate() {
@@ -329,6 +331,9 @@ fn check_settings(parsed: &Parsed, secrets: &SecretResolver, problems: &mut Vec<
             "log.level",
             format!("not a valid log filter: {e}"),
         ));
+    }
+    for (key, message) in settings.mcp.problems() {
+        problems.push(Problem::new(key, message));
     }
     check_connections(parsed, secrets, problems);
 }
