@@ -477,8 +477,13 @@ impl Engine {
             let want = (page_size - entities.len()).clamp(1, 100);
             // When filtering here, read full upstream pages to need fewer of them.
             let limit = if plan.residual { 100 } else { want };
-            inputs.insert("limit".to_owned(), Value::from(limit as u64));
-            if let Some(after) = &cursor {
+            // A few lists (an account's capabilities, report types) are not paginated upstream
+            // and refuse paging parameters: they answer everything at once.
+            let paginated = op.param_by_source(ParamLocation::Query, "limit").is_some();
+            if paginated {
+                inputs.insert("limit".to_owned(), Value::from(limit as u64));
+            }
+            if let (true, Some(after)) = (paginated, &cursor) {
                 inputs.insert("starting_after".to_owned(), Value::String(after.clone()));
             }
             let request =
@@ -674,6 +679,46 @@ struct ListPlan {
     residual: bool,
 }
 
+/// Pushes `Field.member = 'text'` into an object-valued list parameter (`scope[type]=account`
+/// for `Scope.type = 'account'`), which some lists require. False when the comparison is not one.
+fn push_member_equality(
+    entity: &EntitySpec,
+    op: &OperationSpec,
+    comparison: &conditions::Comparison,
+    inputs: &mut Map<String, Value>,
+) -> bool {
+    let Some((head, member)) = comparison.field.split_once('.') else {
+        return false;
+    };
+    let Some(field) = entity
+        .fields
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case(head) || f.source.eq_ignore_ascii_case(head))
+    else {
+        return false;
+    };
+    let param = op.params.iter().find(|p| {
+        p.source == field.source
+            && p.location == ParamLocation::Query
+            && p.json_schema.pointer(&format!("/properties/{member}")).is_some()
+    });
+    match (param, comparison.op, &comparison.value) {
+        (Some(param), Op::Eq, Value::String(value)) => {
+            let object = inputs
+                .entry(param.source.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            match object {
+                Value::Object(members) if !members.contains_key(member) => {
+                    members.insert(member.to_owned(), Value::String(value.clone()));
+                    true
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 fn plan_list(
     entity: &EntitySpec,
     op: &OperationSpec,
@@ -731,6 +776,10 @@ fn plan_list(
     let mut inputs = Map::new();
     let mut pushed = 0usize;
     for comparison in &conjuncts {
+        if push_member_equality(entity, op, comparison, &mut inputs) {
+            pushed += 1;
+            continue;
+        }
         let Some(field) = entity.fields.iter().find(|f| {
             f.name.eq_ignore_ascii_case(&comparison.field)
                 || f.source.eq_ignore_ascii_case(&comparison.field)

@@ -85,7 +85,7 @@ pub fn entity_input(entity: &EntitySpec, kind: OperationKind) -> Map<String, Val
     match kind {
         OperationKind::List => {
             let mut conditions = json!({"type": "string", "description": conditions_text(entity)});
-            if !entity.parents.is_empty() {
+            if !required_filters(entity).is_empty() {
                 conditions["minLength"] = json!(1);
                 required.push(CONDITIONS.to_owned());
             }
@@ -214,13 +214,60 @@ fn conditions_text(entity: &EntitySpec) -> String {
         text.push_str(&pushed.join(", "));
         text.push('.');
     }
-    if let Some(parent) = entity.parents.first() {
-        text.push_str(&format!(
-            " Required: the parent, e.g. {} = '<id>'.",
-            parent.field
-        ));
+    let needed = required_filters(entity);
+    if !needed.is_empty() {
+        let equalities: Vec<String> = needed
+            .iter()
+            .map(|(field, example)| format!("{field} = '{example}'"))
+            .collect();
+        text.push_str(&format!(" Required: {}.", equalities.join(" AND ")));
     }
     text
+}
+
+/// Fields a List needs an equality on, each with an example value: the parent keys of a nested
+/// type, then the filters Stripe's list endpoint requires (`ValueList` for value list items,
+/// `Scope.type` for app secrets).
+pub fn required_filters(entity: &EntitySpec) -> Vec<(String, String)> {
+    const ID: &str = "<id>";
+    let mut fields: Vec<(String, String)> = entity
+        .parents
+        .iter()
+        .map(|p| (p.field.clone(), ID.to_owned()))
+        .collect();
+    if let Some(list) = &entity.operations.list {
+        for param in list
+            .params
+            .iter()
+            .filter(|p| p.required && p.location == ParamLocation::Query)
+        {
+            let field = entity
+                .fields
+                .iter()
+                .find(|f| f.source == param.source)
+                .map_or(param.name.as_str(), |f| f.name.as_str());
+            // An object filter is named by its first required member (`Scope.type`).
+            let member = param
+                .json_schema
+                .pointer("/required/0")
+                .and_then(Value::as_str);
+            let (field, schema) = match member {
+                Some(member) => (
+                    format!("{field}.{member}"),
+                    param.json_schema.pointer(&format!("/properties/{member}")),
+                ),
+                None => (field.to_owned(), Some(&param.json_schema)),
+            };
+            let example = schema
+                .and_then(|s| s.pointer("/enum/0"))
+                .and_then(Value::as_str)
+                .unwrap_or(ID);
+            if !fields.iter().any(|(known, _)| *known == field) {
+                fields.push((field, example.to_owned()));
+            }
+        }
+    }
+    fields
 }
 
 /// How to call an entity operation's tool, appended to Stripe's description.
