@@ -700,7 +700,9 @@ fn push_member_equality(
     let param = op.params.iter().find(|p| {
         p.source == field.source
             && p.location == ParamLocation::Query
-            && p.json_schema.pointer(&format!("/properties/{member}")).is_some()
+            && p.json_schema
+                .pointer(&format!("/properties/{member}"))
+                .is_some()
     });
     match (param, comparison.op, &comparison.value) {
         (Some(param), Op::Eq, Value::String(value)) => {

@@ -11,3 +11,4 @@ mod schema;
 
 pub use catalog::{ToolCatalog, ToolDefinition, ToolHints, ToolOperation};
 pub use policy::{PolicyRefusal, ToolPolicyCheck, pattern_matches, valid_pattern};
+pub use schema::{CONDITIONS, PAGE_SIZE, PAGE_TOKEN, REQUEST_ID};

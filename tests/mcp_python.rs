@@ -106,8 +106,13 @@ fn check_agent_payment(summary: &Value) {
             .starts_with("STRIPE_INVALID_STATE: Stripe: "),
         "{summary}"
     );
-    let refusal = summary["default_policy"]["delete_refusal"].as_str().unwrap();
-    assert!(refusal.contains("tool_policy.allow_destructive"), "{refusal}");
+    let refusal = summary["default_policy"]["delete_refusal"]
+        .as_str()
+        .unwrap();
+    assert!(
+        refusal.contains("tool_policy.allow_destructive"),
+        "{refusal}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -164,8 +169,14 @@ async fn python_mcp_sdk_over_streamable_http() {
                 && l.contains(&format!("outcome=\"{outcome}\""))
         })
     };
-    assert!(line("confirm_payment_intent", "ok"), "no log line for the confirmation");
-    assert!(line("delete_customer", "refused"), "no log line for the refusal");
+    assert!(
+        line("confirm_payment_intent", "ok"),
+        "no log line for the confirmation"
+    );
+    assert!(
+        line("delete_customer", "refused"),
+        "no log line for the refusal"
+    );
     assert!(!logs.contains(INVOKER_TOKEN) && !logs.contains(STRIPE_TEST_KEY));
     service.shutdown().await;
 }
@@ -249,11 +260,17 @@ async fn mcp_over_http_requires_a_bearer_token() {
     let missing = post(None, "/mcp/stripe-sandbox").await.unwrap();
     assert_eq!(missing.status(), 401);
     assert_eq!(missing.headers()["www-authenticate"], "Bearer");
-    let wrong = post(Some("not-a-token-at-all"), "/mcp/stripe-sandbox").await.unwrap();
+    let wrong = post(Some("not-a-token-at-all"), "/mcp/stripe-sandbox")
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
-    let unknown = post(Some(INVOKER_TOKEN), "/mcp/no-such-connection").await.unwrap();
+    let unknown = post(Some(INVOKER_TOKEN), "/mcp/no-such-connection")
+        .await
+        .unwrap();
     assert_eq!(unknown.status(), 404);
-    let good = post(Some(INVOKER_TOKEN), "/mcp/stripe-sandbox").await.unwrap();
+    let good = post(Some(INVOKER_TOKEN), "/mcp/stripe-sandbox")
+        .await
+        .unwrap();
     assert_eq!(good.status(), 200, "{:?}", good.text().await);
     service.shutdown().await;
 }

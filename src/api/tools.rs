@@ -20,13 +20,11 @@ use super::services::{ApiState, offset_page};
 use super::{names, pb, status};
 use crate::engine::FieldViolation;
 use crate::spec::model::OperationKind;
-use crate::tools::{ToolCatalog, ToolDefinition, ToolOperation, ToolPolicyCheck};
+use crate::tools::{
+    CONDITIONS, PAGE_SIZE, PAGE_TOKEN, REQUEST_ID, ToolCatalog, ToolDefinition, ToolOperation,
+    ToolPolicyCheck,
+};
 
-/// Argument names the tools themselves read (everything else is entity fields or parameters).
-const REQUEST_ID: &str = "request_id";
-const CONDITIONS: &str = "conditions";
-const PAGE_SIZE: &str = "page_size";
-const PAGE_TOKEN: &str = "page_token";
 /// ListTools: page_size 0 means every tool; at most this many per page.
 const MAX_TOOLS_PAGE: usize = 1000;
 
@@ -210,7 +208,7 @@ impl ServiceCall<'_> {
                 Ok(fields_of(found.into_inner()))
             }
             OperationKind::Create => {
-                let request_id = take_string(&mut args, REQUEST_ID)?;
+                let request_id = take_request_id(&mut args)?;
                 let request = self.request(pb::CreateEntityRequest {
                     parent: type_name,
                     entity: Some(pb::Entity {
@@ -291,7 +289,7 @@ impl ServiceCall<'_> {
         action: &str,
         mut args: Map<String, Value>,
     ) -> Result<Map<String, Value>, Status> {
-        let request_id = take_string(&mut args, REQUEST_ID)?;
+        let request_id = take_request_id(&mut args)?;
         let request = self.request(pb::ExecuteActionRequest {
             name: format!("connections/{}/actions/{action}", self.connection),
             parameters: Some(to_proto_struct(&args)),
@@ -326,6 +324,19 @@ fn take_string(args: &mut Map<String, Value>, key: &str) -> Result<String, Statu
         Some(Value::String(text)) => Ok(text),
         Some(_) => Err(status::invalid_field(key, "must be a string")),
     }
+}
+
+/// Removes the `request_id` creates and actions require: it is what makes a repeated call replay
+/// the first one's result, the promise of their idempotent hint.
+fn take_request_id(args: &mut Map<String, Value>) -> Result<String, Status> {
+    let request_id = take_string(args, REQUEST_ID)?;
+    if request_id.is_empty() {
+        return Err(status::invalid_field(
+            REQUEST_ID,
+            "is required: a new unique id per intended change; repeating it replays the first result",
+        ));
+    }
+    Ok(request_id)
 }
 
 fn take_page_size(args: &mut Map<String, Value>) -> Result<i32, Status> {

@@ -513,3 +513,20 @@ pub fn shorten(text: &str, limit: usize) -> String {
         None => head,
     }
 }
+
+#[cfg(test)]
+mod description_tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_become_plain_text_cut_at_a_sentence() {
+        let html = "<p>Confirm the <code>PaymentIntent</code>. Then &amp; only then,\n<a href=\"#x\">pay</a>.</p>";
+        assert_eq!(
+            plain_text(html),
+            "Confirm the PaymentIntent. Then & only then, pay."
+        );
+        assert_eq!(shorten("One. Two three.", 8), "One.");
+        assert_eq!(shorten("no sentence end here", 9), "no…");
+        assert_eq!(shorten("short", 10), "short");
+    }
+}
