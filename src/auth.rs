@@ -165,6 +165,10 @@ mod tests {
             required_role("/connectors.v1.EntityService/ListEntities"),
             Some(Role::Invoker)
         );
+        assert_eq!(
+            required_role("/connectors.v1.ToolService/ExecuteTool"),
+            Some(Role::Invoker)
+        );
         assert_eq!(required_role("/grpc.health.v1.Health/Check"), None);
     }
 

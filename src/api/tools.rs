@@ -229,7 +229,6 @@ impl ServiceCall<'_> {
                         ..Default::default()
                     }),
                     request_id,
-                    ..Default::default()
                 });
                 Ok(fields_of(state.update_entity(request).await?.into_inner()))
             }
