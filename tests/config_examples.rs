@@ -86,6 +86,8 @@ fn full_yaml_example_passes_check() {
     assert_eq!(settings.nodes.mode, NodeMode::Pool);
     assert_eq!(settings.log.format, LogFormat::Json);
     assert!(settings.server.tls.files().is_some());
+    assert_eq!(settings.mcp.path, "/mcp");
+    assert!(settings.connections[0].tool_policy.allow_live_destructive);
 }
 
 #[test]
