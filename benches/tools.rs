@@ -11,7 +11,7 @@ use connector_runtime::api::mcp::mcp_tool;
 use connector_runtime::api::pb;
 use connector_runtime::api::pb::connection_service_client::ConnectionServiceClient;
 use connector_runtime::api::pb::tool_service_client::ToolServiceClient;
-use connector_runtime::api::tools::tool_message;
+use connector_runtime::api::tools::ToolMessages;
 use connector_runtime::connections::model::ToolPolicy;
 use connector_runtime::tools::{ToolCatalog, ToolPolicyCheck};
 use prost::Message;
@@ -68,12 +68,13 @@ fn in_process(rounds: usize) {
             .collect();
         serde_json::to_vec(&json!({"tools": tools})).expect("tools serialize")
     });
+    let (messages_build, messages) = time(rounds, || ToolMessages::new(&catalog));
     let (grpc, encoded) = time(rounds, || {
         let check = check(&all);
         let tools: Vec<_> = catalog
             .iter()
             .filter(|t| check.allows(t))
-            .map(tool_message)
+            .filter_map(|t| messages.get(&t.name).cloned())
             .collect();
         pb::ListToolsResponse {
             tools,
@@ -91,6 +92,11 @@ fn in_process(rounds: usize) {
     );
     println!("|---|---:|---|");
     row("build the catalog (once at start-up)", build, "");
+    row(
+        "build the gRPC messages (once at start-up)",
+        messages_build,
+        "",
+    );
     row(
         "policy + MCP tools/list payload (JSON)",
         mcp,

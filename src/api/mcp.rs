@@ -83,7 +83,7 @@ pub fn mcp_tool(tool: &ToolDefinition) -> Tool {
         tool.input_schema.clone(),
     )
     .with_title(tool.title.clone())
-    .with_raw_output_schema(std::sync::Arc::new(tool.output_schema.clone()))
+    .with_raw_output_schema(tool.output_schema.clone())
     .with_annotations(annotations)
 }
 

@@ -5,6 +5,7 @@
 //! thin transports over it. Every call is logged with the caller's token name, the tool and the
 //! outcome; arguments are never logged (they may hold card numbers).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -28,18 +29,46 @@ use crate::tools::{
 /// ListTools: page_size 0 means every tool; at most this many per page.
 const MAX_TOOLS_PAGE: usize = 1000;
 
+/// Every tool's API message, built once with the catalog so a listing converts no schema.
+#[derive(Debug, Default)]
+pub struct ToolMessages {
+    by_name: HashMap<String, pb::Tool>,
+}
+
+impl ToolMessages {
+    pub fn new(catalog: &ToolCatalog) -> Self {
+        Self {
+            by_name: catalog
+                .iter()
+                .map(|tool| (tool.name.clone(), tool_message(tool)))
+                .collect(),
+        }
+    }
+
+    /// The message of the tool `name`.
+    pub fn get(&self, name: &str) -> Option<&pb::Tool> {
+        self.by_name.get(name)
+    }
+}
+
 /// The tools of every connection, over the services gRPC callers use.
 #[derive(Debug, Clone)]
 pub struct ToolApi {
     pub state: ApiState,
     pub catalog: Arc<ToolCatalog>,
+    messages: Arc<ToolMessages>,
 }
 
 impl ToolApi {
-    /// Builds the catalog of the engine's spec once.
+    /// Builds the catalog of the engine's spec, and its API messages, once.
     pub fn new(state: ApiState) -> Self {
         let catalog = Arc::new(ToolCatalog::new(state.engine.spec()));
-        Self { state, catalog }
+        let messages = Arc::new(ToolMessages::new(&catalog));
+        Self {
+            state,
+            catalog,
+            messages,
+        }
     }
 
     /// The connection's tool policy with its key mode; NOT_FOUND for an unknown connection.
@@ -426,7 +455,10 @@ impl ToolService for ToolApi {
             &scope,
         )?;
         Ok(Response::new(pb::ListToolsResponse {
-            tools: page.into_iter().map(tool_message).collect(),
+            tools: page
+                .into_iter()
+                .filter_map(|tool| self.messages.get(&tool.name).cloned())
+                .collect(),
             next_page_token: next,
         }))
     }

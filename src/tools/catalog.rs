@@ -1,6 +1,7 @@
 //! The tool catalog: one tool per entity operation and per action of a connector spec, built once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -40,10 +41,10 @@ pub struct ToolDefinition {
     pub title: String,
     /// Stripe's description of the operation, plus how to call the tool.
     pub description: String,
-    /// JSON Schema of the arguments (an object).
-    pub input_schema: Map<String, Value>,
-    /// JSON Schema of the result (an object).
-    pub output_schema: Map<String, Value>,
+    /// JSON Schema of the arguments (an object); shared, so a listing copies no schema.
+    pub input_schema: Arc<Map<String, Value>>,
+    /// JSON Schema of the result (an object); shared.
+    pub output_schema: Arc<Map<String, Value>>,
     pub hints: ToolHints,
     pub operation: ToolOperation,
 }
@@ -176,8 +177,8 @@ fn entity_tool(
         name,
         title,
         description,
-        input_schema: schema::entity_input(entity, kind),
-        output_schema: schema::entity_output(entity, kind),
+        input_schema: Arc::new(schema::entity_input(entity, kind)),
+        output_schema: Arc::new(schema::entity_output(entity, kind)),
         hints,
         operation: ToolOperation::Entity {
             entity: entity.name.clone(),
@@ -195,8 +196,8 @@ fn action_tool(action: &ActionSpec, stripe_text: Option<&str>) -> ToolDefinition
         name: snake_case(&action.name),
         title: action.display_name.clone(),
         description,
-        input_schema: schema::action_input(action),
-        output_schema: schema::action_output(action),
+        input_schema: Arc::new(schema::action_input(action)),
+        output_schema: Arc::new(schema::action_output(action)),
         hints: ToolHints {
             read_only: false,
             destructive: action_effect(&action.name) == ActionEffect::Destructive,
