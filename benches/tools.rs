@@ -66,7 +66,8 @@ fn in_process(rounds: usize) {
             .filter(|t| check.allows(t))
             .map(mcp_tool)
             .collect();
-        serde_json::to_vec(&json!({"tools": tools})).expect("tools serialize")
+        serde_json::to_vec(&rmcp::model::ListToolsResult::with_all_items(tools))
+            .expect("tools serialize")
     });
     let (messages_build, messages) = time(rounds, || ToolMessages::new(&catalog));
     let (grpc, encoded) = time(rounds, || {
