@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/connectors/v1/action.proto",
         "proto/connectors/v1/connection.proto",
         "proto/connectors/v1/event.proto",
+        "proto/connectors/v1/tool.proto",
     ];
     let file_descriptors = protox::compile(protos, ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);

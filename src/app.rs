@@ -16,12 +16,15 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 
 use crate::api::auth::AuthLayer;
+use crate::api::mcp::{self, McpHttp, McpTarget};
 use crate::api::pb;
 use crate::api::pb::action_service_server::ActionServiceServer;
 use crate::api::pb::connection_service_server::ConnectionServiceServer;
 use crate::api::pb::entity_service_server::EntityServiceServer;
 use crate::api::pb::event_subscription_service_server::EventSubscriptionServiceServer;
+use crate::api::pb::tool_service_server::ToolServiceServer;
 use crate::api::services::{ApiState, ConnectionApi};
+use crate::api::tools::ToolApi;
 use crate::auth::TokenTable;
 use crate::config::Settings;
 use crate::connections::model::NodeSettings;
@@ -36,11 +39,12 @@ use crate::telemetry::{self, Board, CallLayer, MetricsServer};
 use crate::throttle::SharedBudget;
 
 /// The gRPC service names health reports on (besides the server as a whole, "").
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "connectors.v1.EntityService",
     "connectors.v1.ActionService",
     "connectors.v1.ConnectionService",
     "connectors.v1.EventSubscriptionService",
+    "connectors.v1.ToolService",
 ];
 
 /// How a shutdown ended.
@@ -62,9 +66,12 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// Where the webhook listener listens, when `events.listen` is set.
     pub webhook_addr: Option<SocketAddr>,
+    /// Where MCP's streamable HTTP transport listens, when `mcp.listen` is set.
+    pub mcp_addr: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<DrainOutcome>>,
     sandbox: Option<SandboxHandle>,
+    mcp: Option<McpHttp>,
     events: Option<EventsRuntime>,
     observed: Observed,
 }
@@ -113,6 +120,9 @@ impl Running {
             .await
             .map_err(|e| anyhow!("server task failed: {e}"))?;
         self.observed.stop();
+        if let Some(mcp) = self.mcp.take() {
+            mcp.shutdown().await;
+        }
         if let Some(events) = self.events.take() {
             events.shutdown().await;
         }
@@ -136,6 +146,9 @@ impl Running {
             .await
             .map_err(|e| anyhow!("server task failed: {e}"))?;
         self.observed.stop();
+        if let Some(mcp) = self.mcp.take() {
+            mcp.shutdown().await;
+        }
         if let Some(events) = self.events.take() {
             events.shutdown().await;
         }
@@ -210,22 +223,12 @@ fn shared_budget(settings: &Settings) -> anyhow::Result<Option<SharedBudget>> {
     }))
 }
 
-/// Builds everything and starts serving on `listener` (bind it first; `127.0.0.1:0` in tests).
-/// `cli_insecure` is the `--insecure` flag. `signal` starts a graceful shutdown when it completes.
-pub async fn start(
-    settings: Settings,
-    cli_insecure: bool,
-    listener: TcpListener,
-    signal: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<Running> {
-    let addr = listener.local_addr()?;
-    let mut checked = settings.clone();
-    checked.server.listen = addr;
-    if let Some(problem) = checked.exposure_problem(cli_insecure) {
-        bail!("{problem}");
-    }
-    let spec = load_spec(&settings)?;
-    let tokens = Arc::new(token_table(&settings)?);
+/// The engine and the live connections (with the built-in sandbox when it should run): what
+/// `serve` and `mcp` share.
+async fn build_state(
+    settings: &Settings,
+) -> anyhow::Result<(ApiState, Option<SandboxHandle>, Arc<ConnectorSpec>)> {
+    let spec = load_spec(settings)?;
     let store = ConnectionStore::open(&settings.data_dir, settings.connections.clone())
         .with_context(|| format!("opening the data directory {}", settings.data_dir.display()))?;
 
@@ -254,14 +257,57 @@ pub async fn start(
     let registry = Arc::new(Registry::new(
         store,
         settings.secret_resolver(),
-        runtime_options(&settings, &spec)?,
+        runtime_options(settings, &spec)?,
         target,
     ));
-    let observed = observe(&settings, &registry).await?;
     let state = ApiState {
         engine: Engine::new(spec.clone()),
-        registry: registry.clone(),
+        registry,
     };
+    Ok((state, sandbox, spec))
+}
+
+/// Serves one connection's agent tools over MCP's stdio transport (`connector-runtime mcp`):
+/// the engine runs in this process with the same settings as `serve` (connections, sandbox,
+/// node pools, budgets), without a gRPC listener. The caller is the local user, logged as `stdio`.
+pub async fn run_mcp_stdio(settings: Settings, connection: String) -> anyhow::Result<()> {
+    let (state, sandbox, _spec) = build_state(&settings).await?;
+    if state.registry.get(&connection).is_none() {
+        bail!(
+            "no connection named {connection:?}; known: {}",
+            state.registry.ids().join(", ")
+        );
+    }
+    tracing::info!(%connection, "serving agent tools over MCP stdio");
+    let target = McpTarget {
+        connection,
+        caller: crate::api::auth::Caller("stdio".to_owned()),
+    };
+    let served = mcp::serve_stdio(ToolApi::new(state), target).await;
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
+    served.map_err(|e| anyhow!("{e}"))
+}
+
+/// Builds everything and starts serving on `listener` (bind it first; `127.0.0.1:0` in tests).
+/// `cli_insecure` is the `--insecure` flag. `signal` starts a graceful shutdown when it completes.
+pub async fn start(
+    settings: Settings,
+    cli_insecure: bool,
+    listener: TcpListener,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    let addr = listener.local_addr()?;
+    let mut checked = settings.clone();
+    checked.server.listen = addr;
+    if let Some(problem) = checked.exposure_problem(cli_insecure) {
+        bail!("{problem}");
+    }
+    let tokens = Arc::new(token_table(&settings)?);
+    let (state, sandbox, spec) = build_state(&settings).await?;
+    let registry = state.registry.clone();
+    let observed = observe(&settings, &registry).await?;
     let events = EventsRuntime::start(
         &settings.data_dir,
         &settings.events,
@@ -276,6 +322,23 @@ pub async fn start(
         registry: registry.clone(),
     };
     let connections = ConnectionApi { registry };
+    let tools = ToolApi::new(state.clone());
+    let mcp_http = match settings.mcp.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding mcp.listen {addr}"))?;
+            let insecure = cli_insecure || settings.server.allow_insecure;
+            Some(mcp::serve_http(
+                tools.clone(),
+                &settings.mcp,
+                tokens.clone(),
+                listener,
+                insecure,
+            )?)
+        }
+        None => None,
+    };
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     set_serving(&health_reporter, true).await;
@@ -321,6 +384,11 @@ pub async fn start(
         )
         .add_service(
             EventSubscriptionServiceServer::new(events_api)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            ToolServiceServer::new(tools)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         );
@@ -374,6 +442,8 @@ pub async fn start(
         sandbox_url: sandbox.as_ref().map(SandboxHandle::base_url),
         metrics_addr: observed.server.as_ref().map(MetricsServer::addr),
         webhook_addr: events.webhook_addr(),
+        mcp_addr: mcp_http.as_ref().map(|m| m.addr),
+        mcp: mcp_http,
         shutdown: Some(tx),
         task,
         sandbox,

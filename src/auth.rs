@@ -44,7 +44,9 @@ pub enum AuthError {
 pub fn required_role(path: &str) -> Option<Role> {
     let (service, method) = path.trim_start_matches('/').split_once('/')?;
     match service {
-        "connectors.v1.EntityService" | "connectors.v1.ActionService" => Some(Role::Invoker),
+        "connectors.v1.EntityService"
+        | "connectors.v1.ActionService"
+        | "connectors.v1.ToolService" => Some(Role::Invoker),
         "connectors.v1.ConnectionService" => Some(match method {
             "GetConnection" | "ListConnections" | "CheckStatus" | "CheckReadiness" => Role::Invoker,
             _ => Role::Admin,
@@ -99,8 +101,18 @@ impl TokenTable {
 
     /// Checks an `authorization` header value against the role a method needs.
     pub fn authorize(&self, authorization: Option<&str>, needed: Role) -> Result<(), AuthError> {
+        self.identify(authorization, needed).map(|_| ())
+    }
+
+    /// Like [`authorize`](Self::authorize), and names the caller: the token's name, or `None`
+    /// when authentication is off.
+    pub fn identify(
+        &self,
+        authorization: Option<&str>,
+        needed: Role,
+    ) -> Result<Option<String>, AuthError> {
         if self.tokens.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let token = authorization
             .and_then(|h| {
@@ -118,7 +130,7 @@ impl TokenTable {
         }
         let (name, role) = found.ok_or(AuthError::UnknownToken)?;
         if role.grants(needed) {
-            Ok(())
+            Ok(Some(name.clone()))
         } else {
             Err(AuthError::Forbidden {
                 token_name: name.clone(),
@@ -156,6 +168,10 @@ mod tests {
         );
         assert_eq!(
             required_role("/connectors.v1.EntityService/ListEntities"),
+            Some(Role::Invoker)
+        );
+        assert_eq!(
+            required_role("/connectors.v1.ToolService/ExecuteTool"),
             Some(Role::Invoker)
         );
         assert_eq!(required_role("/grpc.health.v1.Health/Check"), None);

@@ -13,6 +13,7 @@
 //! to see that they exist, secrets to see that they resolve) and never starts anything.
 
 mod check;
+mod mcp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::check::{Problem, check, check_with_env};
+pub use self::mcp::McpSettings;
 use crate::auth::Role;
 use crate::connections::model::{ConnectionSpec, NodeSettings, SecretRef};
 use crate::secrets::SecretResolver;
@@ -119,6 +121,8 @@ pub struct Settings {
     pub telemetry: crate::telemetry::TelemetrySettings,
     /// Stripe events: the webhook listener, the event store, catch-up and delivery.
     pub events: crate::events::EventsSettings,
+    /// Agent tools over MCP's streamable HTTP transport.
+    pub mcp: McpSettings,
     /// Connections defined in the file. Connections created or changed through the API are
     /// persisted in `data_dir` and take precedence over these (see `docs/configuration.md`).
     pub connections: Vec<ConnectionSpec>,
@@ -139,6 +143,7 @@ impl Default for Settings {
             metrics: crate::telemetry::MetricsSettings::default(),
             telemetry: crate::telemetry::TelemetrySettings::default(),
             events: crate::events::EventsSettings::default(),
+            mcp: McpSettings::default(),
             connections: Vec::new(),
         }
     }

@@ -18,3 +18,4 @@ pub mod spec;
 pub mod stripe;
 pub mod telemetry;
 pub mod throttle;
+pub mod tools;

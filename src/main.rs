@@ -33,6 +33,17 @@ enum Command {
         #[arg(long)]
         insecure: bool,
     },
+    /// Serves one connection's agent tools over MCP's stdio transport (for agent hosts that
+    /// launch MCP servers as subprocesses). The engine runs in this process with the same
+    /// configuration as `serve`; logs go to stderr.
+    Mcp {
+        /// Configuration file (TOML or YAML), as for `serve`.
+        #[arg(long, short, env = "CONNECTOR_RUNTIME_CONFIG")]
+        config: Option<PathBuf>,
+        /// The connection whose tools to serve.
+        #[arg(long, default_value = "stripe-sandbox")]
+        connection: String,
+    },
     /// Validates a configuration file and prints every problem.
     CheckConfig {
         /// The configuration file.
@@ -133,6 +144,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             insecure,
         } => {
             serve(config, listen, insecure).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mcp { config, connection } => {
+            let settings = match config::load(config.as_deref()) {
+                Ok(settings) => settings,
+                Err(error) => {
+                    init_logging(None)?;
+                    return Err(anyhow!("{error}"));
+                }
+            };
+            // Log lines go to stderr: stdout is the MCP channel.
+            let _telemetry = init_logging(Some(&settings))?;
+            app::run_mcp_stdio(settings, connection).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => {

@@ -30,3 +30,4 @@ mod tests {
         assert!(!is_live_key("pk_live_abc"));
     }
 }
+pub mod verbs;

@@ -92,6 +92,8 @@ fn full_yaml_example_passes_check() {
         Some("0.0.0.0:8088".parse().unwrap())
     );
     assert_eq!(settings.connections[0].webhook_signing_secrets.len(), 1);
+    assert_eq!(settings.mcp.path, "/mcp");
+    assert!(settings.connections[0].tool_policy.allow_live_destructive);
 }
 
 #[test]

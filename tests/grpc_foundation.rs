@@ -59,6 +59,7 @@ async fn health_serves_and_reflection_lists_the_api_in_v1_and_v1alpha() {
         "connectors.v1.EntityService",
         "connectors.v1.ActionService",
         "connectors.v1.ConnectionService",
+        "connectors.v1.ToolService",
     ] {
         let response = health
             .check(HealthCheckRequest {
@@ -92,6 +93,7 @@ async fn health_serves_and_reflection_lists_the_api_in_v1_and_v1alpha() {
         "connectors.v1.EntityService",
         "connectors.v1.ActionService",
         "connectors.v1.ConnectionService",
+        "connectors.v1.ToolService",
         "grpc.health.v1.Health",
     ] {
         assert!(

@@ -40,6 +40,18 @@ pub fn auth_status(error: &AuthError) -> tonic::Status {
     }
 }
 
+/// Who made a call, for logs: the name of the caller's token (never its value), `anonymous`
+/// when authentication is off, or `stdio` for the local MCP process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+impl Caller {
+    /// The caller a token check found: the token's name, or `anonymous`.
+    pub fn from_token(name: Option<String>) -> Self {
+        Self(name.unwrap_or_else(|| "anonymous".to_owned()))
+    }
+}
+
 /// Checks every call's token.
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
@@ -85,15 +97,20 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         if let Some(role) = required_role(request.uri().path()) {
             let header = request
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            if let Err(error) = self.tokens.authorize(header, role) {
-                let response = auth_status(&error).into_http();
-                return Box::pin(async move { Ok(response) });
+            match self.tokens.identify(header, role) {
+                Ok(name) => {
+                    request.extensions_mut().insert(Caller::from_token(name));
+                }
+                Err(error) => {
+                    let response = auth_status(&error).into_http();
+                    return Box::pin(async move { Ok(response) });
+                }
             }
         }
         // The clone is ready only after poll_ready; swap so the ready one serves this call.

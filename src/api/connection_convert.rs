@@ -12,7 +12,7 @@ use super::services::offset_page;
 use super::{names, pb, status};
 use crate::connections::model::{
     ConnectionSpec, LogLevel, NodeSettings, Origin, ProxyAuthScheme, ProxySettings, ProxySslType,
-    SecretRef,
+    SecretRef, ToolPolicy,
 };
 use crate::connections::validate::Violation;
 use crate::engine::FieldViolation;
@@ -114,6 +114,16 @@ pub fn to_proto(view: &ConnectionView) -> pb::Connection {
             .iter()
             .map(secret_ref)
             .collect(),
+        tool_policy: Some(tool_policy(&spec.tool_policy)),
+    }
+}
+
+fn tool_policy(policy: &ToolPolicy) -> pb::ToolPolicy {
+    pb::ToolPolicy {
+        allow: policy.allow.clone(),
+        allow_destructive: policy.allow_destructive.clone(),
+        allow_live_destructive: policy.allow_live_destructive,
+        deny: policy.deny.clone(),
     }
 }
 
@@ -147,7 +157,7 @@ fn apply(
             p == path || p.starts_with(&format!("{path}.")) || path.starts_with(&format!("{p}."))
         })
     };
-    const KNOWN: [&str; 23] = [
+    const KNOWN: [&str; 28] = [
         "description",
         "connector",
         "connector_version",
@@ -171,6 +181,11 @@ fn apply(
         "labels",
         "api_base_url",
         "webhook_signing_secrets",
+        "tool_policy",
+        "tool_policy.allow",
+        "tool_policy.allow_destructive",
+        "tool_policy.allow_live_destructive",
+        "tool_policy.deny",
     ];
     for path in paths {
         if !KNOWN.contains(&path.as_str()) {
@@ -332,6 +347,22 @@ fn apply(
         } else {
             proto.api_base_url.clone()
         };
+    }
+    if wants("tool_policy") {
+        let p = proto.tool_policy.clone().unwrap_or_default();
+        let policy = &mut spec.tool_policy;
+        if wants("tool_policy.allow") {
+            policy.allow = p.allow;
+        }
+        if wants("tool_policy.allow_destructive") {
+            policy.allow_destructive = p.allow_destructive;
+        }
+        if wants("tool_policy.allow_live_destructive") {
+            policy.allow_live_destructive = p.allow_live_destructive;
+        }
+        if wants("tool_policy.deny") {
+            policy.deny = p.deny;
+        }
     }
 }
 

@@ -5,9 +5,7 @@ use serde_json::{Map, Value, json};
 use super::convert::to_proto_struct;
 use super::names;
 use super::pb;
-use crate::spec::model::{
-    ActionSpec, DataType, EntitySpec, FieldSpec, OperationKind, ParamLocation, ResultShape,
-};
+use crate::spec::model::{ActionSpec, DataType, EntitySpec, FieldSpec, OperationKind, ResultShape};
 
 pub fn data_type(data_type: DataType) -> pb::DataType {
     match data_type {
@@ -56,23 +54,6 @@ fn field(spec: &FieldSpec) -> pb::Field {
     }
 }
 
-/// Fields whose List conditions go upstream rather than being filtered here.
-fn filterable_fields(entity: &EntitySpec) -> Vec<String> {
-    let mut names: Vec<String> = entity.parents.iter().map(|p| p.field.clone()).collect();
-    if let Some(list) = &entity.operations.list {
-        for param in list
-            .params
-            .iter()
-            .filter(|p| p.location == ParamLocation::Query)
-        {
-            if let Some(f) = entity.fields.iter().find(|f| f.source == param.source) {
-                names.push(f.name.clone());
-            }
-        }
-    }
-    names
-}
-
 pub fn entity_type(connection: &str, entity: &EntitySpec, full: bool) -> pb::EntityType {
     let name = names::entity_type_name(connection, &entity.name);
     let operations = entity
@@ -107,7 +88,7 @@ pub fn entity_type(connection: &str, entity: &EntitySpec, full: bool) -> pb::Ent
             .find(|f| f.source == "created")
             .map(|f| f.name.clone())
             .unwrap_or_default(),
-        filterable_fields: filterable_fields(entity),
+        filterable_fields: entity.filterable_fields(),
         searchable: entity.search_path.is_some(),
     }
 }

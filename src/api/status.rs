@@ -12,6 +12,7 @@ use crate::engine::result::pascal_case;
 use crate::engine::{EngineError, FieldViolation};
 use crate::stripe::error::StripeError;
 use crate::throttle::{ThrottleReason, Throttled};
+use crate::tools::PolicyRefusal;
 
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const DOMAIN: &str = "connector-runtime";
@@ -259,6 +260,30 @@ pub fn throttled_status(throttled: &Throttled) -> Status {
     }
     details.add_quota_failure_violation(reason, throttled.limit.clone());
     Status::with_error_details(Code::ResourceExhausted, throttled.to_string(), details)
+}
+
+/// A tool the connection's tool policy refuses: PERMISSION_DENIED, naming the setting that would
+/// allow it.
+pub fn tool_refused(refusal: &PolicyRefusal) -> Status {
+    status(
+        Code::PermissionDenied,
+        "TOOL_NOT_ALLOWED",
+        refusal.to_string(),
+        HashMap::from([
+            ("tool".to_owned(), refusal.tool().to_owned()),
+            ("setting".to_owned(), refusal.setting().to_owned()),
+        ]),
+    )
+}
+
+/// No tool of that name.
+pub fn tool_not_found(tool: &str) -> Status {
+    status(
+        Code::NotFound,
+        "TOOL_NOT_FOUND",
+        format!("no tool named {tool:?}"),
+        HashMap::from([("tool".to_owned(), tool.to_owned())]),
+    )
 }
 
 /// Maps every engine error.

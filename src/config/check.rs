@@ -31,6 +31,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "metrics",
     "telemetry",
     "events",
+    "mcp",
     "connections",
 ];
 
@@ -204,6 +205,7 @@ fn parse_sections(
             "metrics" => section(&key, value, &mut settings.metrics, problems),
             "telemetry" => section(&key, value, &mut settings.telemetry, problems),
             "events" => section(&key, value, &mut settings.events, problems),
+            "mcp" => section(&key, value, &mut settings.mcp, problems),
             "auth" => parse_auth(value, settings, &mut parsed.token_index, problems),
             "connections" => {
                 for (i, item) in list(&key, value, problems).into_iter().enumerate() {
@@ -357,6 +359,9 @@ fn check_settings(parsed: &Parsed, secrets: &SecretResolver, problems: &mut Vec<
             "metrics.listen",
             "must differ from server.listen",
         ));
+    }
+    for (key, message) in settings.mcp.problems() {
+        problems.push(Problem::new(key, message));
     }
     check_connections(parsed, secrets, problems);
 }

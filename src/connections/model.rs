@@ -123,6 +123,32 @@ pub enum LogLevel {
     Debug,
 }
 
+/// Which agent tools (`ToolService`, MCP) a connection exposes. Tool names are snake_case
+/// (`list_customers`, `create_customer`, `confirm_payment_intent`); patterns match whole names,
+/// `*` standing for any run of characters (`create_*`, `*_invoice`, `*`).
+///
+/// The default exposes the read-only tools (List and Get) only. A tool that changes data needs
+/// a pattern in `allow`; a destructive or money-moving one (deletes, and actions such as
+/// confirm, capture, refund, pay, void, finalize, cancel) needs a pattern in
+/// `allow_destructive` instead, and with a live-mode key also `allow_live_destructive`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolPolicy {
+    /// Patterns of tools that change data (creates, updates, reversible actions) agents may use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Patterns of destructive or money-moving tools agents may use; `allow` does not cover them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_destructive: Vec<String>,
+    /// With a live-mode key (`sk_live_…`, `rk_live_…`), destructive tools are refused unless this
+    /// is also true: the second, explicit setting for real money.
+    #[serde(default)]
+    pub allow_live_destructive: bool,
+    /// Patterns of tools agents may never see or call, whatever the allow lists say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
 /// Where a connection's definition comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -166,6 +192,9 @@ pub struct ConnectionSpec {
     /// during a rotation list the old and the new one. Empty: webhooks for it are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhook_signing_secrets: Vec<SecretRef>,
+    /// Which agent tools the connection exposes (default: read-only tools only).
+    #[serde(default)]
+    pub tool_policy: ToolPolicy,
 }
 
 fn default_connector() -> String {
@@ -197,6 +226,7 @@ impl ConnectionSpec {
             labels: BTreeMap::new(),
             api_base_url: default_base_url(),
             webhook_signing_secrets: Vec::new(),
+            tool_policy: ToolPolicy::default(),
         }
     }
 

@@ -117,6 +117,7 @@ fn check_all(
     }
     check_labels(spec, out);
     check_base_url(&spec.api_base_url, out);
+    check_tool_policy(spec, out);
 }
 
 fn check_name(field: &str, name: &str, out: &mut Vec<Violation>) {
@@ -368,6 +369,38 @@ fn is_host(host: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+/// Most patterns in each list of a tool policy.
+pub const MAX_TOOL_PATTERNS: usize = 200;
+
+fn check_tool_policy(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
+    let policy = &spec.tool_policy;
+    for (list, patterns) in [
+        ("allow", &policy.allow),
+        ("allow_destructive", &policy.allow_destructive),
+        ("deny", &policy.deny),
+    ] {
+        if patterns.len() > MAX_TOOL_PATTERNS {
+            out.push(Violation::new(
+                format!("tool_policy.{list}"),
+                "TOO_MANY_TOOL_PATTERNS",
+                format!(
+                    "{} patterns; at most {MAX_TOOL_PATTERNS} are allowed",
+                    patterns.len()
+                ),
+            ));
+        }
+        for (index, pattern) in patterns.iter().enumerate() {
+            if !crate::tools::valid_pattern(pattern) {
+                out.push(Violation::new(
+                    format!("tool_policy.{list}[{index}]"),
+                    "INVALID_TOOL_PATTERN",
+                    "tool patterns have 1 to 100 characters: lowercase letters, digits, `_` and the wildcard `*`",
+                ));
+            }
+        }
+    }
 }
 
 fn check_labels(spec: &ConnectionSpec, out: &mut Vec<Violation>) {

@@ -228,6 +228,7 @@ mod tests {
                 },
             }],
             actions: Vec::new(),
+            descriptions: Default::default(),
         }
     }
 

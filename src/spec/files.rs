@@ -21,6 +21,8 @@ pub const CONNECTOR_FILE: &str = "connector.json";
 pub const OVERLAY_FILE: &str = "overlay.toml";
 pub const ENTITIES_DIR: &str = "entities";
 pub const ACTIONS_DIR: &str = "actions";
+/// Stripe's operation descriptions by operation id; optional.
+pub const DESCRIPTIONS_FILE: &str = "descriptions.json";
 
 /// Where the embedded Stripe spec comes from, as errors name it.
 pub const STRIPE_SPEC_DIR: &str = "connector-spec/stripe";
@@ -69,6 +71,9 @@ pub fn write_spec(spec: &ConnectorSpec, out_dir: &Path) -> Result<(), SpecError>
     }
     for (action, file) in spec.actions.iter().zip(&action_files) {
         write_json(&actions_dir.join(file), action)?;
+    }
+    if !spec.descriptions.is_empty() {
+        write_json(&out_dir.join(DESCRIPTIONS_FILE), &spec.descriptions)?;
     }
     Ok(())
 }
@@ -192,11 +197,17 @@ trait SpecFiles {
     fn read(&self, relative: &str) -> Result<String, SpecError>;
     /// The `.json` file names in the subdirectory `dir`, sorted.
     fn json_files(&self, dir: &str) -> Result<Vec<String>, SpecError>;
+    /// Whether the file at `relative` exists.
+    fn exists(&self, relative: &str) -> bool;
 }
 
 struct OnDisk<'a>(&'a Path);
 
 impl SpecFiles for OnDisk<'_> {
+    fn exists(&self, relative: &str) -> bool {
+        self.0.join(relative).is_file()
+    }
+
     fn read(&self, relative: &str) -> Result<String, SpecError> {
         let path = self.0.join(relative);
         std::fs::read_to_string(&path).map_err(|source| io_error(&path, source))
@@ -225,6 +236,10 @@ impl SpecFiles for OnDisk<'_> {
 struct Embedded<'a>(&'a Dir<'a>);
 
 impl SpecFiles for Embedded<'_> {
+    fn exists(&self, relative: &str) -> bool {
+        self.0.get_file(relative).is_some()
+    }
+
     fn read(&self, relative: &str) -> Result<String, SpecError> {
         let missing = || SpecError::Io {
             path: Path::new(STRIPE_SPEC_DIR).join(relative),
@@ -292,10 +307,16 @@ fn load(files: &dyn SpecFiles, root: &str) -> Result<ConnectorSpec, SpecError> {
         check_file_name(root, &relative, &name, &action.name)?;
         actions.push(action);
     }
+    let descriptions = if files.exists(DESCRIPTIONS_FILE) {
+        parse(files, root, DESCRIPTIONS_FILE)?
+    } else {
+        Default::default()
+    };
     let spec = ConnectorSpec {
         connector,
         entities,
         actions,
+        descriptions,
     };
     validate(&spec, root)?;
     Ok(spec)

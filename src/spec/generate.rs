@@ -83,6 +83,7 @@ pub fn generate_from(
     entities.sort_by(|a, b| a.name.cmp(&b.name));
     let mut actions = actions;
     actions.sort_by(|a, b| a.name.cmp(&b.name));
+    let descriptions = operation_descriptions(api, &entities, &actions);
     let spec = ConnectorSpec {
         connector: ConnectorMeta {
             name: overlay.connector.name.clone(),
@@ -92,10 +93,29 @@ pub fn generate_from(
         },
         entities,
         actions,
+        descriptions,
     };
     // What the generator writes must load: catch a rule or overlay gap before it is committed.
     validate(&spec, GENERATED_ROOT)?;
     Ok(spec)
+}
+
+/// Stripe's description of every upstream operation the spec uses, by operation id.
+fn operation_descriptions(
+    api: &OpenApi,
+    entities: &[EntitySpec],
+    actions: &[ActionSpec],
+) -> BTreeMap<String, String> {
+    let operations = entities
+        .iter()
+        .flat_map(|entity| entity.operations.iter().map(|(_, op)| op))
+        .chain(actions.iter().map(|action| &action.operation));
+    operations
+        .filter_map(|op| {
+            let text = api.operation(&op.path, op.method)?.description()?;
+            Some((op.operation_id.clone(), text))
+        })
+        .collect()
 }
 
 /// An entity collection found in the description, before its spec is built.

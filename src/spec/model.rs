@@ -4,6 +4,8 @@
 //! them, the engine executes them and the sandbox serves them. Field and parameter names facing users
 //! are PascalCase (`Id`, `Email`, `PaymentIntentId`); `source` keeps Stripe's own snake_case name.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -14,6 +16,10 @@ pub struct ConnectorSpec {
     pub connector: ConnectorMeta,
     pub entities: Vec<EntitySpec>,
     pub actions: Vec<ActionSpec>,
+    /// Stripe's description of each upstream operation as plain text, by `operation_id`
+    /// (`descriptions.json`); what agent tools tell a model about themselves.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub descriptions: BTreeMap<String, String>,
 }
 
 /// Identity of the connector and the upstream API version its shapes are pinned to.
@@ -266,6 +272,13 @@ impl ConnectorSpec {
     pub fn action(&self, name: &str) -> Option<&ActionSpec> {
         self.actions.iter().find(|action| action.name == name)
     }
+
+    /// Stripe's description of the upstream operation `operation`, when the spec has one.
+    pub fn description(&self, operation: &OperationSpec) -> Option<&str> {
+        self.descriptions
+            .get(&operation.operation_id)
+            .map(String::as_str)
+    }
 }
 
 impl EntitySpec {
@@ -289,6 +302,24 @@ impl EntitySpec {
     /// The parent key whose field is `field`, for nested collections.
     pub fn parent(&self, field: &str) -> Option<&ParentKey> {
         self.parents.iter().find(|parent| parent.field == field)
+    }
+
+    /// Fields whose List conditions go upstream rather than being filtered by the runtime: the
+    /// parent keys, then the fields Stripe's list endpoint filters by.
+    pub fn filterable_fields(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.parents.iter().map(|p| p.field.clone()).collect();
+        if let Some(list) = &self.operations.list {
+            for param in list
+                .params
+                .iter()
+                .filter(|p| p.location == ParamLocation::Query)
+            {
+                if let Some(f) = self.fields.iter().find(|f| f.source == param.source) {
+                    names.push(f.name.clone());
+                }
+            }
+        }
+        names
     }
 
     /// Whether the entity type supports `kind`.

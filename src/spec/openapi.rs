@@ -165,6 +165,14 @@ impl<'a> Operation<'a> {
         self.value.get("operationId").and_then(Value::as_str)
     }
 
+    /// The operation's description as plain text: HTML tags dropped, entities decoded,
+    /// whitespace collapsed, cut at a sentence end within [`DESCRIPTION_LIMIT`] characters.
+    pub fn description(&self) -> Option<String> {
+        let html = self.value.get("description").and_then(Value::as_str)?;
+        let text = plain_text(html);
+        (!text.is_empty()).then(|| shorten(&text, DESCRIPTION_LIMIT))
+    }
+
     /// Whether the request travels as Stripe's usual form encoding (or has no body). File
     /// uploads (`POST /v1/files`) are multipart to another host, which the engine does not speak.
     pub fn is_form_encoded(&self) -> bool {
@@ -455,5 +463,70 @@ impl Compactor<'_> {
             );
         }
         Value::Object(out)
+    }
+}
+
+/// Longest operation description kept in the spec, in characters.
+pub const DESCRIPTION_LIMIT: usize = 600;
+
+/// Stripe's description HTML as plain text. Pure.
+pub fn plain_text(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                text.push(' ');
+            }
+            '>' if in_tag => in_tag = false,
+            _ if in_tag => {}
+            _ => text.push(c),
+        }
+    }
+    let decoded = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    let mut collapsed = decoded.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Tags next to punctuation leave a space before it: `<code>id</code>.` → `id .`.
+    for mark in [".", ",", ";", ":", ")"] {
+        collapsed = collapsed.replace(&format!(" {mark}"), mark);
+    }
+    collapsed.replace("( ", "(")
+}
+
+/// `text` cut after the last sentence that ends within `limit` characters (or at a word when
+/// no sentence does). Pure.
+pub fn shorten(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_owned();
+    }
+    let head: String = text.chars().take(limit).collect();
+    if let Some(end) = head.rfind(". ") {
+        return head[..=end].to_owned();
+    }
+    match head.rfind(' ') {
+        Some(end) => format!("{}…", &head[..end]),
+        None => head,
+    }
+}
+
+#[cfg(test)]
+mod description_tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_become_plain_text_cut_at_a_sentence() {
+        let html = "<p>Confirm the <code>PaymentIntent</code>. Then &amp; only then,\n<a href=\"#x\">pay</a>.</p>";
+        assert_eq!(
+            plain_text(html),
+            "Confirm the PaymentIntent. Then & only then, pay."
+        );
+        assert_eq!(shorten("One. Two three.", 8), "One.");
+        assert_eq!(shorten("no sentence end here", 9), "no…");
+        assert_eq!(shorten("short", 10), "short");
     }
 }
