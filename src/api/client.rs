@@ -35,6 +35,12 @@ pub enum ClientCommand {
         page_size: i32,
         #[arg(long, default_value = "")]
         page_token: String,
+        /// Field to sort by, e.g. Email (Stripe's order, Created DESC, when absent).
+        #[arg(long)]
+        sort_by: Option<String>,
+        /// ASC or DESC.
+        #[arg(long)]
+        sort_order: Option<String>,
     },
     /// Gets one entity.
     Get { entity_type: String, id: String },
@@ -215,6 +221,8 @@ pub async fn run(
             conditions,
             page_size,
             page_token,
+            sort_by,
+            sort_order,
         } => {
             let r = entities
                 .list_entities(with_auth(
@@ -224,7 +232,8 @@ pub async fn run(
                         page_size,
                         page_token,
                         conditions,
-                        ..Default::default()
+                        sort_by: sort_by.into_iter().collect(),
+                        sort_order: sort_order.into_iter().collect(),
                     },
                 ))
                 .await

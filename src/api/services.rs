@@ -55,6 +55,7 @@ pub(crate) fn offset_page<T: Clone>(
         PageToken {
             after: end.to_string(),
             fingerprint: scope_print,
+            key: None,
         }
         .encode()
     } else {
@@ -409,6 +410,7 @@ mod tests {
         let forged = PageToken {
             after: usize::MAX.to_string(),
             fingerprint: fingerprint(&["scope"]),
+            key: None,
         }
         .encode();
         let (page, next) = offset_page(&items, 2, &forged, 25, 1000, "scope").unwrap();

@@ -13,6 +13,9 @@ pub struct PageToken {
     /// Fingerprint of the request's connection, type, conditions and sort.
     #[serde(rename = "f")]
     pub fingerprint: String,
+    /// Sort key of the last row returned, for orders sorted here (the row's id is `after`).
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<serde_json::Value>,
 }
 
 impl PageToken {
@@ -49,6 +52,7 @@ mod tests {
         let token = PageToken {
             after: "cus_1".to_owned(),
             fingerprint: fingerprint(&["a", "b"]),
+            key: Some(serde_json::json!("jen@example.com")),
         };
         assert_eq!(PageToken::decode(&token.encode()).unwrap(), token);
         assert!(PageToken::decode("not-a-token!").is_err());
