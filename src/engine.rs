@@ -15,6 +15,7 @@ pub mod result;
 pub mod retry;
 pub mod schema;
 pub mod sorting;
+pub mod tier;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub use error::{EngineError, FieldViolation};
 use paging::PageToken;
 use request::UpstreamRequest;
 use sorting::Sort;
+use tier::{Consistency, Read, Tier};
 
 /// Default and maximum page sizes of ListEntities (Google's: 25 and 200).
 pub const DEFAULT_PAGE_SIZE: usize = 25;
@@ -111,6 +113,10 @@ pub struct ListQuery {
     pub conditions: String,
     pub sort_by: Vec<String>,
     pub sort_order: Vec<String>,
+    /// Whether Stripe's eventually consistent Search may serve the list.
+    pub consistency: Consistency,
+    /// Forces one read tier (tests and benchmarks compare them); `None` lets the engine choose.
+    pub tier: Option<Tier>,
 }
 
 /// A connection as the engine uses it: its upstream client, node pool and Stripe budget.
@@ -453,12 +459,24 @@ impl Engine {
             .map_err(|e| EngineError::invalid("conditions", e.to_string()))?;
         let plan = plan_list(entity, op, condition.as_ref())?;
         require_list_params(entity, op, &plan.inputs)?;
+        let read = tier::choose(
+            query.tier,
+            query.consistency,
+            tier::ListPushdown {
+                complete: !plan.residual,
+                has_equality: plan.inputs.values().any(|v| !v.is_object()),
+            },
+            condition
+                .as_ref()
+                .and_then(|c| crate::stripe::search::push_down(entity, c)),
+        )?;
         let fingerprint = paging::fingerprint(&[
             &conn.id,
             &entity.name,
             &query.conditions,
             &query.sort_by.join(","),
             &query.sort_order.join(","),
+            &format!("{:?}/{:?}", query.consistency, query.tier),
         ]);
         let token = if query.page_token.is_empty() {
             None
@@ -478,13 +496,15 @@ impl Engine {
             entity,
             op,
             plan: &plan,
+            read: &read,
             condition: condition.as_ref(),
             deadline,
         };
         match sort {
             Sort::Upstream => {
+                let resume = token.map(|t| reader.resume_from(t)).unwrap_or_default();
                 reader
-                    .stripe_order_page(page_size, token.map(|t| t.after), fingerprint)
+                    .stripe_order_page(page_size, resume, fingerprint)
                     .await
             }
             Sort::Column { field, descending } => {
@@ -572,10 +592,20 @@ impl Engine {
     }
 }
 
-/// One upstream page of a list: every item as a record (unfiltered), and whether Stripe has more.
+/// One upstream page of a list: every item as a record (unfiltered), whether Stripe has more,
+/// and the cursor of the page after it.
 struct UpstreamPage {
     records: Vec<EntityRecord>,
     has_more: bool,
+    next: Option<String>,
+}
+
+/// Where a list resumes: the upstream cursor of the page to read (a list's `starting_after` id,
+/// Search's `page`), and, for Search, the last id already returned from that page.
+#[derive(Debug, Clone, Default)]
+struct Resume {
+    cursor: Option<String>,
+    skip_through: Option<String>,
 }
 
 /// Reads a list for one ListEntities request: its plan, clause and deadline.
@@ -584,13 +614,103 @@ struct ListReader<'a> {
     entity: &'a EntitySpec,
     op: &'a OperationSpec,
     plan: &'a ListPlan,
+    read: &'a Read,
     condition: Option<&'a Condition>,
     deadline: Option<Instant>,
 }
 
 impl ListReader<'_> {
-    /// One upstream list call: `limit` rows (when the list is sized upstream) after `cursor`.
+    /// One upstream page of the chosen tier.
     async fn read(&self, limit: u64, cursor: Option<&str>) -> Result<UpstreamPage, EngineError> {
+        match self.read {
+            Read::List => self.read_list(limit, cursor).await,
+            Read::Search(query) => self.read_search(query, limit, cursor).await,
+        }
+    }
+
+    fn resume_from(&self, token: PageToken) -> Resume {
+        match self.read {
+            Read::List => Resume {
+                cursor: Some(token.after),
+                skip_through: None,
+            },
+            Read::Search(_) => Resume {
+                cursor: token.page,
+                skip_through: Some(token.after).filter(|a| !a.is_empty()),
+            },
+        }
+    }
+
+    async fn call(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, EngineError> {
+        self.conn
+            .call(
+                request,
+                &CallOptions {
+                    idempotency_key: None,
+                    deadline: self.deadline,
+                },
+            )
+            .await
+    }
+
+    fn records(
+        &self,
+        data: Vec<Value>,
+        request_id: Option<String>,
+    ) -> Result<Vec<EntityRecord>, EngineError> {
+        data.into_iter()
+            .filter_map(|item| match item {
+                Value::Object(object) => Some(Engine::record(
+                    self.entity,
+                    self.plan.parent_ids.clone(),
+                    object,
+                    request_id.clone(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// One Search call: `limit` rows of the page whose cursor is `page`.
+    async fn read_search(
+        &self,
+        query: &crate::stripe::search::SearchQuery,
+        limit: u64,
+        page: Option<&str>,
+    ) -> Result<UpstreamPage, EngineError> {
+        let request =
+            crate::stripe::search::request(self.entity, query, limit, page).ok_or_else(|| {
+                EngineError::BadResponse(format!("{} has no search", self.entity.name))
+            })?;
+        let response = self.call(&request).await?;
+        let request_id = response.request_id.clone();
+        let (mut body, _) = object_of(response)?;
+        let data = match body.remove("data") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        let next = body
+            .get("next_page")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let has_more = next.is_some()
+            && body
+                .get("has_more")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+        Ok(UpstreamPage {
+            records: self.records(data, request_id)?,
+            has_more,
+            next: next.filter(|_| has_more),
+        })
+    }
+
+    /// One upstream list call: `limit` rows (when the list is sized upstream) after `cursor`.
+    async fn read_list(
+        &self,
+        limit: u64,
+        cursor: Option<&str>,
+    ) -> Result<UpstreamPage, EngineError> {
         // A few of Stripe's lists (report types, an account's capabilities) take no `limit` and
         // no cursor: they answer everything at once, and pages are cut here.
         let sized_upstream = self
@@ -616,16 +736,7 @@ impl ListReader<'_> {
                 .path_values(self.entity, &self.plan.parent_ids, None),
         )
         .map_err(EngineError::InvalidInput)?;
-        let response = self
-            .conn
-            .call(
-                &request,
-                &CallOptions {
-                    idempotency_key: None,
-                    deadline: self.deadline,
-                },
-            )
-            .await?;
+        let response = self.call(&request).await?;
         let request_id = response.request_id.clone();
         let (mut body, _) = object_of(response)?;
         let data = match body.remove("data") {
@@ -638,42 +749,48 @@ impl ListReader<'_> {
                 .get("has_more")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-        let records = data
-            .into_iter()
-            .filter_map(|item| match item {
-                Value::Object(object) => Some(Engine::record(
-                    self.entity,
-                    self.plan.parent_ids.clone(),
-                    object,
-                    request_id.clone(),
-                )),
-                _ => None,
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(UpstreamPage { records, has_more })
+        let records = self.records(data, request_id)?;
+        let next = records
+            .last()
+            .map(|r: &EntityRecord| r.id.id.clone())
+            .filter(|_| has_more);
+        Ok(UpstreamPage {
+            records,
+            has_more,
+            next,
+        })
     }
 
     fn matches(&self, record: &EntityRecord) -> bool {
         self.condition.is_none_or(|c| c.matches(&record.fields))
     }
 
-    /// A page in Stripe's order: the token's cursor is Stripe's `starting_after`, so page N
-    /// costs as many upstream calls as page 1.
+    /// A page in Stripe's order: the token carries Stripe's cursor (`starting_after`, or Search's
+    /// `page`), so page N costs as many upstream calls as page 1.
     async fn stripe_order_page(
         &self,
         page_size: usize,
-        mut cursor: Option<String>,
+        mut resume: Resume,
         fingerprint: String,
     ) -> Result<EntityPage, EngineError> {
         let mut entities = Vec::with_capacity(page_size);
         let mut next = None;
         for _ in 0..MAX_UPSTREAM_PAGES_PER_CALL {
-            let limit = upstream_limit(page_size - entities.len(), self.plan.residual);
-            let page = self.read(limit, cursor.as_deref()).await?;
+            let limit = upstream_limit(
+                page_size - entities.len(),
+                self.plan.residual || matches!(self.read, Read::Search(_)),
+            );
+            let page = self.read(limit, resume.cursor.as_deref()).await?;
             let last_upstream_id = page.records.last().map(|r| r.id.id.clone());
+            let mut records = page.records;
+            if let Some(skip) = resume.skip_through.take()
+                && let Some(index) = records.iter().position(|r| r.id.id == skip)
+            {
+                records.drain(..=index);
+            }
             let mut last_seen = None;
             let mut filled = false;
-            for record in page.records {
+            for record in records {
                 last_seen = Some(record.id.id.clone());
                 if self.matches(&record) {
                     entities.push(record);
@@ -683,24 +800,26 @@ impl ListReader<'_> {
                     }
                 }
             }
-            let more_upstream = page.has_more || (filled && last_seen != last_upstream_id);
-            match (last_seen, more_upstream) {
-                (Some(after), true) => {
-                    cursor = Some(after.clone());
-                    next = Some(
-                        PageToken {
-                            after,
-                            fingerprint: fingerprint.clone(),
-                            key: None,
-                        }
-                        .encode(),
-                    );
-                }
-                _ => {
+            let stopped_mid_page = filled && last_seen.is_some() && last_seen != last_upstream_id;
+            resume = match (stopped_mid_page, self.read) {
+                (true, Read::List) => Resume {
+                    cursor: last_seen,
+                    skip_through: None,
+                },
+                (true, Read::Search(_)) => Resume {
+                    cursor: resume.cursor,
+                    skip_through: last_seen,
+                },
+                (false, _) if page.has_more && page.next.is_some() => Resume {
+                    cursor: page.next,
+                    skip_through: None,
+                },
+                (false, _) => {
                     next = None;
                     break;
                 }
-            }
+            };
+            next = Some(self.token(&resume, fingerprint.clone()));
             if filled {
                 break;
             }
@@ -711,6 +830,23 @@ impl ListReader<'_> {
         })
     }
 
+    fn token(&self, resume: &Resume, fingerprint: String) -> String {
+        let (after, page) = match self.read {
+            Read::List => (resume.cursor.clone().unwrap_or_default(), None),
+            Read::Search(_) => (
+                resume.skip_through.clone().unwrap_or_default(),
+                resume.cursor.clone(),
+            ),
+        };
+        PageToken {
+            after,
+            fingerprint,
+            key: None,
+            page,
+        }
+        .encode()
+    }
+
     /// Every matching entity, read on Stripe's cursor; more than `limit` is FAILED_PRECONDITION.
     async fn matching_set(&self, limit: usize) -> Result<Vec<EntityRecord>, EngineError> {
         let mut matching = Vec::new();
@@ -719,7 +855,7 @@ impl ListReader<'_> {
             let page = self
                 .read(upstream_limit(limit, true), cursor.as_deref())
                 .await?;
-            cursor = page.records.last().map(|r| r.id.id.clone());
+            cursor = page.next.clone();
             for record in page.records {
                 if self.matches(&record) {
                     if matching.len() == limit {
@@ -754,6 +890,7 @@ impl ListReader<'_> {
                 after: last.id.to_string(),
                 fingerprint,
                 key: Some(sorting::key_of(last, field)),
+                page: None,
             }
             .encode()
         });

@@ -28,6 +28,25 @@ async fn list(
     page_size: i32,
     page_token: &str,
 ) -> Result<Page, tonic::Status> {
+    list_with(
+        service,
+        conditions,
+        sort,
+        page_size,
+        page_token,
+        pb::Consistency::Unspecified,
+    )
+    .await
+}
+
+async fn list_with(
+    service: &Service,
+    conditions: &str,
+    sort: Option<(&str, &str)>,
+    page_size: i32,
+    page_token: &str,
+    consistency: pb::Consistency,
+) -> Result<Page, tonic::Status> {
     let (sort_by, sort_order) = match sort {
         Some((by, order)) => (vec![by.to_owned()], vec![order.to_owned()]),
         None => (Vec::new(), Vec::new()),
@@ -41,6 +60,7 @@ async fn list(
             conditions: conditions.to_owned(),
             sort_by,
             sort_order,
+            consistency: consistency as i32,
         }))
         .await?
         .into_inner();
@@ -359,5 +379,125 @@ async fn sorting_more_than_the_limit_asks_to_narrow_the_clause() {
     assert_eq!(emails.len(), 10);
     assert_eq!(emails[0], "seed09999@example.com");
     assert_eq!(emails[9], "seed09990@example.com");
+    service.shutdown().await;
+}
+
+async fn route_calls(sandbox: &str, route: &str) -> u64 {
+    let stats: Value = reqwest::get(format!("{sandbox}/_sandbox/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["by_route"][route]
+        .as_object()
+        .map_or(0, |codes| codes.values().filter_map(Value::as_u64).sum())
+}
+
+async fn all_ids(
+    service: &Service,
+    clause: &str,
+    consistency: pb::Consistency,
+) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut token = String::new();
+    loop {
+        let page = list_with(service, clause, None, 2, &token, consistency)
+            .await
+            .unwrap();
+        found.extend(ids(&page.rows));
+        if page.next.is_empty() {
+            return found;
+        }
+        token = page.next;
+    }
+}
+
+#[tokio::test]
+async fn eventual_consistency_lets_search_narrow_and_strong_never_searches() {
+    let home = Box::leak(Box::new(Home::new()));
+    let service = start(home.settings(false)).await;
+    let sandbox = service.sandbox_url();
+    let created = create_people(&service).await;
+    let clause = "Email LIKE '%rosen%' AND Metadata.plan IS NOT NULL";
+    let searches = || route_calls(&sandbox, "GET /v1/customers/search");
+
+    let strong = all_ids(&service, clause, pb::Consistency::Strong).await;
+    assert_eq!(strong, BTreeSet::from([created[0].clone()]));
+    assert_eq!(
+        all_ids(&service, clause, pb::Consistency::Unspecified).await,
+        strong
+    );
+    assert_eq!(
+        searches().await,
+        0,
+        "STRONG (the default) never uses Search"
+    );
+
+    let eventual = all_ids(&service, clause, pb::Consistency::Eventual).await;
+    assert_eq!(eventual, strong);
+    assert!(searches().await > 0, "EVENTUAL sends the clause to Search");
+
+    // A clause the list parameters evaluate in full stays on the list endpoint.
+    let before = searches().await;
+    all_ids(
+        &service,
+        "Email = 'ada@rosen.io'",
+        pb::Consistency::Eventual,
+    )
+    .await;
+    assert_eq!(searches().await, before);
+
+    // The trade-off: Search has not indexed what was just created.
+    let patched = reqwest::Client::new()
+        .post(format!("{sandbox}/_sandbox/config"))
+        .body(r#"{"search_delay": "60s"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(patched.status().is_success());
+    let (name, _) = service
+        .create(
+            C,
+            "Customer",
+            json!({"Email": "new@rosen.io", "Metadata": {"plan": "pro"}}),
+        )
+        .await
+        .unwrap();
+    let new_id = name.rsplit('/').next().unwrap().to_owned();
+    assert!(
+        all_ids(&service, clause, pb::Consistency::Strong)
+            .await
+            .contains(&new_id)
+    );
+    assert!(
+        !all_ids(&service, clause, pb::Consistency::Eventual)
+            .await
+            .contains(&new_id)
+    );
+
+    // Page tokens are bound to the consistency too.
+    let first = list_with(
+        &service,
+        "Email LIKE '%o%'",
+        None,
+        1,
+        "",
+        pb::Consistency::Eventual,
+    )
+    .await
+    .unwrap();
+    let crossed = list_with(
+        &service,
+        "Email LIKE '%o%'",
+        None,
+        1,
+        &first.next,
+        pb::Consistency::Strong,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(violation_fields(&crossed), vec!["page_token"]);
     service.shutdown().await;
 }

@@ -41,6 +41,9 @@ pub enum ClientCommand {
         /// ASC or DESC.
         #[arg(long)]
         sort_order: Option<String>,
+        /// Accepts eventual consistency, letting the service use Stripe's Search.
+        #[arg(long)]
+        eventual: bool,
     },
     /// Gets one entity.
     Get { entity_type: String, id: String },
@@ -223,6 +226,7 @@ pub async fn run(
             page_token,
             sort_by,
             sort_order,
+            eventual,
         } => {
             let r = entities
                 .list_entities(with_auth(
@@ -234,6 +238,11 @@ pub async fn run(
                         conditions,
                         sort_by: sort_by.into_iter().collect(),
                         sort_order: sort_order.into_iter().collect(),
+                        consistency: if eventual {
+                            pb::Consistency::Eventual
+                        } else {
+                            pb::Consistency::Strong
+                        } as i32,
                     },
                 ))
                 .await

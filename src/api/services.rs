@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{struct_or_empty, to_proto_struct};
+use super::convert::{self, struct_or_empty, to_proto_struct};
 use super::pb::action_service_server::ActionService;
 use super::pb::entity_service_server::EntityService;
 use super::{connection_convert, deadline, names, pb, schema, status};
@@ -56,6 +56,7 @@ pub(crate) fn offset_page<T: Clone>(
             after: end.to_string(),
             fingerprint: scope_print,
             key: None,
+            page: None,
         }
         .encode()
     } else {
@@ -163,6 +164,8 @@ impl EntityService for ApiState {
             conditions: r.conditions,
             sort_by: r.sort_by,
             sort_order: r.sort_order,
+            consistency: convert::consistency(r.consistency),
+            tier: None,
         };
         let page = self
             .engine
@@ -411,6 +414,7 @@ mod tests {
             after: usize::MAX.to_string(),
             fingerprint: fingerprint(&["scope"]),
             key: None,
+            page: None,
         }
         .encode();
         let (page, next) = offset_page(&items, 2, &forged, 25, 1000, "scope").unwrap();
