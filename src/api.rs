@@ -5,6 +5,7 @@ pub mod client;
 pub mod connection_convert;
 pub mod convert;
 pub mod deadline;
+pub mod export;
 pub mod names;
 pub mod pb;
 pub mod schema;

@@ -8,6 +8,7 @@ pub mod clause_check;
 pub mod client;
 pub mod conditions;
 pub mod error;
+pub mod export;
 pub mod paging;
 pub mod proxy_tunnel;
 pub mod request;

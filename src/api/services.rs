@@ -65,7 +65,11 @@ pub(crate) fn offset_page<T: Clone>(
     Ok((page, next))
 }
 
-fn entity_message(connection: &str, entity_type: &str, record: &EntityRecord) -> pb::Entity {
+pub(crate) fn entity_message(
+    connection: &str,
+    entity_type: &str,
+    record: &EntityRecord,
+) -> pb::Entity {
     let mut metadata = serde_json::Map::new();
     if let Some(request_id) = &record.request_id {
         metadata.insert(
@@ -148,6 +152,19 @@ impl EntityService for ApiState {
             entity,
             true,
         )))
+    }
+
+    type ExportEntitiesStream = super::export::ExportStream;
+
+    async fn export_entities(
+        &self,
+        request: Request<pb::ExportEntitiesRequest>,
+    ) -> Result<Response<Self::ExportEntitiesStream>, Status> {
+        let r = request.into_inner();
+        let (connection, entity_type) = names::entity_type(&r.parent, "parent")?;
+        let runtime = self.runtime(&connection)?;
+        super::export::export_entities(&self.engine, runtime, connection, entity_type, r)
+            .map(Response::new)
     }
 
     async fn list_entities(

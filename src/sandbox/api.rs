@@ -21,6 +21,8 @@ pub(crate) struct Ctx<'a> {
     pub idempotency_key: Option<&'a str>,
     /// How long new objects stay out of search results.
     pub search_delay: std::time::Duration,
+    /// The simulated clock of new objects' `created`, when configured.
+    pub clock: Option<super::config::SimulatedClock>,
 }
 
 /// One decoded request.
@@ -113,11 +115,14 @@ impl Ctx<'_> {
     /// A new object of `object_type` shaped by its entity (when the spec has one).
     pub fn new_object(&mut self, object_type: &str) -> Map<String, Value> {
         let id = self.store.new_id(&prefix_for(self.spec, object_type));
+        let created = self
+            .clock
+            .map_or_else(unix_now, |clock| clock.at(self.store.object_count()));
         objects::blank(
             entity_by_object(self.spec, object_type),
             object_type,
             &id,
-            unix_now(),
+            created,
         )
     }
 

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::api::{self, Call, Ctx};
-use super::config::SandboxConfig;
+use super::config::{SandboxConfig, SimulatedClock};
 use super::error::ApiError;
 use super::faults::{Fault, FaultInjector};
 use super::form::{self, Declared, FormError};
@@ -386,7 +386,12 @@ impl Sandbox {
     fn run(
         &self,
         call: &Call,
-        (request_id, idempotency_key, search_delay): (&str, Option<&str>, Duration),
+        (request_id, idempotency_key, search_delay, clock): (
+            &str,
+            Option<&str>,
+            Duration,
+            Option<SimulatedClock>,
+        ),
     ) -> (StatusCode, Bytes) {
         let mut store = lock(&self.store);
         let mut ctx = Ctx {
@@ -395,6 +400,7 @@ impl Sandbox {
             request_id,
             idempotency_key,
             search_delay,
+            clock,
         };
         match api::execute(&mut ctx, call) {
             Ok(value) => (StatusCode::OK, to_json_bytes(&value)),
@@ -501,7 +507,12 @@ impl Sandbox {
                     path: path.clone(),
                     params,
                 };
-                let context = (request_id, idempotency_key.as_deref(), config.search_delay);
+                let context = (
+                    request_id,
+                    idempotency_key.as_deref(),
+                    config.search_delay,
+                    config.clock,
+                );
                 let (status, body) = self.run(&call, context);
                 if let Some(reservation) = reservation.take() {
                     reservation.finish(status, body.clone());

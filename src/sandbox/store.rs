@@ -79,6 +79,11 @@ impl Store {
         }
     }
 
+    /// How many objects are stored, of every type.
+    pub fn object_count(&self) -> usize {
+        self.index.len()
+    }
+
     /// A Stripe-style id: `prefix_` and 24 random alphanumerics.
     pub fn new_id(&mut self, prefix: &str) -> String {
         format!("{prefix}_{}", self.random_text(24))
