@@ -6,6 +6,7 @@ pub mod connection_convert;
 pub mod convert;
 pub mod deadline;
 pub mod export;
+pub mod export_cli;
 pub mod names;
 pub mod pb;
 pub mod schema;

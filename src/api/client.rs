@@ -97,7 +97,7 @@ fn parse_object(text: &str, what: &str) -> anyhow::Result<prost_types::Struct> {
     }
 }
 
-fn describe(status: &tonic::Status) -> anyhow::Error {
+pub(crate) fn describe(status: &tonic::Status) -> anyhow::Error {
     let details = status.get_error_details();
     let mut text = format!("{:?}: {}", status.code(), status.message());
     if let Some(info) = details.error_info() {
@@ -121,7 +121,10 @@ fn describe(status: &tonic::Status) -> anyhow::Error {
     anyhow::anyhow!(text)
 }
 
-fn with_auth<T>(auth: &Option<MetadataValue<tonic::metadata::Ascii>>, message: T) -> Request<T> {
+pub(crate) fn with_auth<T>(
+    auth: &Option<MetadataValue<tonic::metadata::Ascii>>,
+    message: T,
+) -> Request<T> {
     let mut request = Request::new(message);
     if let Some(value) = auth {
         request
