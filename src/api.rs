@@ -6,6 +6,8 @@ pub mod connection_convert;
 pub mod convert;
 pub mod deadline;
 pub mod events;
+pub mod export;
+pub mod export_cli;
 pub mod mcp;
 pub mod names;
 pub mod pb;

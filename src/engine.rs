@@ -4,15 +4,19 @@
 //! It knows nothing of gRPC (that is `api`) and nothing Stripe-specific beyond what `stripe` and
 //! the spec tell it.
 
+pub mod clause_check;
 pub mod client;
 pub mod conditions;
 pub mod error;
+pub mod export;
 pub mod paging;
 pub mod proxy_tunnel;
 pub mod request;
 pub mod result;
 pub mod retry;
 pub mod schema;
+pub mod sorting;
+pub mod tier;
 
 use std::sync::Arc;
 
@@ -30,6 +34,8 @@ use conditions::{Condition, Op};
 pub use error::{EngineError, FieldViolation};
 use paging::PageToken;
 use request::UpstreamRequest;
+use sorting::Sort;
+use tier::{Consistency, Read, Tier};
 
 /// Default and maximum page sizes of ListEntities (Google's: 25 and 200).
 pub const DEFAULT_PAGE_SIZE: usize = 25;
@@ -108,6 +114,10 @@ pub struct ListQuery {
     pub conditions: String,
     pub sort_by: Vec<String>,
     pub sort_order: Vec<String>,
+    /// Whether Stripe's eventually consistent Search may serve the list.
+    pub consistency: Consistency,
+    /// Forces one read tier (tests and benchmarks compare them); `None` lets the engine choose.
+    pub tier: Option<Tier>,
 }
 
 /// A connection as the engine uses it: its upstream client, node pool and Stripe budget.
@@ -464,19 +474,31 @@ impl Engine {
             0 => DEFAULT_PAGE_SIZE,
             n => (n as usize).min(MAX_PAGE_SIZE),
         };
-        check_sort(entity, &query.sort_by, &query.sort_order)?;
+        let sort = sorting::resolve(entity, &query.sort_by, &query.sort_order)?;
         let condition = conditions::parse(&query.conditions)
             .map_err(|e| EngineError::invalid("conditions", e.to_string()))?;
         let plan = plan_list(entity, op, condition.as_ref())?;
         require_list_params(entity, op, &plan.inputs)?;
+        let read = tier::choose(
+            query.tier,
+            query.consistency,
+            tier::ListPushdown {
+                complete: !plan.residual,
+                has_equality: plan.inputs.values().any(|v| !v.is_object()),
+            },
+            condition
+                .as_ref()
+                .and_then(|c| crate::stripe::search::push_down(entity, c)),
+        )?;
         let fingerprint = paging::fingerprint(&[
             &conn.id,
             &entity.name,
             &query.conditions,
             &query.sort_by.join(","),
             &query.sort_order.join(","),
+            &format!("{:?}/{:?}", query.consistency, query.tier),
         ]);
-        let mut cursor = if query.page_token.is_empty() {
+        let token = if query.page_token.is_empty() {
             None
         } else {
             let token = PageToken::decode(&query.page_token)
@@ -487,99 +509,30 @@ impl Engine {
                     "was issued for a different request",
                 ));
             }
-            Some(token.after)
+            Some(token)
         };
-
-        // A few of Stripe's lists (report types, an account's capabilities) take no `limit` and
-        // no cursor: they answer everything at once, and pages are cut here.
-        let sized_upstream = op.param_by_source(ParamLocation::Query, "limit").is_some();
-        let paged_upstream = op
-            .param_by_source(ParamLocation::Query, "starting_after")
-            .is_some();
-        let mut entities = Vec::with_capacity(page_size);
-        let mut next = None;
-        for _ in 0..MAX_UPSTREAM_PAGES_PER_CALL {
-            let mut inputs = plan.inputs.clone();
-            if sized_upstream {
-                inputs.insert(
-                    "limit".to_owned(),
-                    Value::from(upstream_limit(page_size - entities.len(), plan.residual)),
-                );
+        let reader = ListReader {
+            conn,
+            entity,
+            op,
+            plan: &plan,
+            read: &read,
+            condition: condition.as_ref(),
+            deadline,
+        };
+        match sort {
+            Sort::Upstream => {
+                let resume = token.map(|t| reader.resume_from(t)).unwrap_or_default();
+                reader
+                    .stripe_order_page(page_size, resume, fingerprint)
+                    .await
             }
-            if let Some(after) = cursor.as_ref().filter(|_| paged_upstream) {
-                inputs.insert("starting_after".to_owned(), Value::String(after.clone()));
-            }
-            let request =
-                request::build(op, &inputs, &op.path_values(entity, &plan.parent_ids, None))
-                    .map_err(EngineError::InvalidInput)?;
-            let response = conn
-                .call(
-                    &request,
-                    &CallOptions {
-                        idempotency_key: None,
-                        deadline,
-                    },
-                )
-                .await?;
-            let request_id = response.request_id.clone();
-            let (mut body, _) = object_of(response)?;
-            let data = match body.remove("data") {
-                Some(Value::Array(items)) if paged_upstream => items,
-                Some(Value::Array(items)) => after_cursor(items, cursor.as_deref()),
-                _ => Vec::new(),
-            };
-            let has_more = paged_upstream
-                && body
-                    .get("has_more")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-            let last_upstream_id = data
-                .last()
-                .and_then(|d| d.get("id"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let mut last_seen = None;
-            let mut filled = false;
-            for item in data {
-                let Value::Object(object) = item else {
-                    continue;
-                };
-                let record =
-                    Self::record(entity, plan.parent_ids.clone(), object, request_id.clone())?;
-                last_seen = Some(record.id.id.clone());
-                if condition.as_ref().is_none_or(|c| c.matches(&record.fields)) {
-                    entities.push(record);
-                    if entities.len() == page_size {
-                        filled = true;
-                        break;
-                    }
-                }
-            }
-            let more_upstream = has_more || (filled && last_seen != last_upstream_id);
-            match (last_seen, more_upstream) {
-                (Some(after), true) => {
-                    cursor = Some(after.clone());
-                    next = Some(
-                        PageToken {
-                            after,
-                            fingerprint: fingerprint.clone(),
-                        }
-                        .encode(),
-                    );
-                }
-                _ => {
-                    next = None;
-                    break;
-                }
-            }
-            if filled {
-                break;
+            Sort::Column { field, descending } => {
+                reader
+                    .sorted_page(page_size, &field, descending, token, fingerprint)
+                    .await
             }
         }
-        Ok(EntityPage {
-            entities,
-            next_page_token: next,
-        })
     }
 
     /// Every entity matching `conditions` (required), up to MAX_CONDITIONAL_ENTITIES.
@@ -659,6 +612,316 @@ impl Engine {
     }
 }
 
+/// One upstream page of a list: every item as a record (unfiltered), whether Stripe has more,
+/// and the cursor of the page after it.
+struct UpstreamPage {
+    records: Vec<EntityRecord>,
+    has_more: bool,
+    next: Option<String>,
+}
+
+/// Where a list resumes: the upstream cursor of the page to read (a list's `starting_after` id,
+/// Search's `page`), and, for Search, the last id already returned from that page.
+#[derive(Debug, Clone, Default)]
+struct Resume {
+    cursor: Option<String>,
+    skip_through: Option<String>,
+}
+
+/// Reads a list for one ListEntities request: its plan, clause and deadline.
+struct ListReader<'a> {
+    conn: &'a ConnectionRuntime,
+    entity: &'a EntitySpec,
+    op: &'a OperationSpec,
+    plan: &'a ListPlan,
+    read: &'a Read,
+    condition: Option<&'a Condition>,
+    deadline: Option<Instant>,
+}
+
+impl ListReader<'_> {
+    /// One upstream page of the chosen tier.
+    async fn read(&self, limit: u64, cursor: Option<&str>) -> Result<UpstreamPage, EngineError> {
+        match self.read {
+            Read::List => self.read_list(limit, cursor).await,
+            Read::Search(query) => self.read_search(query, limit, cursor).await,
+        }
+    }
+
+    fn resume_from(&self, token: PageToken) -> Resume {
+        match self.read {
+            Read::List => Resume {
+                cursor: Some(token.after),
+                skip_through: None,
+            },
+            Read::Search(_) => Resume {
+                cursor: token.page,
+                skip_through: Some(token.after).filter(|a| !a.is_empty()),
+            },
+        }
+    }
+
+    async fn call(&self, request: &UpstreamRequest) -> Result<UpstreamResponse, EngineError> {
+        self.conn
+            .call(
+                request,
+                &CallOptions {
+                    idempotency_key: None,
+                    deadline: self.deadline,
+                },
+            )
+            .await
+    }
+
+    fn records(
+        &self,
+        data: Vec<Value>,
+        request_id: Option<String>,
+    ) -> Result<Vec<EntityRecord>, EngineError> {
+        data.into_iter()
+            .filter_map(|item| match item {
+                Value::Object(object) => Some(Engine::record(
+                    self.entity,
+                    self.plan.parent_ids.clone(),
+                    object,
+                    request_id.clone(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// One Search call: `limit` rows of the page whose cursor is `page`.
+    async fn read_search(
+        &self,
+        query: &crate::stripe::search::SearchQuery,
+        limit: u64,
+        page: Option<&str>,
+    ) -> Result<UpstreamPage, EngineError> {
+        let request =
+            crate::stripe::search::request(self.entity, query, limit, page).ok_or_else(|| {
+                EngineError::BadResponse(format!("{} has no search", self.entity.name))
+            })?;
+        let response = self.call(&request).await?;
+        let request_id = response.request_id.clone();
+        let (mut body, _) = object_of(response)?;
+        let data = match body.remove("data") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        let next = body
+            .get("next_page")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let has_more = next.is_some()
+            && body
+                .get("has_more")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+        Ok(UpstreamPage {
+            records: self.records(data, request_id)?,
+            has_more,
+            next: next.filter(|_| has_more),
+        })
+    }
+
+    /// One upstream list call: `limit` rows (when the list is sized upstream) after `cursor`.
+    async fn read_list(
+        &self,
+        limit: u64,
+        cursor: Option<&str>,
+    ) -> Result<UpstreamPage, EngineError> {
+        // A few of Stripe's lists (report types, an account's capabilities) take no `limit` and
+        // no cursor: they answer everything at once, and pages are cut here.
+        let sized_upstream = self
+            .op
+            .param_by_source(ParamLocation::Query, "limit")
+            .is_some();
+        let paged_upstream = self
+            .op
+            .param_by_source(ParamLocation::Query, "starting_after")
+            .is_some();
+        let mut inputs = self.plan.inputs.clone();
+        if sized_upstream {
+            inputs.insert("limit".to_owned(), Value::from(limit));
+        }
+        if let Some(after) = cursor.filter(|_| paged_upstream) {
+            inputs.insert("starting_after".to_owned(), Value::String(after.to_owned()));
+        }
+        let request = request::build(
+            self.op,
+            &inputs,
+            &self
+                .op
+                .path_values(self.entity, &self.plan.parent_ids, None),
+        )
+        .map_err(EngineError::InvalidInput)?;
+        let response = self.call(&request).await?;
+        let request_id = response.request_id.clone();
+        let (mut body, _) = object_of(response)?;
+        let data = match body.remove("data") {
+            Some(Value::Array(items)) if paged_upstream => items,
+            Some(Value::Array(items)) => after_cursor(items, cursor),
+            _ => Vec::new(),
+        };
+        let has_more = paged_upstream
+            && body
+                .get("has_more")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+        let records = self.records(data, request_id)?;
+        let next = records
+            .last()
+            .map(|r: &EntityRecord| r.id.id.clone())
+            .filter(|_| has_more);
+        Ok(UpstreamPage {
+            records,
+            has_more,
+            next,
+        })
+    }
+
+    fn matches(&self, record: &EntityRecord) -> bool {
+        self.condition.is_none_or(|c| c.matches(&record.fields))
+    }
+
+    /// A page in Stripe's order: the token carries Stripe's cursor (`starting_after`, or Search's
+    /// `page`), so page N costs as many upstream calls as page 1.
+    async fn stripe_order_page(
+        &self,
+        page_size: usize,
+        mut resume: Resume,
+        fingerprint: String,
+    ) -> Result<EntityPage, EngineError> {
+        let mut entities = Vec::with_capacity(page_size);
+        let mut next = None;
+        for _ in 0..MAX_UPSTREAM_PAGES_PER_CALL {
+            let limit = upstream_limit(
+                page_size - entities.len(),
+                self.plan.residual || matches!(self.read, Read::Search(_)),
+            );
+            let page = self.read(limit, resume.cursor.as_deref()).await?;
+            let last_upstream_id = page.records.last().map(|r| r.id.id.clone());
+            let mut records = page.records;
+            if let Some(skip) = resume.skip_through.take()
+                && let Some(index) = records.iter().position(|r| r.id.id == skip)
+            {
+                records.drain(..=index);
+            }
+            let mut last_seen = None;
+            let mut filled = false;
+            for record in records {
+                last_seen = Some(record.id.id.clone());
+                if self.matches(&record) {
+                    entities.push(record);
+                    if entities.len() == page_size {
+                        filled = true;
+                        break;
+                    }
+                }
+            }
+            let stopped_mid_page = filled && last_seen.is_some() && last_seen != last_upstream_id;
+            resume = match (stopped_mid_page, self.read) {
+                (true, Read::List) => Resume {
+                    cursor: last_seen,
+                    skip_through: None,
+                },
+                (true, Read::Search(_)) => Resume {
+                    cursor: resume.cursor,
+                    skip_through: last_seen,
+                },
+                (false, _) if page.has_more && page.next.is_some() => Resume {
+                    cursor: page.next,
+                    skip_through: None,
+                },
+                (false, _) => {
+                    next = None;
+                    break;
+                }
+            };
+            next = Some(self.token(&resume, fingerprint.clone()));
+            if filled {
+                break;
+            }
+        }
+        Ok(EntityPage {
+            entities,
+            next_page_token: next,
+        })
+    }
+
+    fn token(&self, resume: &Resume, fingerprint: String) -> String {
+        let (after, page) = match self.read {
+            Read::List => (resume.cursor.clone().unwrap_or_default(), None),
+            Read::Search(_) => (
+                resume.skip_through.clone().unwrap_or_default(),
+                resume.cursor.clone(),
+            ),
+        };
+        PageToken {
+            after,
+            fingerprint,
+            key: None,
+            page,
+        }
+        .encode()
+    }
+
+    /// Every matching entity, read on Stripe's cursor; more than `limit` is FAILED_PRECONDITION.
+    async fn matching_set(&self, limit: usize) -> Result<Vec<EntityRecord>, EngineError> {
+        let mut matching = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .read(upstream_limit(limit, true), cursor.as_deref())
+                .await?;
+            cursor = page.next.clone();
+            for record in page.records {
+                if self.matches(&record) {
+                    if matching.len() == limit {
+                        return Err(EngineError::TooManyToSort { limit });
+                    }
+                    matching.push(record);
+                }
+            }
+            if !page.has_more || cursor.is_none() {
+                return Ok(matching);
+            }
+        }
+    }
+
+    /// A page in any other order: the matching set sorted here, paged by the last key and id.
+    async fn sorted_page(
+        &self,
+        page_size: usize,
+        field: &str,
+        descending: bool,
+        token: Option<PageToken>,
+        fingerprint: String,
+    ) -> Result<EntityPage, EngineError> {
+        let matching = self.matching_set(sorting::MAX_SORTED_ENTITIES).await?;
+        let after = token
+            .as_ref()
+            .map(|t| (t.key.as_ref().unwrap_or(&Value::Null), t.after.as_str()));
+        let mut rows = sorting::sort_after(matching, field, descending, after);
+        let next_page_token = (rows.len() > page_size).then(|| {
+            let last = &rows[page_size - 1];
+            PageToken {
+                after: last.id.to_string(),
+                fingerprint,
+                key: Some(sorting::key_of(last, field)),
+                page: None,
+            }
+            .encode()
+        });
+        rows.truncate(page_size);
+        Ok(EntityPage {
+            entities: rows,
+            next_page_token,
+        })
+    }
+}
+
 /// Stripe's page size for a list call: what the page still needs, or a full page (100, Stripe's
 /// most) when part of the clause is evaluated here and more rows are read than kept.
 fn upstream_limit(still_needed: usize, residual: bool) -> u64 {
@@ -686,42 +949,6 @@ fn after_cursor(items: Vec<Value>, cursor: Option<&str>) -> Vec<Value> {
     }
 }
 
-/// Stripe returns lists newest first; that is the only order it can serve without reading all.
-fn check_sort(
-    entity: &EntitySpec,
-    sort_by: &[String],
-    sort_order: &[String],
-) -> Result<(), EngineError> {
-    if sort_by.len() > 1 {
-        return Err(EngineError::invalid("sort_by", "at most one sort column"));
-    }
-    if let Some(column) = sort_by.first() {
-        let created = entity
-            .fields
-            .iter()
-            .any(|f| f.source == "created" && (&f.name == column || &f.source == column));
-        let descending = sort_order
-            .first()
-            .is_none_or(|o| o.eq_ignore_ascii_case("DESC"));
-        if !created || !descending {
-            return Err(EngineError::invalid(
-                "sort_by",
-                format!(
-                    "{} lists can be sorted by Created DESC only (Stripe's order)",
-                    entity.name
-                ),
-            ));
-        }
-    }
-    if let Some(order) = sort_order.first()
-        && !order.eq_ignore_ascii_case("ASC")
-        && !order.eq_ignore_ascii_case("DESC")
-    {
-        return Err(EngineError::invalid("sort_order", "must be ASC or DESC"));
-    }
-    Ok(())
-}
-
 /// What ListEntities sends upstream for a clause.
 #[derive(Debug)]
 struct ListPlan {
@@ -736,27 +963,12 @@ fn plan_list(
     op: &OperationSpec,
     condition: Option<&Condition>,
 ) -> Result<ListPlan, EngineError> {
-    // Every field named in the clause must exist.
-    let mut violations = Vec::new();
+    // Every field named in the clause must exist and every literal fit its field.
     if let Some(condition) = condition {
-        for comparison in condition.comparisons() {
-            let head = comparison.field.split('.').next().unwrap_or_default();
-            let known =
-                entity.fields.iter().any(|f| {
-                    f.name.eq_ignore_ascii_case(head) || f.source.eq_ignore_ascii_case(head)
-                }) || entity.parents.iter().any(|p| {
-                    p.field.eq_ignore_ascii_case(head) || p.param.eq_ignore_ascii_case(head)
-                });
-            if !known {
-                violations.push(FieldViolation::new(
-                    "conditions",
-                    format!("{} has no field {:?}", entity.name, comparison.field),
-                ));
-            }
+        let violations = clause_check::check(entity, condition);
+        if !violations.is_empty() {
+            return Err(EngineError::InvalidInput(violations));
         }
-    }
-    if !violations.is_empty() {
-        return Err(EngineError::InvalidInput(violations));
     }
     let conjuncts = condition.map(Condition::conjuncts).unwrap_or_default();
     let all_conjuncts = condition.is_none_or(|c| matches!(c, Condition::Compare(_)) || matches!(c, Condition::And(t) if t.iter().all(|x| matches!(x, Condition::Compare(_)))));

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};
 use connector_runtime::api::client::{self, ClientCommand};
+use connector_runtime::api::export_cli;
 use connector_runtime::{app, config, sandbox, spec, telemetry};
 
 /// A self-hostable Stripe integration-connector runtime with a gRPC interface modelled on Google
@@ -83,6 +84,25 @@ enum Command {
         connection: String,
         #[command(subcommand)]
         command: ClientCommand,
+    },
+    /// Exports every entity of a type matching a clause from a running service, as NDJSON or CSV,
+    /// with progress; --resume continues an interrupted export.
+    Export {
+        /// The service's address.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:50051",
+            env = "CONNECTOR_RUNTIME_ADDR"
+        )]
+        addr: String,
+        /// Bearer token, when the service requires one.
+        #[arg(long, env = "CONNECTOR_RUNTIME_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The connection to use.
+        #[arg(long, default_value = "stripe-sandbox")]
+        connection: String,
+        #[command(flatten)]
+        args: export_cli::ExportArgs,
     },
 }
 
@@ -233,6 +253,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let output = client::run(&addr, token.as_deref(), &connection, command).await?;
             println!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export {
+            addr,
+            token,
+            connection,
+            args,
+        } => {
+            let summary = export_cli::run(&addr, token.as_deref(), &connection, args).await?;
+            eprintln!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
     }

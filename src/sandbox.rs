@@ -39,7 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use config::{FaultConfig, FaultPhase, SandboxConfig};
+pub use config::{FaultConfig, FaultPhase, SandboxConfig, SimulatedClock};
 pub use webhooks::WebhookFaults;
 
 use crate::spec::model::ConnectorSpec;

@@ -1,13 +1,16 @@
 //! Stripe's specifics, kept small: form encoding with brackets, request headers (auth, version,
 //! account, idempotency), error bodies, retry hints, the gated parameters the pinned API version
-//! leaves out, webhook signatures and the event shape. Everything else in the engine, the event
-//! store and the subscriptions is generic.
+//! leaves out, webhook signatures and the event shape, and the search query language filter
+//! clauses are pushed down to. Everything else in the engine, the event store and the
+//! subscriptions is generic.
 
 pub mod error;
 pub mod event;
 pub mod form;
 pub mod gated;
 pub mod headers;
+pub mod search;
+pub mod verbs;
 pub mod webhook;
 
 /// Whether a Stripe secret or restricted key is a live-mode key (`sk_live_…`, `rk_live_…`), whose
@@ -30,4 +33,3 @@ mod tests {
         assert!(!is_live_key("pk_live_abc"));
     }
 }
-pub mod verbs;

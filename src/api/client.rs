@@ -36,6 +36,15 @@ pub enum ClientCommand {
         page_size: i32,
         #[arg(long, default_value = "")]
         page_token: String,
+        /// Field to sort by, e.g. Email (Stripe's order, Created DESC, when absent).
+        #[arg(long)]
+        sort_by: Option<String>,
+        /// ASC or DESC.
+        #[arg(long)]
+        sort_order: Option<String>,
+        /// Accepts eventual consistency, letting the service use Stripe's Search.
+        #[arg(long)]
+        eventual: bool,
     },
     /// Gets one entity.
     Get { entity_type: String, id: String },
@@ -119,7 +128,7 @@ fn parse_object(text: &str, what: &str) -> anyhow::Result<prost_types::Struct> {
     }
 }
 
-fn describe(status: &tonic::Status) -> anyhow::Error {
+pub(crate) fn describe(status: &tonic::Status) -> anyhow::Error {
     let details = status.get_error_details();
     let mut text = format!("{:?}: {}", status.code(), status.message());
     if let Some(info) = details.error_info() {
@@ -143,7 +152,10 @@ fn describe(status: &tonic::Status) -> anyhow::Error {
     anyhow::anyhow!(text)
 }
 
-fn with_auth<T>(auth: &Option<MetadataValue<tonic::metadata::Ascii>>, message: T) -> Request<T> {
+pub(crate) fn with_auth<T>(
+    auth: &Option<MetadataValue<tonic::metadata::Ascii>>,
+    message: T,
+) -> Request<T> {
     let mut request = Request::new(message);
     if let Some(value) = auth {
         request
@@ -247,6 +259,9 @@ pub async fn run(
             conditions,
             page_size,
             page_token,
+            sort_by,
+            sort_order,
+            eventual,
         } => {
             let r = entities
                 .list_entities(with_auth(
@@ -256,7 +271,13 @@ pub async fn run(
                         page_size,
                         page_token,
                         conditions,
-                        ..Default::default()
+                        sort_by: sort_by.into_iter().collect(),
+                        sort_order: sort_order.into_iter().collect(),
+                        consistency: if eventual {
+                            pb::Consistency::Eventual
+                        } else {
+                            pb::Consistency::Strong
+                        } as i32,
                     },
                 ))
                 .await

@@ -63,6 +63,15 @@ pub fn struct_or_empty(s: Option<&prost_types::Struct>) -> Map<String, Value> {
     s.map(from_proto_struct).unwrap_or_default()
 }
 
+/// The engine's consistency for the wire enum; unspecified (or unknown) is STRONG.
+pub fn consistency(value: i32) -> crate::engine::tier::Consistency {
+    use crate::engine::tier::Consistency;
+    match super::pb::Consistency::try_from(value) {
+        Ok(super::pb::Consistency::Eventual) => Consistency::Eventual,
+        _ => Consistency::Strong,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

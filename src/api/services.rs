@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{struct_or_empty, to_proto_struct};
+use super::convert::{self, struct_or_empty, to_proto_struct};
 use super::pb::action_service_server::ActionService;
 use super::pb::entity_service_server::EntityService;
 use super::{connection_convert, deadline, names, pb, schema, status};
@@ -56,6 +56,8 @@ pub(crate) fn offset_page<T: Clone>(
         PageToken {
             after: end.to_string(),
             fingerprint: scope_print,
+            key: None,
+            page: None,
         }
         .encode()
     } else {
@@ -64,7 +66,11 @@ pub(crate) fn offset_page<T: Clone>(
     Ok((page, next))
 }
 
-fn entity_message(connection: &str, entity_type: &str, record: &EntityRecord) -> pb::Entity {
+pub(crate) fn entity_message(
+    connection: &str,
+    entity_type: &str,
+    record: &EntityRecord,
+) -> pb::Entity {
     let mut metadata = serde_json::Map::new();
     if let Some(request_id) = &record.request_id {
         metadata.insert(
@@ -156,6 +162,19 @@ impl EntityService for ApiState {
         )))
     }
 
+    type ExportEntitiesStream = super::export::ExportStream;
+
+    async fn export_entities(
+        &self,
+        request: Request<pb::ExportEntitiesRequest>,
+    ) -> Result<Response<Self::ExportEntitiesStream>, Status> {
+        let r = request.into_inner();
+        let (connection, entity_type) = names::entity_type(&r.parent, "parent")?;
+        let runtime = self.runtime(&connection)?;
+        super::export::export_entities(&self.engine, runtime, connection, entity_type, r)
+            .map(Response::new)
+    }
+
     async fn list_entities(
         &self,
         request: Request<pb::ListEntitiesRequest>,
@@ -171,6 +190,8 @@ impl EntityService for ApiState {
             conditions: r.conditions,
             sort_by: r.sort_by,
             sort_order: r.sort_order,
+            consistency: convert::consistency(r.consistency),
+            tier: None,
         };
         let page = self
             .engine
@@ -426,6 +447,8 @@ mod tests {
         let forged = PageToken {
             after: usize::MAX.to_string(),
             fingerprint: fingerprint(&["scope"]),
+            key: None,
+            page: None,
         }
         .encode();
         let (page, next) = offset_page(&items, 2, &forged, 25, 1000, "scope").unwrap();

@@ -349,6 +349,12 @@ pub fn engine_error(error: &EngineError) -> Status {
             HashMap::new(),
         ),
         EngineError::Throttled(throttled) => throttled_status(throttled),
+        EngineError::TooManyToSort { limit } => status(
+            Code::FailedPrecondition,
+            "TOO_MANY_TO_SORT",
+            error.to_string(),
+            one("limit", &limit.to_string()),
+        ),
         EngineError::NotReady(_) => status(
             Code::FailedPrecondition,
             "CONNECTION_NOT_READY",

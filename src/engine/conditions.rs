@@ -6,11 +6,16 @@
 //! and_expr   := unary ( AND unary )*
 //! unary      := NOT unary | '(' expr ')' | comparison
 //! comparison := FIELD op literal
+//!             | FIELD [NOT] IN '(' literal ( ',' literal )* ')'
+//!             | FIELD [NOT] LIKE 'pattern'
+//!             | FIELD IS [NOT] NULL
 //! op         := = | != | <> | < | <= | > | >=
 //! literal    := 'text' | number | true | false | null
 //! ```
 //! FIELD is a field name (`Email`, or Stripe's `email`), optionally dotted into nested objects
-//! (`Address.City`).
+//! (`Address.City`) or into metadata keys (`Metadata.plan`). In a LIKE pattern `%` stands for any
+//! run of characters and `_` for one character; matching is case-sensitive, as in SQL.
+//! `IS NULL` also holds for a field the entity does not carry.
 
 use std::cmp::Ordering;
 
@@ -25,6 +30,10 @@ pub enum Op {
     Le,
     Gt,
     Ge,
+    /// `IN (…)`: the value is an array of literals.
+    In,
+    /// `LIKE 'pattern'`: the value is the pattern.
+    Like,
 }
 
 /// `FIELD op literal`.
@@ -46,7 +55,7 @@ pub enum Condition {
 
 /// Why a clause does not parse, with the character offset.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("at offset {offset}: {message}")]
+#[error("syntax error at offset {offset}: {message}")]
 pub struct ParseError {
     pub offset: usize,
     pub message: String,
@@ -60,6 +69,7 @@ enum Token {
     Op(Op),
     LParen,
     RParen,
+    Comma,
 }
 
 fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, ParseError> {
@@ -80,6 +90,10 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, ParseError> {
             }
             ')' => {
                 tokens.push((offset, Token::RParen));
+                i += 1;
+            }
+            ',' => {
+                tokens.push((offset, Token::Comma));
                 i += 1;
             }
             '\'' => {
@@ -143,7 +157,7 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, ParseError> {
             c if c.is_alphabetic() || c == '_' => {
                 let start = i;
                 while i < chars.len()
-                    && (chars[i].1.is_alphanumeric() || matches!(chars[i].1, '_' | '.'))
+                    && (chars[i].1.is_alphanumeric() || matches!(chars[i].1, '_' | '.' | '-'))
                 {
                     i += 1;
                 }
@@ -162,6 +176,8 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, ParseError> {
 pub const MAX_CLAUSE_LEN: usize = 16 * 1024;
 /// Deepest nesting of parentheses and NOT accepted, so no clause can exhaust the stack.
 pub const MAX_DEPTH: usize = 32;
+/// Most values one `IN (…)` list accepts.
+pub const MAX_IN_VALUES: usize = 100;
 
 struct Parser {
     tokens: Vec<(usize, Token)>,
@@ -248,11 +264,55 @@ impl Parser {
             _ => return Err(self.error("expected a field name")),
         };
         self.pos += 1;
-        let op = match self.tokens.get(self.pos) {
-            Some((_, Token::Op(op))) => *op,
-            _ => return Err(self.error("expected an operator (=, !=, <, <=, >, >=)")),
+        let compare = |op, value| {
+            Condition::Compare(Comparison {
+                field: field.clone(),
+                op,
+                value,
+            })
         };
-        self.pos += 1;
+        if self.keyword("IS") {
+            let negated = self.keyword("NOT");
+            if !self.keyword("NULL") {
+                return Err(self.error("expected NULL after IS"));
+            }
+            let op = if negated { Op::Ne } else { Op::Eq };
+            return Ok(compare(op, Value::Null));
+        }
+        let negated = self.keyword("NOT");
+        let condition = if self.keyword("IN") {
+            compare(Op::In, Value::Array(self.list()?))
+        } else if self.keyword("LIKE") {
+            match self.tokens.get(self.pos) {
+                Some((_, Token::Str(pattern))) => {
+                    let pattern = Value::String(pattern.clone());
+                    self.pos += 1;
+                    compare(Op::Like, pattern)
+                }
+                _ => return Err(self.error("expected a quoted pattern after LIKE")),
+            }
+        } else if negated {
+            return Err(self.error("expected IN or LIKE after NOT"));
+        } else {
+            let op = match self.tokens.get(self.pos) {
+                Some((_, Token::Op(op))) => *op,
+                _ => {
+                    return Err(
+                        self.error("expected an operator (=, !=, <, <=, >, >=, IN, LIKE, IS NULL)")
+                    );
+                }
+            };
+            self.pos += 1;
+            compare(op, self.literal()?)
+        };
+        Ok(if negated {
+            Condition::Not(Box::new(condition))
+        } else {
+            condition
+        })
+    }
+
+    fn literal(&mut self) -> Result<Value, ParseError> {
         let value = match self.tokens.get(self.pos) {
             Some((_, Token::Str(text))) => Value::String(text.clone()),
             Some((_, Token::Num(n))) => n.clone(),
@@ -264,7 +324,28 @@ impl Parser {
             _ => return Err(self.error("expected a value ('text', number, true, false or null)")),
         };
         self.pos += 1;
-        Ok(Condition::Compare(Comparison { field, op, value }))
+        Ok(value)
+    }
+
+    /// `'(' literal ( ',' literal )* ')'`, at most MAX_IN_VALUES values.
+    fn list(&mut self) -> Result<Vec<Value>, ParseError> {
+        if !matches!(self.tokens.get(self.pos), Some((_, Token::LParen))) {
+            return Err(self.error("expected '(' after IN"));
+        }
+        self.pos += 1;
+        let mut values = vec![self.literal()?];
+        while matches!(self.tokens.get(self.pos), Some((_, Token::Comma))) {
+            self.pos += 1;
+            if values.len() == MAX_IN_VALUES {
+                return Err(self.error(&format!("IN takes at most {MAX_IN_VALUES} values")));
+            }
+            values.push(self.literal()?);
+        }
+        if !matches!(self.tokens.get(self.pos), Some((_, Token::RParen))) {
+            return Err(self.error("expected ',' or ')' in the IN list"));
+        }
+        self.pos += 1;
+        Ok(values)
     }
 }
 
@@ -332,7 +413,9 @@ impl Condition {
     }
 }
 
-fn lookup<'a>(fields: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+/// The value at a (possibly dotted) field path; names match case-insensitively when no exact
+/// match exists.
+pub fn field_value<'a>(fields: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     let mut parts = path.split('.');
     let first = parts.next()?;
     let mut current = fields.get(first).or_else(|| {
@@ -366,28 +449,78 @@ fn compare(left: &Value, right: &Value) -> Option<Ordering> {
 }
 
 impl Comparison {
-    fn matches(&self, fields: &Map<String, Value>) -> bool {
-        let actual = lookup(fields, &self.field).unwrap_or(&Value::Null);
-        if self.value.is_null() || actual.is_null() {
-            let both_null = self.value.is_null() && actual.is_null();
-            return match self.op {
-                Op::Eq => both_null,
-                Op::Ne => !both_null,
+    /// Evaluates the comparison on one entity's fields.
+    pub fn matches(&self, fields: &Map<String, Value>) -> bool {
+        let actual = field_value(fields, &self.field).unwrap_or(&Value::Null);
+        match self.op {
+            Op::In => self
+                .value
+                .as_array()
+                .is_some_and(|values| values.iter().any(|v| equals(actual, v))),
+            Op::Like => match (actual, &self.value) {
+                (Value::String(text), Value::String(pattern)) => like(text, pattern),
                 _ => false,
-            };
-        }
-        match compare(actual, &self.value) {
-            Some(ordering) => match self.op {
-                Op::Eq => ordering == Ordering::Equal,
-                Op::Ne => ordering != Ordering::Equal,
-                Op::Lt => ordering == Ordering::Less,
-                Op::Le => ordering != Ordering::Greater,
-                Op::Gt => ordering == Ordering::Greater,
-                Op::Ge => ordering != Ordering::Less,
             },
-            None => self.op == Op::Ne,
+            op => compare_with(op, actual, &self.value),
         }
     }
+}
+
+fn equals(actual: &Value, expected: &Value) -> bool {
+    compare_with(Op::Eq, actual, expected)
+}
+
+fn compare_with(op: Op, actual: &Value, expected: &Value) -> bool {
+    if expected.is_null() || actual.is_null() {
+        let both_null = expected.is_null() && actual.is_null();
+        return match op {
+            Op::Eq => both_null,
+            Op::Ne => !both_null,
+            _ => false,
+        };
+    }
+    match compare(actual, expected) {
+        Some(ordering) => match op {
+            Op::Eq => ordering == Ordering::Equal,
+            Op::Ne => ordering != Ordering::Equal,
+            Op::Lt => ordering == Ordering::Less,
+            Op::Le => ordering != Ordering::Greater,
+            Op::Gt => ordering == Ordering::Greater,
+            Op::Ge => ordering != Ordering::Less,
+            Op::In | Op::Like => false,
+        },
+        None => op == Op::Ne,
+    }
+}
+
+/// SQL LIKE: `%` any run of characters, `_` exactly one; everything else literal.
+pub fn like(text: &str, pattern: &str) -> bool {
+    let text: Vec<char> = text.chars().collect();
+    let pattern: Vec<char> = pattern.chars().collect();
+    // Iterative matching with backtracking to the last `%`: linear memory, no recursion.
+    let (mut t, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('%') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(c) if *c == '_' || *c == text[t] => {
+                t += 1;
+                p += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '%')
 }
 
 #[cfg(test)]
@@ -462,9 +595,57 @@ mod tests {
         assert_eq!(parse("Email = 'x").unwrap_err().offset, 8);
         assert_eq!(
             parse("Email 'x'").unwrap_err().message,
-            "expected an operator (=, !=, <, <=, >, >=)"
+            "expected an operator (=, !=, <, <=, >, >=, IN, LIKE, IS NULL)"
         );
         assert!(parse("Email = 'x' Name = 'y'").is_err());
         assert_eq!(parse("   ").unwrap(), None);
+    }
+
+    #[test]
+    fn in_like_and_null_tests() {
+        let entity = fields(json!({
+            "Email": "jen@rosen.io", "Name": null, "Amount": 300,
+            "Metadata": {"plan": "pro", "tier-2": "x"}
+        }));
+        let holds = |clause: &str| parse(clause).unwrap().unwrap().matches(&entity);
+        assert!(holds("Amount IN (100, 300)"));
+        assert!(!holds("Amount NOT IN (100, 300)"));
+        assert!(holds("Email IN ('a@b.c', 'jen@rosen.io')"));
+        assert!(holds("Email LIKE 'jen%'"));
+        assert!(holds("Email LIKE '%rosen%'"));
+        assert!(holds("Email LIKE 'j_n@%.io'"));
+        assert!(!holds("Email LIKE 'Jen%'"), "LIKE is case-sensitive");
+        assert!(holds("Email NOT LIKE '%stripe%'"));
+        assert!(holds("Name IS NULL AND Email IS NOT NULL"));
+        assert!(holds("Phone IS NULL"), "an absent field is null");
+        assert!(!holds("Amount IS NULL"));
+        assert!(holds("Metadata.plan = 'pro' AND Metadata.tier-2 = 'x'"));
+        assert!(!holds("Metadata.plan = 'basic'"));
+        assert!(!holds("Metadata.Missing IS NOT NULL"));
+    }
+
+    #[test]
+    fn like_patterns_backtrack_without_blowing_up() {
+        assert!(like("", "%"));
+        assert!(!like("", "_"));
+        assert!(like("abcabd", "%ab_"));
+        assert!(!like("abc", "%d%"));
+        let long = "a".repeat(5000);
+        assert!(!like(&long, &format!("{}b", "%a".repeat(50))));
+    }
+
+    #[test]
+    fn new_clauses_report_where_they_break() {
+        let error = parse("Email IN ('a', 'b'").unwrap_err();
+        assert_eq!(error.offset, 18);
+        assert!(error.message.contains("IN list"), "{}", error.message);
+        assert_eq!(parse("Email IS NOT 'x'").unwrap_err().offset, 13);
+        assert_eq!(parse("Email LIKE 5").unwrap_err().offset, 11);
+        assert_eq!(parse("Email NOT = 'x'").unwrap_err().offset, 10);
+        let many = (0..=MAX_IN_VALUES)
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>();
+        let error = parse(&format!("Amount IN ({})", many.join(", "))).unwrap_err();
+        assert!(error.message.contains("at most"), "{}", error.message);
     }
 }

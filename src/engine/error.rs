@@ -64,6 +64,11 @@ pub enum EngineError {
     /// The connection's pool or Stripe budget has no capacity in time.
     #[error(transparent)]
     Throttled(#[from] Throttled),
+    /// An order other than Stripe's was asked of more entities than are sorted in one read.
+    #[error(
+        "the clause matches more than {limit} entities, too many to sort in another order than Created DESC; narrow the conditions or sort by Created DESC"
+    )]
+    TooManyToSort { limit: usize },
     /// The connection cannot serve calls (e.g. its secret does not resolve).
     #[error("connection not ready: {0}")]
     NotReady(String),

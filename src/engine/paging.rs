@@ -13,6 +13,13 @@ pub struct PageToken {
     /// Fingerprint of the request's connection, type, conditions and sort.
     #[serde(rename = "f")]
     pub fingerprint: String,
+    /// Sort key of the last row returned, for orders sorted here (the row's id is `after`).
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<serde_json::Value>,
+    /// Stripe Search's `page` cursor of the page to read next (`after` then names the last row
+    /// already returned from it).
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
 }
 
 impl PageToken {
@@ -49,6 +56,8 @@ mod tests {
         let token = PageToken {
             after: "cus_1".to_owned(),
             fingerprint: fingerprint(&["a", "b"]),
+            key: Some(serde_json::json!("jen@example.com")),
+            page: Some("page_100".to_owned()),
         };
         assert_eq!(PageToken::decode(&token.encode()).unwrap(), token);
         assert!(PageToken::decode("not-a-token!").is_err());

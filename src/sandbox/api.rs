@@ -25,6 +25,8 @@ pub(crate) struct Ctx<'a> {
     pub api_version: &'a str,
     /// `http://host:port` of the sandbox as the caller reached it, for hosted pages' URLs.
     pub base_url: &'a str,
+    /// The simulated clock of new objects' `created`, when configured.
+    pub clock: Option<super::config::SimulatedClock>,
 }
 
 /// The API version from which PaymentIntents and SetupIntents created without
@@ -130,11 +132,14 @@ impl Ctx<'_> {
         let id = self
             .store
             .new_id_for(object_type, &prefix_for(self.spec, object_type));
+        let created = self
+            .clock
+            .map_or_else(unix_now, |clock| clock.at(self.store.object_count()));
         objects::blank(
             entity_by_object(self.spec, object_type),
             object_type,
             &id,
-            unix_now(),
+            created,
         )
     }
 

@@ -19,6 +19,9 @@ pub struct SandboxConfig {
     /// consistent (e.g. `"2s"`). Default: 0 (searchable at once).
     #[serde(with = "humantime_serde")]
     pub search_delay: Duration,
+    /// A simulated clock for new objects' `created`, so a seeded account can span a history (e.g.
+    /// 10,000 customers a minute apart) as a real one does. Default: none (the wall clock).
+    pub clock: Option<SimulatedClock>,
     /// Seed of the random generator behind fault decisions: the same seed and the same sequence of
     /// requests give the same faults. Object ids are random and never repeat, as Stripe's.
     /// Default: 0.
@@ -33,9 +36,30 @@ impl Default for SandboxConfig {
             rate_limit: default_rate_limit(),
             faults: FaultConfig::default(),
             search_delay: Duration::ZERO,
+            clock: None,
             seed: 0,
             webhooks: super::webhooks::WebhookFaults::default(),
         }
+    }
+}
+
+/// New objects are created at `start` plus `step` for every object the sandbox already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatedClock {
+    /// Unix seconds of the first object, e.g. `1600000000`.
+    pub start: i64,
+    /// How far the clock moves with each object stored (e.g. `"60s"`).
+    #[serde(with = "humantime_serde")]
+    pub step: Duration,
+}
+
+impl SimulatedClock {
+    /// The `created` of the next object when `stored` objects exist.
+    pub fn at(&self, stored: usize) -> i64 {
+        let step = i64::try_from(self.step.as_secs()).unwrap_or(i64::MAX);
+        self.start
+            .saturating_add(step.saturating_mul(i64::try_from(stored).unwrap_or(i64::MAX)))
     }
 }
 

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::api::{self, Call, Ctx};
-use super::config::SandboxConfig;
+use super::config::{SandboxConfig, SimulatedClock};
 use super::error::ApiError;
 use super::faults::{Fault, FaultInjector};
 use super::form::{self, Declared, FormError};
@@ -243,6 +243,7 @@ struct RequestMeta<'a> {
     search_delay: Duration,
     api_version: &'a str,
     base_url: &'a str,
+    clock: Option<SimulatedClock>,
 }
 
 /// The `Stripe-Version` a request pins, when it looks like one (`2023-08-16`).
@@ -439,6 +440,7 @@ impl Sandbox {
             search_delay: request.search_delay,
             api_version: request.api_version,
             base_url: request.base_url,
+            clock: request.clock,
         };
         match api::execute(&mut ctx, call) {
             Ok(mut value) => {
@@ -560,6 +562,7 @@ impl Sandbox {
                     search_delay: config.search_delay,
                     api_version,
                     base_url: &base_url,
+                    clock: config.clock,
                 };
                 let (status, body) = self.run(&call, &meta);
                 if let Some(reservation) = reservation.take() {

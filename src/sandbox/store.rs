@@ -91,6 +91,11 @@ impl Store {
         }
     }
 
+    /// How many objects are stored, of every type.
+    pub fn object_count(&self) -> usize {
+        self.index.len()
+    }
+
     /// A Stripe-style id for an object type: `prefix_` and 14 or 24 alphanumerics (see the module doc).
     pub fn new_id_for(&mut self, object_type: &str, prefix: &str) -> String {
         if SHORT_ID_TYPES.contains(&object_type) {
