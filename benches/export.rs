@@ -86,7 +86,11 @@ async fn patch(sandbox: &str, body: &'static str) {
 }
 
 async fn seed(sandbox: &str, count: usize) {
-    patch(sandbox, r#"{"clock": {"start": 1500000000, "step": "60s"}}"#).await;
+    patch(
+        sandbox,
+        r#"{"clock": {"start": 1500000000, "step": "60s"}}"#,
+    )
+    .await;
     let http = reqwest::Client::new();
     futures::stream::iter(0..count)
         .map(|n| {
@@ -220,7 +224,9 @@ async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let quick = std::env::args().any(|a| a == "--quick") || std::env::var("BENCH_QUICK").is_ok();
     let sizes: &[usize] = if quick { &[10_000] } else { &[10_000, 50_000] };
-    println!("| customers | one cursor | export (parallelism {PARALLELISM}) | speed-up | same ids | partitions | service peak RSS |");
+    println!(
+        "| customers | one cursor | export (parallelism {PARALLELISM}) | speed-up | same ids | partitions | service peak RSS |"
+    );
     println!("|---:|---:|---:|---:|---|---:|---:|");
     for &count in sizes {
         let dir = tempfile::tempdir().unwrap();
@@ -240,7 +246,10 @@ async fn main() {
         };
         println!(
             "| {count} | {} | {exported_s:.2} s ({:.0}/s) | {} | {} | {partitions} | {:.1} MB |",
-            cursor.map_or("—".to_owned(), |c| format!("{c:.2} s ({:.0}/s)", count as f64 / c)),
+            cursor.map_or("—".to_owned(), |c| format!(
+                "{c:.2} s ({:.0}/s)",
+                count as f64 / c
+            )),
             count as f64 / exported_s,
             cursor.map_or("—".to_owned(), |c| format!("{:.1}×", c / exported_s)),
             same.map_or("—", |s| if s { "yes" } else { "NO" }),

@@ -661,14 +661,12 @@ pub(crate) fn list(
         .collect();
     let keep = |o: &&&Map<String, Value>| filters.iter().all(|(k, v)| filter_matches(o, k, v));
     let (page, has_more): (Vec<&Map<String, Value>>, bool) = if let Some(cursor) = starting_after {
-        let after: Vec<_> = all[position(cursor, "starting_after")? + 1..]
-            .iter()
-            .filter(keep)
-            .copied()
-            .collect();
-        (
-            after.iter().take(limit).copied().collect(),
-            after.len() > limit,
+        first_page(
+            all[position(cursor, "starting_after")? + 1..]
+                .iter()
+                .filter(keep)
+                .copied(),
+            limit,
         )
     } else if let Some(cursor) = ending_before {
         let before: Vec<_> = all[..position(cursor, "ending_before")?]
@@ -679,14 +677,22 @@ pub(crate) fn list(
         let start = before.len().saturating_sub(limit);
         (before[start..].to_vec(), start > 0)
     } else {
-        let matching: Vec<_> = all.iter().filter(keep).copied().collect();
-        (
-            matching.iter().take(limit).copied().collect(),
-            matching.len() > limit,
-        )
+        first_page(all.iter().filter(keep).copied(), limit)
     };
     let data: Vec<Value> = page.into_iter().map(|o| Value::Object(o.clone())).collect();
     Ok(json!({"object": "list", "data": data, "has_more": has_more, "url": call.path}))
+}
+
+/// The first `limit` matches and whether more exist; matches past the one extra are never
+/// scanned.
+fn first_page<'a>(
+    matches: impl Iterator<Item = &'a Map<String, Value>>,
+    limit: usize,
+) -> (Vec<&'a Map<String, Value>>, bool) {
+    let mut page: Vec<_> = matches.take(limit.saturating_add(1)).collect();
+    let has_more = page.len() > limit;
+    page.truncate(limit);
+    (page, has_more)
 }
 
 fn snake_case(name: &str) -> String {
