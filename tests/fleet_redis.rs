@@ -507,7 +507,15 @@ async fn the_account_budget_is_shared_through_redis_and_survives_redis_going_awa
     // Redis is back: the shared budget returns without a restart.
     redis.resume().await;
     await_authority(&replicas, "shared").await;
-    get_customer(&closed, &customer).await.unwrap();
+    // The fail_closed replica tries Redis again once its retry delay has passed, as its callers do.
+    let mut attempts = 0;
+    while let Err(refused) = get_customer(&closed, &customer).await {
+        attempts += 1;
+        assert!(attempts < 10, "the shared budget never came back: {refused:?}");
+        assert_eq!(reason(&refused), "SHARED_BUDGET_UNAVAILABLE");
+        let delay = refused.get_error_details().retry_info().unwrap().retry_delay;
+        tokio::time::sleep(delay.unwrap_or(Duration::from_secs(1))).await;
+    }
     let served = stop_load(&stop, load).await;
     assert!(served > 0);
     let mut replicas = Arc::into_inner(replicas).expect("callers are done");
