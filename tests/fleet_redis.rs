@@ -511,9 +511,16 @@ async fn the_account_budget_is_shared_through_redis_and_survives_redis_going_awa
     let mut attempts = 0;
     while let Err(refused) = get_customer(&closed, &customer).await {
         attempts += 1;
-        assert!(attempts < 10, "the shared budget never came back: {refused:?}");
+        assert!(
+            attempts < 10,
+            "the shared budget never came back: {refused:?}"
+        );
         assert_eq!(reason(&refused), "SHARED_BUDGET_UNAVAILABLE");
-        let delay = refused.get_error_details().retry_info().unwrap().retry_delay;
+        let delay = refused
+            .get_error_details()
+            .retry_info()
+            .unwrap()
+            .retry_delay;
         tokio::time::sleep(delay.unwrap_or(Duration::from_secs(1))).await;
     }
     let served = stop_load(&stop, load).await;
