@@ -11,39 +11,16 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use connector_runtime::sandbox::SANDBOX_API_KEY;
-use futures::StreamExt;
 use serde_json::Value;
 
 const CUSTOMERS: usize = 800;
 
 async fn seed(sandbox: &str) {
-    let http = reqwest::Client::new();
-    let patched = http
-        .post(format!("{sandbox}/_sandbox/config"))
-        .body(r#"{"clock": {"start": 1600000000, "step": "60s"}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert!(patched.status().is_success());
-    futures::stream::iter(0..CUSTOMERS)
-        .map(|n| {
-            let http = http.clone();
-            async move {
-                let response = http
-                    .post(format!("{sandbox}/v1/customers"))
-                    .bearer_auth(SANDBOX_API_KEY)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(format!("email=cli{n:04}%40example.com&metadata[n]={n}"))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(response.status().is_success());
-            }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<()>>()
-        .await;
+    common::simulated_clock(sandbox).await;
+    common::seed_customers(sandbox, CUSTOMERS, 8, |n| {
+        format!("email=cli{n:04}%40example.com&metadata[n]={n}")
+    })
+    .await;
 }
 
 fn export_command(addr: &str, args: &[&str]) -> Command {

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::*;
 use connector_runtime::api::pb;
 use connector_runtime::api::pb::export_entities_response::Item;
-use connector_runtime::sandbox::SANDBOX_API_KEY;
 use futures::StreamExt;
 use tonic::Code;
 
@@ -20,32 +19,11 @@ const CUSTOMERS: usize = 600;
 
 /// Gives the sandbox a clock a minute per object from 2020, then creates `count` customers.
 pub async fn seed_history(sandbox: &str, count: usize) {
-    let http = reqwest::Client::new();
-    let patched = http
-        .post(format!("{sandbox}/_sandbox/config"))
-        .body(r#"{"clock": {"start": 1600000000, "step": "60s"}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert!(patched.status().is_success());
-    futures::stream::iter(0..count)
-        .map(|n| {
-            let http = http.clone();
-            async move {
-                let response = http
-                    .post(format!("{sandbox}/v1/customers"))
-                    .bearer_auth(SANDBOX_API_KEY)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(format!("email=export{n:05}%40example.com"))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(response.status().is_success());
-            }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<()>>()
-        .await;
+    common::simulated_clock(sandbox).await;
+    common::seed_customers(sandbox, count, 8, |n| {
+        format!("email=export{n:05}%40example.com")
+    })
+    .await;
 }
 
 #[derive(Default)]

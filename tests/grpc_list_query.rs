@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use common::*;
 use connector_runtime::api::convert::from_proto_struct;
 use connector_runtime::api::pb;
-use connector_runtime::sandbox::SANDBOX_API_KEY;
 use serde_json::{Map, Value, json};
 use tonic::Code;
 
@@ -270,26 +269,10 @@ async fn customer_list_calls(sandbox: &str) -> u64 {
 
 /// Creates `count` customers straight in the sandbox, a few requests at a time.
 async fn seed_customers(sandbox: &str, count: usize) {
-    use futures::StreamExt;
-    let http = reqwest::Client::new();
-    futures::stream::iter(0..count)
-        .map(|n| {
-            let http = http.clone();
-            async move {
-                let response = http
-                    .post(format!("{sandbox}/v1/customers"))
-                    .bearer_auth(SANDBOX_API_KEY)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(format!("email=seed{n:05}%40example.com"))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(response.status().is_success());
-            }
-        })
-        .buffer_unordered(16)
-        .collect::<Vec<()>>()
-        .await;
+    common::seed_customers(sandbox, count, 16, |n| {
+        format!("email=seed{n:05}%40example.com")
+    })
+    .await;
 }
 
 #[tokio::test]

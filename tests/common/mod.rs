@@ -329,3 +329,46 @@ pub async fn wait_for_port(port: u16) -> bool {
     }
     false
 }
+
+/// Gives the sandbox a simulated clock (a minute per stored object from September 2020), so
+/// seeded objects span a history as a real account's do.
+pub async fn simulated_clock(sandbox: &str) {
+    let patched = reqwest::Client::new()
+        .post(format!("{sandbox}/_sandbox/config"))
+        .body(r#"{"clock": {"start": 1600000000, "step": "60s"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(patched.status().is_success());
+}
+
+/// Creates `count` customers straight in the sandbox, `parallel` requests at a time; `form`
+/// gives customer `n`'s form body (e.g. `email=seed00001%40example.com`).
+pub async fn seed_customers(
+    sandbox: &str,
+    count: usize,
+    parallel: usize,
+    form: impl Fn(usize) -> String,
+) {
+    use futures::StreamExt;
+    let http = reqwest::Client::new();
+    let form = &form;
+    futures::stream::iter(0..count)
+        .map(|n| {
+            let http = http.clone();
+            async move {
+                let response = http
+                    .post(format!("{sandbox}/v1/customers"))
+                    .bearer_auth(connector_runtime::sandbox::SANDBOX_API_KEY)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form(n))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(response.status().is_success());
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect::<Vec<()>>()
+        .await;
+}
