@@ -18,6 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Served from tools encoded once at start-up (same wire format); see src/api/tools/listing.rs.
+        .extern_path(
+            ".connectors.v1.ListToolsResponse",
+            "crate::api::tools::ListToolsResponse",
+        )
         .compile_fds(file_descriptors)?;
     println!("cargo:rerun-if-changed=proto");
     // The connector spec is embedded by include_dir; new or removed files must refresh it.

@@ -72,16 +72,9 @@ fn in_process(rounds: usize) {
     let (messages_build, messages) = time(rounds, || ToolMessages::new(&catalog));
     let (grpc, encoded) = time(rounds, || {
         let check = check(&all);
-        let tools: Vec<_> = catalog
-            .iter()
-            .filter(|t| check.allows(t))
-            .filter_map(|t| messages.get(&t.name).cloned())
-            .collect();
-        pb::ListToolsResponse {
-            tools,
-            next_page_token: String::new(),
-        }
-        .encode_to_vec()
+        messages
+            .listing(catalog.iter().filter(|t| check.allows(t)), String::new())
+            .encode_to_vec()
     });
     let (read_only, visible) = time(rounds, || {
         let check = check(&default);

@@ -29,10 +29,15 @@ use crate::tools::{
 /// ListTools: page_size 0 means every tool; at most this many per page.
 const MAX_TOOLS_PAGE: usize = 1000;
 
-/// Every tool's API message, built once with the catalog so a listing converts no schema.
+mod listing;
+
+pub use listing::{EncodedTool, ListToolsResponse};
+
+/// Every tool's API message, built and encoded once with the catalog so a listing converts and
+/// encodes no schema.
 #[derive(Debug, Default)]
 pub struct ToolMessages {
-    by_name: HashMap<String, pb::Tool>,
+    by_name: HashMap<String, EncodedTool>,
 }
 
 impl ToolMessages {
@@ -40,14 +45,25 @@ impl ToolMessages {
         Self {
             by_name: catalog
                 .iter()
-                .map(|tool| (tool.name.clone(), tool_message(tool)))
+                .map(|tool| (tool.name.clone(), EncodedTool::new(&tool_message(tool))))
                 .collect(),
         }
     }
 
-    /// The message of the tool `name`.
-    pub fn get(&self, name: &str) -> Option<&pb::Tool> {
-        self.by_name.get(name)
+    /// The listing of `tools` (catalog tools; unknown names are left out).
+    pub fn listing<'a>(
+        &self,
+        tools: impl IntoIterator<Item = &'a ToolDefinition>,
+        next_page_token: String,
+    ) -> ListToolsResponse {
+        ListToolsResponse {
+            encoded_tools: tools
+                .into_iter()
+                .filter_map(|tool| self.by_name.get(&tool.name).cloned())
+                .collect(),
+            next_page_token,
+            ..ListToolsResponse::default()
+        }
     }
 }
 
@@ -454,13 +470,7 @@ impl ToolService for ToolApi {
             MAX_TOOLS_PAGE,
             &scope,
         )?;
-        Ok(Response::new(pb::ListToolsResponse {
-            tools: page
-                .into_iter()
-                .filter_map(|tool| self.messages.get(&tool.name).cloned())
-                .collect(),
-            next_page_token: next,
-        }))
+        Ok(Response::new(self.messages.listing(page, next)))
     }
 
     async fn execute_tool(
