@@ -18,7 +18,7 @@ mod otel;
 mod prometheus;
 mod settings;
 
-use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
@@ -82,7 +82,11 @@ pub fn init(
             let exported = Targets::new()
                 .with_target("connector_runtime", LevelFilter::INFO)
                 .with_target(SPAN_EVENTS, LevelFilter::DEBUG);
-            (Some(layer.with_filter(exported)), Some((guard, endpoint)))
+            let sampled = tracing_subscriber::filter::dynamic_filter_fn(otel::exports);
+            (
+                Some(layer.with_filter(exported.and(sampled))),
+                Some((guard, endpoint)),
+            )
         }
         _ => (None, None),
     };

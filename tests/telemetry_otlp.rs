@@ -105,7 +105,7 @@ struct Process {
 
 /// Starts the binary with three connections to its sandbox (and one to a closed port) and the
 /// OTLP endpoint given by `OTEL_EXPORTER_OTLP_ENDPOINT`.
-async fn start_service(dir: &Path, endpoint: &str) -> Process {
+async fn start_service(dir: &Path, endpoint: &str, telemetry: &str) -> Process {
     let port = free_port();
     let sandbox_port = free_port();
     let closed_port = free_port();
@@ -130,6 +130,7 @@ node_burst = 1
 test = 1000
 [telemetry]
 metrics_interval = "300ms"
+{telemetry}
 [[connections]]
 id = "otlp"
 api_key = {{ secret = "env:OTLP_KEY_MAIN" }}
@@ -185,10 +186,14 @@ nodes = {{ min_node_count = 10, max_node_count = 10 }}
 }
 
 fn with_traceparent<T>(message: T, trace_id: &str) -> Request<T> {
+    with_trace_flags(message, trace_id, "01")
+}
+
+fn with_trace_flags<T>(message: T, trace_id: &str, flags: &str) -> Request<T> {
     let mut request = Request::new(message);
     request.metadata_mut().insert(
         "traceparent",
-        format!("00-{trace_id}-{PARENT_SPAN_ID}-01")
+        format!("00-{trace_id}-{PARENT_SPAN_ID}-{flags}")
             .parse()
             .unwrap(),
     );
@@ -385,7 +390,7 @@ impl Received {
 async fn spans_and_metrics_reach_an_otlp_receiver_with_their_attributes_and_no_secret() {
     let dir = tempfile::tempdir().unwrap();
     let (endpoint, mut exports) = start_receiver().await;
-    let service = start_service(dir.path(), &endpoint).await;
+    let service = start_service(dir.path(), &endpoint, "").await;
     traffic(&service.channel).await;
 
     let mut received = Received::default();
@@ -547,7 +552,7 @@ async fn the_service_keeps_serving_when_the_collector_is_down() {
     let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on.
     let endpoint = format!("http://127.0.0.1:{}", free_port());
-    let service = start_service(dir.path(), &endpoint).await;
+    let service = start_service(dir.path(), &endpoint, "").await;
     let mut entities = EntityServiceClient::new(service.channel.clone());
     for round in 0..200 {
         let mut request = Request::new(pb::ListEntitiesRequest {
@@ -568,4 +573,72 @@ async fn the_service_keeps_serving_when_the_collector_is_down() {
         logs.contains("exporting traces and metrics over OTLP"),
         "{logs}"
     );
+}
+
+/// Sampling is decided when a call arrives: with `trace_sample_ratio = 0` new calls and callers
+/// whose `traceparent` says "not sampled" export nothing (not even their upstream spans), while a
+/// caller's sampled `traceparent` is followed, its upstream span included.
+#[tokio::test]
+async fn calls_are_sampled_on_arrival_and_a_sampled_traceparent_is_followed() {
+    const UNSAMPLED_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    let dir = tempfile::tempdir().unwrap();
+    let (endpoint, mut exports) = start_receiver().await;
+    let service = start_service(dir.path(), &endpoint, "trace_sample_ratio = 0.0").await;
+    let mut entities = EntityServiceClient::new(service.channel.clone());
+    for _ in 0..5 {
+        let missing = entities
+            .get_entity(get_request("otlp", "cus_unsampled"))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+    }
+    let declined = entities
+        .get_entity(with_trace_flags(
+            get_request("otlp", "cus_declined"),
+            UNSAMPLED_TRACE,
+            "00",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(declined.code(), tonic::Code::NotFound);
+    // Last: the batch processor exports spans in the order they end, so once this call's span
+    // has arrived, every span of the calls before it would have too.
+    let followed = entities
+        .get_entity(with_traceparent(
+            get_request("otlp", "cus_followed"),
+            TRACE_ID,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(followed.code(), tonic::Code::NotFound);
+
+    let mut received = Received::default();
+    let arrived = tokio::time::timeout(Duration::from_secs(60), async {
+        while received
+            .span("connectors.v1.EntityService/GetEntity", |_| true)
+            .is_none()
+        {
+            match exports.recv().await {
+                Some(export) => received.take(export),
+                None => break,
+            }
+        }
+    })
+    .await;
+    assert!(arrived.is_ok(), "the sampled call's span never arrived");
+    let traces: Vec<String> = received.spans.iter().map(|s| hex(&s.trace_id)).collect();
+    assert!(
+        traces.iter().all(|t| t == TRACE_ID),
+        "only the sampled caller's trace is exported, got {traces:?}"
+    );
+    let call = received
+        .span("connectors.v1.EntityService/GetEntity", |_| true)
+        .unwrap();
+    assert_eq!(hex(&call.parent_span_id), PARENT_SPAN_ID);
+    let upstream = received
+        .span("GET /v1/customers/{customer}", |s| {
+            s.parent_span_id == call.span_id
+        })
+        .expect("the upstream span of the sampled call");
+    assert_eq!(hex(&upstream.trace_id), TRACE_ID);
 }

@@ -64,6 +64,8 @@ fn is_server_error(code: i32) -> bool {
 #[derive(Debug, Default)]
 struct CallNote {
     connection: OnceLock<String>,
+    /// Whether the call's spans are exported.
+    sampled: bool,
 }
 
 tokio::task_local! {
@@ -74,6 +76,11 @@ tokio::task_local! {
 pub fn note_connection(id: &str) {
     let _ = CALL.try_with(|note| note.connection.set(id.to_owned()));
     tracing::Span::current().record("connection", id);
+}
+
+/// Whether the current task serves a call whose spans are exported; `None` outside calls.
+pub(super) fn current_call_sampled() -> Option<bool> {
+    CALL.try_with(|note| note.sampled).ok()
 }
 
 /// Names the entity type the current call works on.
@@ -88,6 +95,16 @@ pub fn note_action(name: &str) {
 
 /// The trace id of a valid W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
 pub fn traceparent_trace_id(value: &str) -> Option<&str> {
+    traceparent(value).map(|(trace, _)| trace)
+}
+
+/// The trace flags of a valid W3C `traceparent`.
+pub(super) fn traceparent_flags(value: &str) -> Option<u8> {
+    traceparent(value).and_then(|(_, flags)| u8::from_str_radix(flags, 16).ok())
+}
+
+/// `(trace id, flags)` of a valid W3C `traceparent`.
+fn traceparent(value: &str) -> Option<(&str, &str)> {
     let mut parts = value.trim().split('-');
     let (version, trace, span, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -104,7 +121,7 @@ pub fn traceparent_trace_id(value: &str) -> Option<&str> {
         && span.bytes().any(|b| b != b'0')
         && hex(flags, 2)
         && (version != "00" || parts.next().is_none());
-    valid.then_some(trace)
+    valid.then_some((trace, flags))
 }
 
 /// `(service, method)` of a gRPC path; unknown services get `unknown` so labels stay bounded.
@@ -158,22 +175,30 @@ where
         let start = Instant::now();
         let (service, method) = operation(request.uri().path());
         let (service, method) = (service.to_owned(), method.to_owned());
-        let span = tracing::info_span!(
-            "grpc.call",
-            otel.name = %format_args!("{service}/{method}"),
-            otel.kind = "server",
-            otel.status_code = Empty,
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = Empty,
-            connection = Empty,
-            entity_type = Empty,
-            action = Empty,
-            error.reason = Empty,
-            trace_id = Empty,
-        );
-        let trace_id = otel::adopt_parent(&span, request.headers()).or_else(|| {
+        let sampled = otel::sample_call(request.headers());
+        let span = otel::starting_call(sampled, || {
+            tracing::info_span!(
+                "grpc.call",
+                otel.name = %format_args!("{service}/{method}"),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = Empty,
+                connection = Empty,
+                entity_type = Empty,
+                action = Empty,
+                error.reason = Empty,
+                trace_id = Empty,
+            )
+        });
+        let exported_trace = if sampled {
+            otel::adopt_parent(&span, request.headers())
+        } else {
+            None
+        };
+        let trace_id = exported_trace.or_else(|| {
             request
                 .headers()
                 .get("traceparent")
@@ -184,7 +209,10 @@ where
         if let Some(id) = &trace_id {
             span.record("trace_id", id.as_str());
         }
-        let note = Arc::new(CallNote::default());
+        let note = Arc::new(CallNote {
+            sampled,
+            ..CallNote::default()
+        });
         let inner = {
             let _entered = span.enter();
             self.inner.call(request)

@@ -6,6 +6,7 @@
 //! the SDK's own thread, and metrics are read from the metric store on the periodic reader's
 //! thread. A collector that is down costs failed exports, not memory nor latency.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -66,6 +67,14 @@ struct Histograms {
 
 static HISTOGRAMS: OnceLock<Histograms> = OnceLock::new();
 
+/// `trace_sample_ratio` of the running exporter.
+static SAMPLE_RATIO: OnceLock<f64> = OnceLock::new();
+
+thread_local! {
+    /// The sampling decision of the call whose span is being created on this thread.
+    static STARTING_CALL: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
 /// Builds the exporters for `endpoint` (inside a tokio runtime: tonic's channel needs one) and
 /// returns the `tracing` layer. Metrics are registered at once; spans flow once the layer is
 /// installed.
@@ -96,9 +105,9 @@ where
         .build();
     let tracer = SdkTracerProvider::builder()
         .with_span_processor(batch)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            settings.trace_sample_ratio,
-        ))))
+        // Sampling is decided before a span is built (see `exports`): what reaches the SDK is
+        // what is recorded.
+        .with_sampler(Sampler::AlwaysOn)
         .with_resource(resource.clone())
         .build();
     let exported = MetricExporter::builder()
@@ -115,6 +124,7 @@ where
         .with_resource(resource)
         .build();
     register_instruments(&meter.meter(SERVICE_NAME));
+    let _ = SAMPLE_RATIO.set(settings.trace_sample_ratio);
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer.tracer(SERVICE_NAME))
         .with_location(false)
@@ -333,6 +343,59 @@ impl Extractor for Headers<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// Head sampling of a new call: the sampled flag of the caller's valid `traceparent`, else
+/// `trace_sample_ratio`. Always false when export is off. Deciding before any span is built means
+/// an unsampled call costs the exporter nothing.
+pub fn sample_call(headers: &http::HeaderMap) -> bool {
+    if !active() {
+        return false;
+    }
+    let parent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::call::traceparent_flags);
+    match parent {
+        Some(flags) => flags & 1 == 1,
+        None => sample_new_trace(),
+    }
+}
+
+fn sample_new_trace() -> bool {
+    let ratio = SAMPLE_RATIO.get().copied().unwrap_or(1.0);
+    ratio >= 1.0 || (ratio > 0.0 && rand::random::<f64>() < ratio)
+}
+
+/// Runs `create` (which creates a call's span) with the call's sampling decision in view of
+/// the exporting layer's filter.
+pub fn starting_call<T>(sampled: bool, create: impl FnOnce() -> T) -> T {
+    STARTING_CALL.with(|c| c.set(Some(sampled)));
+    let made = create();
+    STARTING_CALL.with(|c| c.set(None));
+    made
+}
+
+/// The exporting layer's filter: a call's span by its head-sampling decision; any span or event
+/// inside an exported span; nothing else inside a call that is not sampled; outside calls
+/// (background work), a new span starts a trace sampled by the ratio.
+pub fn exports<S>(
+    metadata: &tracing::Metadata<'_>,
+    cx: &tracing_subscriber::layer::Context<'_, S>,
+) -> bool
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    if let Some(decision) = STARTING_CALL.with(Cell::get) {
+        return decision;
+    }
+    if cx.lookup_current().is_some() {
+        return true;
+    }
+    match super::call::current_call_sampled() {
+        Some(_) => false,
+        None => metadata.is_span() && sample_new_trace(),
     }
 }
 
