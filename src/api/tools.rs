@@ -6,7 +6,7 @@
 //! outcome; arguments are never logged (they may hold card numbers).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 use tonic::metadata::MetadataValue;
@@ -71,20 +71,36 @@ impl ToolMessages {
 #[derive(Debug, Clone)]
 pub struct ToolApi {
     pub state: ApiState,
-    pub catalog: Arc<ToolCatalog>,
-    messages: Arc<ToolMessages>,
+    built: Arc<BuiltTools>,
+}
+
+/// The catalog of the engine's spec and its gRPC messages, each built once, when first needed:
+/// a runtime nobody asks for tools does not hold them.
+#[derive(Debug, Default)]
+struct BuiltTools {
+    catalog: OnceLock<ToolCatalog>,
+    messages: OnceLock<ToolMessages>,
 }
 
 impl ToolApi {
-    /// Builds the catalog of the engine's spec, and its API messages, once.
     pub fn new(state: ApiState) -> Self {
-        let catalog = Arc::new(ToolCatalog::new(state.engine.spec()));
-        let messages = Arc::new(ToolMessages::new(&catalog));
         Self {
             state,
-            catalog,
-            messages,
+            built: Arc::default(),
         }
+    }
+
+    /// Every tool of the engine's spec.
+    pub fn catalog(&self) -> &ToolCatalog {
+        self.built
+            .catalog
+            .get_or_init(|| ToolCatalog::new(self.state.engine.spec()))
+    }
+
+    fn messages(&self) -> &ToolMessages {
+        self.built
+            .messages
+            .get_or_init(|| ToolMessages::new(self.catalog()))
     }
 
     /// The connection's tool policy with its key mode; NOT_FOUND for an unknown connection.
@@ -115,7 +131,7 @@ impl ToolApi {
             live_mode,
         };
         Ok(self
-            .catalog
+            .catalog()
             .iter()
             .filter(|tool| check.allows(tool))
             .collect())
@@ -146,7 +162,7 @@ impl ToolApi {
         grpc_timeout: Option<MetadataValue<tonic::metadata::Ascii>>,
     ) -> Result<Map<String, Value>, Status> {
         let definition = self
-            .catalog
+            .catalog()
             .get(tool)
             .ok_or_else(|| status::tool_not_found(tool))?;
         let (policy, live_mode) = self.policy_of(connection)?;
@@ -470,7 +486,7 @@ impl ToolService for ToolApi {
             MAX_TOOLS_PAGE,
             &scope,
         )?;
-        Ok(Response::new(self.messages.listing(page, next)))
+        Ok(Response::new(self.messages().listing(page, next)))
     }
 
     async fn execute_tool(
