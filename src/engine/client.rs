@@ -579,4 +579,16 @@ mod tests {
         let key = Redacted::new("sk_test_very_secret");
         assert_eq!(format!("{key:?}"), "[redacted]");
     }
+
+    #[test]
+    fn the_authorization_header_is_sensitive_and_does_not_print() {
+        let header = bearer_header(&Redacted::new("sk_test_very_secret")).unwrap();
+        assert!(header.is_sensitive());
+        assert_eq!(header.as_bytes(), b"Bearer sk_test_very_secret");
+        assert!(!format!("{header:?}").contains("sk_test"));
+        assert!(matches!(
+            bearer_header(&Redacted::new("sk_test_\n")),
+            Err(ClientBuildError::ApiKey)
+        ));
+    }
 }

@@ -290,3 +290,46 @@ fn check_extra_ca(pem: &[u8]) -> Result<(), BuildError> {
 fn key_fingerprint(key: &str) -> String {
     format!("key:{}", crate::engine::paging::fingerprint(&[key]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_extra_ca_without_a_usable_certificate_is_named_by_its_setting() {
+        let empty = check_extra_ca(b"# no certificate here\n").unwrap_err();
+        assert_eq!(
+            empty.to_string(),
+            "upstream.extra_ca_file: holds no PEM certificate"
+        );
+        let garbage =
+            b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+        let unusable = check_extra_ca(garbage).unwrap_err();
+        assert!(
+            unusable
+                .to_string()
+                .starts_with("upstream.extra_ca_file: 1 of 1 certificates"),
+            "{unusable}"
+        );
+        let real = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        assert_eq!(check_extra_ca(real.cert.pem().as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn digest_over_tls_to_the_proxy_is_refused_before_anything_starts() {
+        let proxy = ProxySettings {
+            enabled: true,
+            auth_scheme: ProxyAuthScheme::Digest,
+            ssl_type: ProxySslType::Always,
+            ..ProxySettings::default()
+        };
+        let refused = tunnelled(
+            &proxy,
+            "proxy:3128".to_owned(),
+            "user".to_owned(),
+            Redacted::new("pw"),
+        )
+        .err();
+        assert_eq!(refused, Some(BuildError::DigestOverTls));
+    }
+}
