@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod client;
 pub mod connection_convert;
+pub mod connections;
 pub mod convert;
 pub mod deadline;
 pub mod events;

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use tokio::net::TcpListener;
@@ -12,10 +13,15 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::server::Router;
+use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
+use tower::layer::util::{Identity, Stack};
 
 use crate::api::auth::AuthLayer;
+use crate::api::connections::ConnectionApi;
+use crate::api::events::EventsApi;
 use crate::api::mcp::{self, McpHttp, McpTarget};
 use crate::api::pb;
 use crate::api::pb::action_service_server::ActionServiceServer;
@@ -23,13 +29,14 @@ use crate::api::pb::connection_service_server::ConnectionServiceServer;
 use crate::api::pb::entity_service_server::EntityServiceServer;
 use crate::api::pb::event_subscription_service_server::EventSubscriptionServiceServer;
 use crate::api::pb::tool_service_server::ToolServiceServer;
-use crate::api::services::{ApiState, ConnectionApi};
+use crate::api::services::ApiState;
 use crate::api::tools::ToolApi;
 use crate::auth::TokenTable;
 use crate::config::Settings;
 use crate::connections::model::NodeSettings;
 use crate::connections::store::ConnectionStore;
 use crate::engine::Engine;
+use crate::events::EventHub;
 use crate::events::runtime::EventsRuntime;
 use crate::fleet::RedisBudget;
 use crate::registry::{Registry, RuntimeOptions, SandboxTarget};
@@ -290,6 +297,9 @@ pub async fn run_mcp_stdio(settings: Settings, connection: String) -> anyhow::Re
     served.map_err(|e| anyhow!("{e}"))
 }
 
+/// The gRPC server with its layers: call telemetry outermost, then token checks.
+type GrpcRouter = Router<Stack<AuthLayer, Stack<CallLayer, Identity>>>;
+
 /// Builds everything and starts serving on `listener` (bind it first; `127.0.0.1:0` in tests).
 /// `cli_insecure` is the `--insecure` flag. `signal` starts a graceful shutdown when it completes.
 pub async fn start(
@@ -317,31 +327,88 @@ pub async fn start(
     )
     .await
     .context("starting events")?;
-    let events_api = crate::api::events::EventsApi {
-        hub: events.hub.clone(),
-        registry: registry.clone(),
-    };
-    let connections = ConnectionApi { registry };
     let tools = ToolApi::new(state.clone());
-    let mcp_http = match settings.mcp.listen {
-        Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding mcp.listen {addr}"))?;
-            let insecure = cli_insecure || settings.server.allow_insecure;
-            Some(mcp::serve_http(
-                tools.clone(),
-                &settings.mcp,
-                tokens.clone(),
-                listener,
-                insecure,
-            )?)
-        }
-        None => None,
-    };
-
+    let mcp_http = start_mcp_http(&settings, cli_insecure, &tools, &tokens).await?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     set_serving(&health_reporter, true).await;
+    let services = Services {
+        events: EventsApi {
+            hub: events.hub.clone(),
+            registry: registry.clone(),
+        },
+        connections: ConnectionApi { registry },
+        tools,
+        state,
+    };
+    let router = router(&settings, &tokens, services, health_service)?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let drain = Drain {
+        requested: async move {
+            tokio::select! {
+                _ = signal => {},
+                _ = rx => {},
+            }
+        },
+        reporter: health_reporter,
+        hub: events.hub.clone(),
+        timeout: settings.server.drain_timeout,
+    };
+    let task = serve(router, listener, drain);
+    tracing::info!(%addr, auth = !tokens.is_empty(), tls = settings.server.tls.files().is_some(), "connector-runtime serving gRPC");
+    Ok(Running {
+        addr,
+        sandbox_url: sandbox.as_ref().map(SandboxHandle::base_url),
+        metrics_addr: observed.server.as_ref().map(MetricsServer::addr),
+        webhook_addr: events.webhook_addr(),
+        mcp_addr: mcp_http.as_ref().map(|m| m.addr),
+        mcp: mcp_http,
+        shutdown: Some(tx),
+        task,
+        sandbox,
+        events: Some(events),
+        observed,
+    })
+}
+
+/// MCP's streamable HTTP transport, when `mcp.listen` is set.
+async fn start_mcp_http(
+    settings: &Settings,
+    cli_insecure: bool,
+    tools: &ToolApi,
+    tokens: &Arc<TokenTable>,
+) -> anyhow::Result<Option<McpHttp>> {
+    let Some(addr) = settings.mcp.listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding mcp.listen {addr}"))?;
+    let insecure = cli_insecure || settings.server.allow_insecure;
+    Ok(Some(mcp::serve_http(
+        tools.clone(),
+        &settings.mcp,
+        tokens.clone(),
+        listener,
+        insecure,
+    )?))
+}
+
+/// The connector's gRPC services.
+struct Services {
+    state: ApiState,
+    connections: ConnectionApi,
+    events: EventsApi,
+    tools: ToolApi,
+}
+
+/// Every service behind the telemetry and token layers, with health and reflection, over TLS
+/// when `server.tls` is set.
+fn router(
+    settings: &Settings,
+    tokens: &Arc<TokenTable>,
+    services: Services,
+    health: HealthServer<impl Health>,
+) -> anyhow::Result<GrpcRouter> {
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -350,59 +417,79 @@ pub async fn start(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-
     let max = settings.server.max_message_bytes;
+    Ok(server_builder(settings)?
+        .layer(CallLayer)
+        .layer(AuthLayer::new(tokens.clone()))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            EntityServiceServer::new(services.state.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            ActionServiceServer::new(services.state)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            ConnectionServiceServer::new(services.connections)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            EventSubscriptionServiceServer::new(services.events)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            ToolServiceServer::new(services.tools)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        ))
+}
+
+/// A server builder, with TLS when `server.tls` names a certificate and key.
+fn server_builder(settings: &Settings) -> anyhow::Result<Server> {
     let mut builder = Server::builder();
     if let Some((cert, key)) = settings.server.tls.files() {
         let cert = std::fs::read(cert)
             .with_context(|| format!("reading server.tls.cert_file {}", cert.display()))?;
         let key = std::fs::read(key)
             .with_context(|| format!("reading server.tls.key_file {}", key.display()))?;
-        builder =
-            builder.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(TlsIdentity::from_pem(cert, key)))?;
     }
-    let router = builder
-        .layer(CallLayer)
-        .layer(AuthLayer::new(tokens.clone()))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(
-            EntityServiceServer::new(state.clone())
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            ActionServiceServer::new(state)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            ConnectionServiceServer::new(connections)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            EventSubscriptionServiceServer::new(events_api)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            ToolServiceServer::new(tools)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        );
+    Ok(builder)
+}
 
-    let (tx, rx) = oneshot::channel::<()>();
-    let drain_timeout = settings.server.drain_timeout;
+/// What a graceful shutdown needs: when it is asked for, who to tell, how long calls may take.
+struct Drain<F> {
+    /// Completes when a shutdown is asked for (a signal, or `Running::shutdown`).
+    requested: F,
+    reporter: HealthReporter,
+    hub: Arc<EventHub>,
+    timeout: Duration,
+}
+
+/// Serves until a shutdown is asked for, then drains: health NOT_SERVING, no new calls, event
+/// streams closed, and in-flight calls get `drain.timeout` to finish.
+fn serve(
+    router: GrpcRouter,
+    listener: TcpListener,
+    drain: Drain<impl Future<Output = ()> + Send + 'static>,
+) -> JoinHandle<anyhow::Result<DrainOutcome>> {
+    let Drain {
+        requested,
+        reporter,
+        hub,
+        timeout,
+    } = drain;
     let (draining_tx, draining_rx) = oneshot::channel::<()>();
-    let reporter = health_reporter.clone();
-    let hub = events.hub.clone();
     let stop = async move {
-        tokio::select! {
-            _ = signal => {},
-            _ = rx => {},
-        }
+        requested.await;
         tracing::info!(
             "shutting down: health NOT_SERVING, refusing new calls, draining in-flight calls"
         );
@@ -419,11 +506,11 @@ pub async fn start(
         stream
     });
     let serve = router.serve_with_incoming_shutdown(incoming, stop);
-    let task = tokio::spawn(async move {
+    tokio::spawn(async move {
         tokio::pin!(serve);
         let drained = async {
             if draining_rx.await.is_ok() {
-                tokio::time::sleep(drain_timeout).await;
+                tokio::time::sleep(timeout).await;
             } else {
                 std::future::pending::<()>().await;
             }
@@ -431,24 +518,10 @@ pub async fn start(
         tokio::select! {
             result = &mut serve => result.map(|()| DrainOutcome::Completed).map_err(|e| anyhow!("gRPC server: {e}")),
             _ = drained => {
-                tracing::warn!(timeout = ?drain_timeout, "drain timeout reached; abandoning calls still in flight");
+                tracing::warn!(timeout = ?timeout, "drain timeout reached; abandoning calls still in flight");
                 Ok(DrainOutcome::TimedOut)
             }
         }
-    });
-    tracing::info!(%addr, auth = !tokens.is_empty(), tls = settings.server.tls.files().is_some(), "connector-runtime serving gRPC");
-    Ok(Running {
-        addr,
-        sandbox_url: sandbox.as_ref().map(SandboxHandle::base_url),
-        metrics_addr: observed.server.as_ref().map(MetricsServer::addr),
-        webhook_addr: events.webhook_addr(),
-        mcp_addr: mcp_http.as_ref().map(|m| m.addr),
-        mcp: mcp_http,
-        shutdown: Some(tx),
-        task,
-        sandbox,
-        events: Some(events),
-        observed,
     })
 }
 

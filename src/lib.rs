@@ -19,3 +19,4 @@ pub mod stripe;
 pub mod telemetry;
 pub mod throttle;
 pub mod tools;
+pub mod violation;

@@ -1,23 +1,26 @@
 //! The live connections: each stored connection's settings plus what serves it (its upstream
 //! client, node pool and Stripe budget). Changes validate first, persist second, and apply live:
 //! a changed node configuration reconfigures the existing pool, so calls in flight are not dropped.
+//! How one connection's runtime is built from its settings lives in [`build`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::connections::model::{
-    ConnectionSpec, Origin, ProxyAuthScheme, ProxySslType, StoredConnection,
-};
+use crate::connections::model::{ConnectionSpec, Origin, StoredConnection};
 use crate::connections::store::{ConnectionStore, StoreError};
-use crate::connections::validate::{self, Violation};
-use crate::engine::client::{ClientOptions, ProxyOptions, Redacted, UpstreamClient};
-use crate::engine::proxy_tunnel::{TunnelAdapter, TunnelAuth, TunnelProxy};
+use crate::connections::validate;
 use crate::engine::{ConnectionRuntime, EngineError};
 use crate::secrets::SecretResolver;
 use crate::throttle::{
     AccountBudgets, BudgetSettings, NodePool, PoolSettings, PoolStatus, SharedBudget,
 };
+use crate::violation::FieldViolation;
+
+mod build;
+
+pub use build::BuildError;
+use build::RuntimeBuilder;
 
 /// The embedded connection's id, wired to the built-in sandbox.
 pub const EMBEDDED_CONNECTION_ID: &str = "stripe-sandbox";
@@ -55,7 +58,7 @@ pub enum RegistryError {
     #[error("connection {0:?} already exists")]
     AlreadyExists(String),
     #[error("invalid connection: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Invalid(Vec<Violation>),
+    Invalid(Vec<FieldViolation>),
     #[error(
         "connection {0:?} is managed by the runtime (the embedded sandbox connection): only its operational settings (node_config, labels, verbosity, log_level) can change, and it cannot be deleted"
     )]
@@ -79,7 +82,8 @@ impl From<StoreError> for RegistryError {
 #[derive(Debug, Clone)]
 pub struct ConnectionView {
     pub stored: Arc<StoredConnection>,
-    pub runtime: Result<Arc<ConnectionRuntime>, String>,
+    /// The runtime serving it, or why its settings do not make one.
+    pub runtime: Result<Arc<ConnectionRuntime>, BuildError>,
 }
 
 impl ConnectionView {
@@ -104,11 +108,6 @@ impl std::fmt::Debug for Registry {
             .field("connections", &self.ids())
             .finish()
     }
-}
-
-/// Not reversible and never logged: groups connections that share a key into one Stripe budget.
-fn key_fingerprint(key: &str) -> String {
-    format!("key:{}", crate::engine::paging::fingerprint(&[key]))
 }
 
 /// Whether `next` differs from `current` only in settings an operator may change on the embedded
@@ -185,7 +184,10 @@ impl Registry {
     pub fn runtime(&self, id: &str) -> Result<Arc<ConnectionRuntime>, EngineError> {
         match self.read().get(id) {
             None => Err(EngineError::ConnectionNotFound(id.to_owned())),
-            Some(view) => view.runtime.clone().map_err(EngineError::NotReady),
+            Some(view) => view
+                .runtime
+                .clone()
+                .map_err(|reason| EngineError::NotReady(reason.to_string())),
         }
     }
 
@@ -201,7 +203,47 @@ impl Registry {
         views
     }
 
-    pub fn create(&self, spec: ConnectionSpec) -> Result<ConnectionView, RegistryError> {
+    /// Validates, persists and starts serving a new connection.
+    pub async fn create(
+        self: &Arc<Self>,
+        spec: ConnectionSpec,
+    ) -> Result<ConnectionView, RegistryError> {
+        self.off_the_workers(move |registry| registry.create_now(spec))
+            .await
+    }
+
+    /// Validates and persists new settings, then applies them live: the existing pool is
+    /// reconfigured, so calls in flight are not dropped.
+    pub async fn update(
+        self: &Arc<Self>,
+        spec: ConnectionSpec,
+    ) -> Result<ConnectionView, RegistryError> {
+        self.off_the_workers(move |registry| registry.update_now(spec))
+            .await
+    }
+
+    /// Deletes a connection (persisted) and stops its pool.
+    pub async fn delete(self: &Arc<Self>, id: &str) -> Result<(), RegistryError> {
+        let id = id.to_owned();
+        self.off_the_workers(move |registry| registry.delete_now(&id))
+            .await
+    }
+
+    /// Runs a change on tokio's blocking pool: it reads secret files, writes and fsyncs the
+    /// connection's file and builds its runtime, none of which may stall the async workers that
+    /// serve calls. The change runs to its end even when the caller stops waiting, so the files
+    /// and the live connections never disagree.
+    async fn off_the_workers<T: Send + 'static>(
+        self: &Arc<Self>,
+        change: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
+    ) -> Result<T, RegistryError> {
+        let registry = Arc::clone(self);
+        tokio::task::spawn_blocking(move || change(&registry))
+            .await
+            .map_err(|e| RegistryError::Store(format!("the change did not complete: {e}")))?
+    }
+
+    fn create_now(&self, spec: ConnectionSpec) -> Result<ConnectionView, RegistryError> {
         if self.read().contains_key(&spec.id) {
             return Err(RegistryError::AlreadyExists(spec.id));
         }
@@ -213,7 +255,7 @@ impl Registry {
         Ok(view)
     }
 
-    pub fn update(&self, spec: ConnectionSpec) -> Result<ConnectionView, RegistryError> {
+    fn update_now(&self, spec: ConnectionSpec) -> Result<ConnectionView, RegistryError> {
         let previous = self
             .get(&spec.id)
             .ok_or_else(|| RegistryError::NotFound(spec.id.clone()))?;
@@ -234,7 +276,7 @@ impl Registry {
         Ok(view)
     }
 
-    pub fn delete(&self, id: &str) -> Result<(), RegistryError> {
+    fn delete_now(&self, id: &str) -> Result<(), RegistryError> {
         self.store.delete(id)?;
         if let Some(view) = self.write().remove(id)
             && let Ok(runtime) = view.runtime
@@ -246,136 +288,16 @@ impl Registry {
 
     /// Builds the runtime for stored settings, reusing (and reconfiguring) an existing pool.
     fn build(&self, stored: Arc<StoredConnection>, pool: Option<Arc<NodePool>>) -> ConnectionView {
-        let runtime = self.build_runtime(&stored.spec, pool).map(Arc::new);
+        let builder = RuntimeBuilder {
+            options: &self.options,
+            secrets: &self.secrets,
+            budgets: &self.budgets,
+            sandbox: self.sandbox.as_ref(),
+        };
+        let runtime = builder.runtime(&stored.spec, pool).map(Arc::new);
         if let Err(reason) = &runtime {
             tracing::warn!(connection = %stored.spec.id, %reason, "connection is not ready");
         }
         ConnectionView { stored, runtime }
-    }
-
-    fn build_runtime(
-        &self,
-        spec: &ConnectionSpec,
-        pool: Option<Arc<NodePool>>,
-    ) -> Result<ConnectionRuntime, String> {
-        let api_key = match (&spec.api_key, &self.sandbox) {
-            (Some(reference), _) => self
-                .secrets
-                .resolve(reference)
-                .map_err(|e| e.to_string())?
-                .expose()
-                .to_owned(),
-            (None, Some(sandbox)) if spec.id == EMBEDDED_CONNECTION_ID => sandbox.api_key.clone(),
-            (None, _) => return Err("api_key: no Stripe key configured".to_owned()),
-        };
-        let mut proxy_adapter = None;
-        let proxy = if spec.proxy.enabled {
-            let host = spec
-                .proxy
-                .host
-                .clone()
-                .ok_or("proxy.server_host: required when the proxy is enabled")?;
-            let port = spec
-                .proxy
-                .port
-                .ok_or("proxy.server_port: required when the proxy is enabled")?;
-            let password = match &spec.proxy.password {
-                Some(reference) => self
-                    .secrets
-                    .resolve(reference)
-                    .map_err(|e| e.to_string())?
-                    .expose()
-                    .to_owned(),
-                None => String::new(),
-            };
-            let user = spec.proxy.user.clone().unwrap_or_default();
-            let tunnel_all = spec.proxy.ssl_type == ProxySslType::Tunnel
-                || spec.proxy.auth_scheme == ProxyAuthScheme::Digest;
-            if tunnel_all {
-                if spec.proxy.ssl_type == ProxySslType::Always {
-                    return Err("proxy: DIGEST with SSL type ALWAYS is not supported".to_owned());
-                }
-                // The client cannot answer a Digest challenge nor tunnel plain HTTP; the adapter does.
-                let auth = match spec.proxy.auth_scheme {
-                    ProxyAuthScheme::None => TunnelAuth::None,
-                    ProxyAuthScheme::Basic => TunnelAuth::Basic {
-                        user,
-                        password: Redacted::new(password),
-                    },
-                    ProxyAuthScheme::Digest => TunnelAuth::Digest {
-                        user,
-                        password: Redacted::new(password),
-                    },
-                };
-                let adapter = TunnelAdapter::start(TunnelProxy {
-                    proxy: format!("{host}:{port}"),
-                    auth,
-                })
-                .map_err(|e| format!("proxy: cannot start the tunnelling adapter: {e}"))?;
-                let url = adapter.url();
-                proxy_adapter = Some(Arc::new(adapter));
-                Some(ProxyOptions {
-                    url,
-                    basic_auth: None,
-                })
-            } else {
-                let tls = if spec.proxy.ssl_type == ProxySslType::Always {
-                    "https"
-                } else {
-                    "http"
-                };
-                let basic_auth = (spec.proxy.auth_scheme == ProxyAuthScheme::Basic)
-                    .then(|| (user, Redacted::new(password)));
-                Some(ProxyOptions {
-                    url: format!("{tls}://{host}:{port}"),
-                    basic_auth,
-                })
-            }
-        } else {
-            None
-        };
-        let live = crate::stripe::is_live_key(&api_key);
-        let budget_key = spec
-            .account_id
-            .clone()
-            .unwrap_or_else(|| key_fingerprint(&api_key));
-        let budget = self.budgets.budget_for(&budget_key, live);
-        let client = UpstreamClient::new(ClientOptions {
-            base_url: spec.api_base_url.clone(),
-            api_key: Redacted::new(api_key),
-            account_id: spec.account_id.clone(),
-            api_version: self.options.api_version.clone(),
-            connect_timeout: self.options.connect_timeout,
-            request_timeout: self.options.request_timeout,
-            max_retries: self.options.max_retries,
-            backoff_base: self.options.backoff_base,
-            backoff_cap: self.options.backoff_cap,
-            proxy,
-            extra_ca_pem: self.options.extra_ca_pem.clone(),
-            verbosity: spec.verbosity,
-            log_level: spec.log_level,
-            connection: spec.id.clone(),
-        })
-        .map_err(|e| e.to_string())?;
-        let (min, max) = (spec.nodes.min_node_count, spec.nodes.max_node_count);
-        let pool = match pool {
-            Some(pool) => {
-                pool.reconfigure(min, max).map_err(|e| e.to_string())?;
-                pool
-            }
-            None => {
-                let mut settings = self.options.pool.clone();
-                settings.min_nodes = min;
-                settings.max_nodes = max;
-                NodePool::new(settings)
-            }
-        };
-        Ok(ConnectionRuntime {
-            id: spec.id.clone(),
-            client,
-            pool,
-            budget,
-            proxy_adapter,
-        })
     }
 }

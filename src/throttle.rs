@@ -33,8 +33,8 @@ pub use policy::{ScaleDecision, ScaleInput, ScalePolicy};
 pub use pool::{Admission, NodePool, PoolStatus};
 pub use service_time::ServiceTime;
 pub use settings::{
-    BudgetSettings, InvalidPoolSettings, MAX_NODES_LIMIT, PoolMode, PoolSettings,
-    default_live_mode_rate, default_max_nodes, default_max_queue, default_max_wait,
+    BudgetSettings, InvalidBudgetSettings, InvalidPoolSettings, MAX_NODES_LIMIT, PoolMode,
+    PoolSettings, default_live_mode_rate, default_max_nodes, default_max_queue, default_max_wait,
     default_min_nodes, default_node_burst, default_node_rate, default_scale_tick,
     default_stabilization_window, default_target_utilization, default_test_mode_rate,
 };

@@ -365,13 +365,17 @@ async fn three_replicas_admit_three_nodes_and_lose_no_call_when_one_is_stopped()
     let sigterm_sent = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicUsize::new(0));
     let early_failures = Arc::new(AtomicUsize::new(0));
+    // Calls completed so far: the SIGTERM waits for the load to be under way, not for a time.
+    let (completed_tx, mut completed) = tokio::sync::watch::channel(0usize);
+    let completed_tx = Arc::new(completed_tx);
     let mut callers = Vec::new();
     for caller in 0..9 {
-        let (replicas, next, sigterm_sent, early_failures) = (
+        let (replicas, next, sigterm_sent, early_failures, completed_tx) = (
             replicas.clone(),
             next.clone(),
             sigterm_sent.clone(),
             early_failures.clone(),
+            completed_tx.clone(),
         );
         callers.push(tokio::spawn(async move {
             let mut created = Vec::new();
@@ -386,6 +390,7 @@ async fn three_replicas_admit_three_nodes_and_lose_no_call_when_one_is_stopped()
                     match create_customer(&replicas[index], &request_id).await {
                         Ok(name) => {
                             created.push(name);
+                            completed_tx.send_modify(|n| *n += 1);
                             break;
                         }
                         Err(status) if status.code() == Code::ResourceExhausted => {
@@ -403,7 +408,12 @@ async fn three_replicas_admit_three_nodes_and_lose_no_call_when_one_is_stopped()
             created
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(completed_tx);
+    // A quarter of the 72 calls done: every caller is mid-run, with most calls still to come.
+    completed
+        .wait_for(|n| *n >= 18)
+        .await
+        .expect("callers are running");
     let pid = replicas[0].child.id().to_string();
     sigterm_sent.store(true, Ordering::Release);
     assert!(

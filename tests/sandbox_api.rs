@@ -4,11 +4,9 @@
 #[path = "sandbox_support.rs"]
 mod support;
 
-use std::time::Duration;
-
 use connector_runtime::sandbox::{FaultConfig, SandboxConfig};
 use serde_json::{Value, json};
-use support::{Client, id, start, unlimited};
+use support::{Client, id, race, start, unlimited};
 
 #[tokio::test]
 async fn only_test_mode_secret_keys_are_accepted() {
@@ -481,7 +479,7 @@ async fn idempotency_keys_replay_reject_mismatches_and_block_concurrent_use() {
     assert_eq!(other.status, 400);
     assert_eq!(other.body["error"]["type"], "idempotency_error");
 
-    // A slow first request holds the key while a second one arrives.
+    // A slow request holds the key while a second one with the same key arrives.
     client
         .admin(
             post.clone(),
@@ -489,28 +487,25 @@ async fn idempotency_keys_replay_reject_mismatches_and_block_concurrent_use() {
             Some(json!({"faults": {"latency": "600ms"}})),
         )
         .await;
-    let (a, b) = tokio::join!(
-        client.send(
-            post.clone(),
-            "/v1/customers",
-            &[("email", "z@example.com")],
-            Some("key-2")
-        ),
-        async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    let (holder, second) = race(|attempt| {
+        let key = format!("key-2-{attempt}");
+        let post = post.clone();
+        let client = &client;
+        async move {
             client
                 .send(
-                    post.clone(),
+                    post,
                     "/v1/customers",
                     &[("email", "z@example.com")],
-                    Some("key-2"),
+                    Some(&key),
                 )
                 .await
         }
-    );
-    assert_eq!(a.status, 200);
-    assert_eq!(b.status, 409);
-    assert_eq!(b.body["error"]["code"], "idempotency_key_in_use");
+    })
+    .await;
+    assert_eq!(holder.status, 200);
+    assert_eq!(second.status, 409, "{:?}", second.body);
+    assert_eq!(second.body["error"]["code"], "idempotency_key_in_use");
 }
 
 #[tokio::test]

@@ -138,3 +138,25 @@ impl Client {
 pub fn id(value: &Value) -> String {
     value["id"].as_str().expect("object id").to_owned()
 }
+
+/// Times a race is staged before giving up on an overlap.
+pub const RACE_ATTEMPTS: usize = 5;
+
+/// Sends `request(attempt)` twice at once, as two callers racing for one thing (a key, an
+/// object). No sleep orders them: whichever arrives first is the holder, and they overlap when
+/// the other is refused. If both succeeded, one finished before the other arrived (a loaded
+/// machine), so the race is staged again with the next `attempt`, at most [`RACE_ATTEMPTS`]
+/// times. Returns the caller that succeeded first, then the other.
+pub async fn race<F, Fut>(request: F) -> (Reply, Reply)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    for attempt in 0..RACE_ATTEMPTS {
+        let (a, b) = tokio::join!(request(attempt), request(attempt));
+        if a.status != 200 || b.status != 200 {
+            return if a.status == 200 { (a, b) } else { (b, a) };
+        }
+    }
+    panic!("the two requests never overlapped in {RACE_ATTEMPTS} attempts");
+}

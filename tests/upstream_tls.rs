@@ -1,5 +1,6 @@
 //! An HTTPS upstream with a private CA: trusted through `upstream.extra_ca_file`, refused without
-//! it; and CheckStatus tells a key the upstream rejects (AUTH_ERROR) from a healthy one (ACTIVE).
+//! it; and CheckStatus tells a key the upstream rejects (AUTH_ERROR) from a healthy one (ACTIVE)
+//! and from settings that cannot be used (ERROR, naming the setting).
 
 mod common;
 
@@ -127,6 +128,74 @@ async fn check_status_tells_a_rejected_key_from_a_working_one() {
         working.state,
         pb::check_status_response::State::Active as i32,
         "{working:?}"
+    );
+    service.shutdown().await;
+}
+
+/// CheckStatus of `connections/{id}`.
+async fn check_status(service: &Service, id: &str) -> pb::CheckStatusResponse {
+    service
+        .connections()
+        .check_status(service.request(pb::CheckStatusRequest {
+            name: format!("connections/{id}"),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn check_status_blames_an_unusable_ca_file_on_the_settings_and_a_rejected_key_on_the_key() {
+    let home = Home::new();
+    home.put_secret("live-key", "1", "sk_live_not_accepted_by_the_sandbox_0123");
+    // It passes the start-up check (a PEM certificate block) but holds no certificate.
+    let broken_ca = home.dir.path().join("broken-ca.pem");
+    std::fs::write(
+        &broken_ca,
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let mut settings = home.settings(false);
+    settings.sandbox.enabled = connector_runtime::config::SandboxMode::Always;
+    settings.upstream.extra_ca_file = Some(broken_ca);
+    let service = start(settings).await;
+    let sandbox = service.sandbox_url();
+    service
+        .add_connection(Service::connection_to("rejected", "live-key", &sandbox))
+        .await;
+    let unusable = check_status(&service, "rejected").await;
+    assert_eq!(
+        unusable.state,
+        pb::check_status_response::State::Error as i32,
+        "{unusable:?}"
+    );
+    assert!(
+        unusable.description.contains("upstream.extra_ca_file"),
+        "{}",
+        unusable.description
+    );
+    service.shutdown().await;
+
+    // The same connection without the broken CA file reaches the upstream, which rejects the key.
+    let home = Home::new();
+    home.put_secret("live-key", "1", "sk_live_not_accepted_by_the_sandbox_0123");
+    let mut settings = home.settings(false);
+    settings.sandbox.enabled = connector_runtime::config::SandboxMode::Always;
+    let service = start(settings).await;
+    let sandbox = service.sandbox_url();
+    service
+        .add_connection(Service::connection_to("rejected", "live-key", &sandbox))
+        .await;
+    let rejected = check_status(&service, "rejected").await;
+    assert_eq!(
+        rejected.state,
+        pb::check_status_response::State::AuthError as i32,
+        "{rejected:?}"
+    );
+    assert!(
+        rejected.description.contains("rejected the key"),
+        "{}",
+        rejected.description
     );
     service.shutdown().await;
 }

@@ -1,44 +1,13 @@
 //! The gRPC side of caller authentication: a tower layer that checks the bearer token against the
 //! role the method needs (`crate::auth`) before the call reaches any service.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use tonic::Code;
 use tower::{Layer, Service};
 
-use super::status;
-use crate::auth::{AuthError, TokenTable, required_role};
-
-/// Maps an authentication failure: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for a
-/// valid token with the wrong role.
-pub fn auth_status(error: &AuthError) -> tonic::Status {
-    match error {
-        AuthError::MissingToken => status::status(
-            Code::Unauthenticated,
-            "MISSING_TOKEN",
-            error.to_string(),
-            HashMap::new(),
-        ),
-        AuthError::UnknownToken => status::status(
-            Code::Unauthenticated,
-            "INVALID_TOKEN",
-            error.to_string(),
-            HashMap::new(),
-        ),
-        AuthError::Forbidden { needs, .. } => status::status(
-            Code::PermissionDenied,
-            "ROLE_REQUIRED",
-            error.to_string(),
-            HashMap::from([(
-                "required_role".to_owned(),
-                format!("{needs:?}").to_lowercase(),
-            )]),
-        ),
-    }
-}
+use crate::auth::{TokenTable, required_role};
 
 /// Who made a call, for logs: the name of the caller's token (never its value), `anonymous`
 /// when authentication is off, or `stdio` for the local MCP process.
@@ -108,7 +77,7 @@ where
                     request.extensions_mut().insert(Caller::from_token(name));
                 }
                 Err(error) => {
-                    let response = auth_status(&error).into_http();
+                    let response = tonic::Status::from(error).into_http();
                     return Box::pin(async move { Ok(response) });
                 }
             }

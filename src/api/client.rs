@@ -176,6 +176,30 @@ fn message_json<T: std::fmt::Debug>(message: &T) -> Value {
     Value::String(format!("{message:#?}"))
 }
 
+/// A connection to the service for one connector connection: the channel and the caller's token.
+struct Session {
+    channel: Channel,
+    auth: Option<MetadataValue<tonic::metadata::Ascii>>,
+    /// The connection's id.
+    connection: String,
+    /// `connections/{id}`.
+    parent: String,
+}
+
+/// `--full` as the API's view.
+fn view(full: bool) -> i32 {
+    if full {
+        pb::View::Full as i32
+    } else {
+        pb::View::Basic as i32
+    }
+}
+
+/// The last segment of a resource name: `…/entityTypes/Customer` → `Customer`.
+fn last_segment(name: &str) -> String {
+    name.rsplit('/').next().unwrap_or_default().to_owned()
+}
+
 /// Runs one client command and returns its JSON output.
 pub async fn run(
     addr: &str,
@@ -183,77 +207,10 @@ pub async fn run(
     connection: &str,
     command: ClientCommand,
 ) -> anyhow::Result<String> {
-    let channel = Channel::from_shared(addr.to_owned())?.connect().await?;
-    let auth: Option<MetadataValue<_>> = match token {
-        Some(t) => Some(
-            format!("Bearer {t}")
-                .parse()
-                .map_err(|_| anyhow::anyhow!("the token is not a valid header value"))?,
-        ),
-        None => None,
-    };
-    let mut entities = EntityServiceClient::new(channel.clone());
-    let mut actions = ActionServiceClient::new(channel.clone());
-    let mut connections = ConnectionServiceClient::new(channel.clone());
-    let mut subscriptions = EventSubscriptionServiceClient::new(channel.clone());
-    let parent = format!("connections/{connection}");
-    let view = |full: bool| {
-        if full {
-            pb::View::Full as i32
-        } else {
-            pb::View::Basic as i32
-        }
-    };
-    let output: Value = match command {
-        ClientCommand::EntityTypes { full } => {
-            let r = entities
-                .list_entity_types(with_auth(
-                    &auth,
-                    pb::ListEntityTypesRequest {
-                        parent,
-                        page_size: 1000,
-                        view: view(full),
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
-            if full {
-                message_json(&r.types)
-            } else {
-                Value::from(
-                    r.types
-                        .iter()
-                        .map(|t| t.name.rsplit('/').next().unwrap_or_default().to_owned())
-                        .collect::<Vec<_>>(),
-                )
-            }
-        }
-        ClientCommand::EntityType { entity_type } => {
-            let r = entities
-                .get_entity_type(with_auth(
-                    &auth,
-                    pb::GetEntityTypeRequest {
-                        name: names::entity_type_name(connection, &entity_type),
-                    },
-                ))
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
-            json!({
-                "name": r.name,
-                "operations": r.operations.iter().map(|o| pb::Operation::try_from(*o).map(|o| o.as_str_name()).unwrap_or("?")).collect::<Vec<_>>(),
-                "fields": r.fields.iter().map(|f| json!({
-                    "name": f.name,
-                    "data_type": pb::DataType::try_from(f.data_type).map(|d| d.as_str_name()).unwrap_or("?"),
-                    "key": f.key, "nullable": f.nullable, "read_only": f.read_only,
-                    "reference": f.reference.as_ref().map(|r| r.name.clone()),
-                })).collect::<Vec<_>>(),
-                "filterable_fields": r.filterable_fields,
-                "searchable": r.searchable,
-            })
-        }
+    let session = Session::connect(addr, token, connection).await?;
+    let output = match command {
+        ClientCommand::EntityTypes { full } => session.entity_types(full).await?,
+        ClientCommand::EntityType { entity_type } => session.entity_type(&entity_type).await?,
         ClientCommand::List {
             entity_type,
             conditions,
@@ -263,61 +220,29 @@ pub async fn run(
             sort_order,
             eventual,
         } => {
-            let r = entities
-                .list_entities(with_auth(
-                    &auth,
-                    pb::ListEntitiesRequest {
-                        parent: names::entity_type_name(connection, &entity_type),
-                        page_size,
-                        page_token,
-                        conditions,
-                        sort_by: sort_by.into_iter().collect(),
-                        sort_order: sort_order.into_iter().collect(),
-                        consistency: if eventual {
-                            pb::Consistency::Eventual
-                        } else {
-                            pb::Consistency::Strong
-                        } as i32,
-                    },
-                ))
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
-            json!({"entities": r.entities.iter().map(entity_json).collect::<Vec<_>>(), "next_page_token": r.next_page_token})
+            let request = pb::ListEntitiesRequest {
+                parent: names::entity_type_name(connection, &entity_type),
+                page_size,
+                page_token,
+                conditions,
+                sort_by: sort_by.into_iter().collect(),
+                sort_order: sort_order.into_iter().collect(),
+                consistency: if eventual {
+                    pb::Consistency::Eventual
+                } else {
+                    pb::Consistency::Strong
+                } as i32,
+            };
+            session.list(request).await?
         }
-        ClientCommand::Get { entity_type, id } => {
-            let r = entities
-                .get_entity(with_auth(
-                    &auth,
-                    pb::GetEntityRequest {
-                        name: names::entity_name(connection, &entity_type, &id),
-                    },
-                ))
-                .await
-                .map_err(|s| describe(&s))?;
-            entity_json(r.get_ref())
-        }
+        ClientCommand::Get { entity_type, id } => session.get(&entity_type, &id).await?,
         ClientCommand::Create {
             entity_type,
             fields,
             request_id,
         } => {
             let fields = parse_object(&fields, "fields")?;
-            let r = entities
-                .create_entity(with_auth(
-                    &auth,
-                    pb::CreateEntityRequest {
-                        parent: names::entity_type_name(connection, &entity_type),
-                        entity: Some(pb::Entity {
-                            fields: Some(fields),
-                            ..Default::default()
-                        }),
-                        request_id,
-                    },
-                ))
-                .await
-                .map_err(|s| describe(&s))?;
-            entity_json(r.get_ref())
+            session.create(&entity_type, fields, request_id).await?
         }
         ClientCommand::Update {
             entity_type,
@@ -326,77 +251,13 @@ pub async fn run(
             request_id,
         } => {
             let fields = parse_object(&fields, "fields")?;
-            let r = entities
-                .update_entity(with_auth(
-                    &auth,
-                    pb::UpdateEntityRequest {
-                        entity: Some(pb::Entity {
-                            name: names::entity_name(connection, &entity_type, &id),
-                            fields: Some(fields),
-                            metadata: None,
-                        }),
-                        request_id,
-                    },
-                ))
-                .await
-                .map_err(|s| describe(&s))?;
-            entity_json(r.get_ref())
+            session
+                .update(&entity_type, &id, fields, request_id)
+                .await?
         }
-        ClientCommand::Delete { entity_type, id } => {
-            entities
-                .delete_entity(with_auth(
-                    &auth,
-                    pb::DeleteEntityRequest {
-                        name: names::entity_name(connection, &entity_type, &id),
-                        request_id: String::new(),
-                    },
-                ))
-                .await
-                .map_err(|s| describe(&s))?;
-            json!({"deleted": names::entity_name(connection, &entity_type, &id)})
-        }
-        ClientCommand::Actions { full } => {
-            let r = actions
-                .list_actions(with_auth(
-                    &auth,
-                    pb::ListActionsRequest {
-                        parent,
-                        page_size: 1000,
-                        view: view(full),
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
-            Value::from(
-                r.actions
-                    .iter()
-                    .map(|a| a.name.rsplit('/').next().unwrap_or_default().to_owned())
-                    .collect::<Vec<_>>(),
-            )
-        }
-        ClientCommand::Action { action } => {
-            let r = actions
-                .get_action(with_auth(
-                    &auth,
-                    pb::GetActionRequest {
-                        name: names::action_name(connection, &action),
-                    },
-                ))
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
-            json!({
-                "name": r.name,
-                "display_name": r.display_name,
-                "input_parameters": r.input_parameters.iter().map(|p| json!({
-                    "name": p.name, "required": p.required,
-                    "data_type": pb::DataType::try_from(p.data_type).map(|d| d.as_str_name()).unwrap_or("?"),
-                })).collect::<Vec<_>>(),
-                "result_metadata": r.result_metadata.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
-            })
-        }
+        ClientCommand::Delete { entity_type, id } => session.delete(&entity_type, &id).await?,
+        ClientCommand::Actions { full } => session.actions(full).await?,
+        ClientCommand::Action { action } => session.action(&action).await?,
         ClientCommand::Execute {
             action,
             parameters,
@@ -404,119 +265,385 @@ pub async fn run(
             native,
         } => {
             let parameters = parse_object(&parameters, "parameters")?;
-            let format = if native {
-                pb::ResultFormat::Native
-            } else {
-                pb::ResultFormat::Connector
-            };
-            let r = actions
-                .execute_action(with_auth(
-                    &auth,
-                    pb::ExecuteActionRequest {
-                        name: names::action_name(connection, &action),
-                        parameters: Some(parameters),
-                        request_id,
-                        result_format: format as i32,
-                    },
-                ))
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
-            Value::from(
-                r.results
-                    .iter()
-                    .map(|s| Value::Object(from_proto_struct(s)))
-                    .collect::<Vec<_>>(),
-            )
+            session
+                .execute(&action, parameters, request_id, native)
+                .await?
         }
-        ClientCommand::Connections => {
-            let r = connections
-                .list_connections(with_auth(&auth, pb::ListConnectionsRequest::default()))
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
-            Value::from(
-                r.connections
-                    .iter()
-                    .map(|c| c.name.clone())
-                    .collect::<Vec<_>>(),
-            )
-        }
-        ClientCommand::Connection => {
-            let r = connections
-                .get_connection(with_auth(&auth, pb::GetConnectionRequest { name: parent }))
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
-            connection_json(&r)
-        }
-        ClientCommand::SetNodes { min, max } => {
-            set_nodes(&mut connections, &auth, parent, min, max).await?
-        }
-        ClientCommand::Health { service } => return health(channel, &service).await,
-        ClientCommand::Status => {
-            let r = connections
-                .check_status(with_auth(&auth, pb::CheckStatusRequest { name: parent }))
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
-            json!({
-                "state": pb::check_status_response::State::try_from(r.state).map(|s| s.as_str_name()).unwrap_or("?"),
-                "description": r.description,
-                "node_status": r.node_status.map(|n| json!({
-                    "current_nodes": n.current_nodes, "desired_nodes": n.desired_nodes, "utilization": n.utilization,
-                    "admitted": n.admitted, "queued": n.queued, "throttled": n.throttled, "node_rate": n.node_rate,
-                    "budget_authority": n.budget_authority, "budget_admitted": n.budget_admitted,
-                })),
-            })
-        }
-        ClientCommand::Subscribe { id, event_types } => {
-            let request = pb::CreateEventSubscriptionRequest {
-                parent,
-                event_subscription_id: id,
-                event_subscription: Some(pb::EventSubscription {
-                    event_types,
-                    destination: Some(pb::event_subscription::Destination::Stream(true)),
-                    ..Default::default()
-                }),
-            };
-            let r = subscriptions
-                .create_event_subscription(with_auth(&auth, request))
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
-            json!({"name": r.name, "event_types": r.event_types, "create_time": r.create_time.map(|t| t.seconds)})
-        }
+        ClientCommand::Connections => session.list_connections().await?,
+        ClientCommand::Connection => session.get_connection().await?,
+        ClientCommand::SetNodes { min, max } => session.set_nodes(min, max).await?,
+        ClientCommand::Health { service } => return health(session.channel, &service).await,
+        ClientCommand::Status => session.check_status().await?,
+        ClientCommand::Subscribe { id, event_types } => session.subscribe(id, event_types).await?,
         ClientCommand::Events {
             subscription,
             resume_token,
             count,
-        } => {
-            let request = pb::StreamEventsRequest {
-                subscription: format!("{parent}/eventSubscriptions/{subscription}"),
-                resume_token,
-            };
-            let mut stream = subscriptions
-                .stream_events(with_auth(&auth, request))
-                .await
-                .map_err(|s| describe(&s))?
-                .into_inner();
-            let mut events = Vec::new();
-            while events.len() < count {
-                let Some(e) = stream.message().await.map_err(|s| describe(&s))? else {
-                    break;
-                };
-                let payload: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
-                events.push(json!({
-                    "id": e.id, "type": e.r#type, "connection": e.connection,
-                    "entity_name": e.entity_name, "resume_token": e.resume_token,
-                    "object": payload["data"]["object"]["id"],
-                }));
-            }
-            Value::from(events)
-        }
+        } => session.events(&subscription, resume_token, count).await?,
     };
     Ok(serde_json::to_string_pretty(&output)?)
+}
+
+impl Session {
+    async fn connect(addr: &str, token: Option<&str>, connection: &str) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(addr.to_owned())?.connect().await?;
+        let auth = match token {
+            Some(t) => Some(
+                format!("Bearer {t}")
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("the token is not a valid header value"))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            channel,
+            auth,
+            connection: connection.to_owned(),
+            parent: format!("connections/{connection}"),
+        })
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        with_auth(&self.auth, message)
+    }
+
+    fn entity_service(&self) -> EntityServiceClient<Channel> {
+        EntityServiceClient::new(self.channel.clone())
+    }
+
+    fn action_service(&self) -> ActionServiceClient<Channel> {
+        ActionServiceClient::new(self.channel.clone())
+    }
+
+    fn connection_service(&self) -> ConnectionServiceClient<Channel> {
+        ConnectionServiceClient::new(self.channel.clone())
+    }
+
+    fn subscription_service(&self) -> EventSubscriptionServiceClient<Channel> {
+        EventSubscriptionServiceClient::new(self.channel.clone())
+    }
+
+    async fn entity_types(&self, full: bool) -> anyhow::Result<Value> {
+        let r = self
+            .entity_service()
+            .list_entity_types(self.request(pb::ListEntityTypesRequest {
+                parent: self.parent.clone(),
+                page_size: 1000,
+                view: view(full),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        Ok(if full {
+            message_json(&r.types)
+        } else {
+            Value::from(
+                r.types
+                    .iter()
+                    .map(|t| last_segment(&t.name))
+                    .collect::<Vec<_>>(),
+            )
+        })
+    }
+
+    async fn entity_type(&self, entity_type: &str) -> anyhow::Result<Value> {
+        let r = self
+            .entity_service()
+            .get_entity_type(self.request(pb::GetEntityTypeRequest {
+                name: names::entity_type_name(&self.connection, entity_type),
+            }))
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        Ok(entity_type_json(&r))
+    }
+
+    async fn list(&self, request: pb::ListEntitiesRequest) -> anyhow::Result<Value> {
+        let r = self
+            .entity_service()
+            .list_entities(self.request(request))
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        Ok(
+            json!({"entities": r.entities.iter().map(entity_json).collect::<Vec<_>>(), "next_page_token": r.next_page_token}),
+        )
+    }
+
+    async fn get(&self, entity_type: &str, id: &str) -> anyhow::Result<Value> {
+        let r = self
+            .entity_service()
+            .get_entity(self.request(pb::GetEntityRequest {
+                name: names::entity_name(&self.connection, entity_type, id),
+            }))
+            .await
+            .map_err(|s| describe(&s))?;
+        Ok(entity_json(r.get_ref()))
+    }
+
+    async fn create(
+        &self,
+        entity_type: &str,
+        fields: prost_types::Struct,
+        request_id: String,
+    ) -> anyhow::Result<Value> {
+        let r = self
+            .entity_service()
+            .create_entity(self.request(pb::CreateEntityRequest {
+                parent: names::entity_type_name(&self.connection, entity_type),
+                entity: Some(pb::Entity {
+                    fields: Some(fields),
+                    ..Default::default()
+                }),
+                request_id,
+            }))
+            .await
+            .map_err(|s| describe(&s))?;
+        Ok(entity_json(r.get_ref()))
+    }
+
+    async fn update(
+        &self,
+        entity_type: &str,
+        id: &str,
+        fields: prost_types::Struct,
+        request_id: String,
+    ) -> anyhow::Result<Value> {
+        let r = self
+            .entity_service()
+            .update_entity(self.request(pb::UpdateEntityRequest {
+                entity: Some(pb::Entity {
+                    name: names::entity_name(&self.connection, entity_type, id),
+                    fields: Some(fields),
+                    metadata: None,
+                }),
+                request_id,
+            }))
+            .await
+            .map_err(|s| describe(&s))?;
+        Ok(entity_json(r.get_ref()))
+    }
+
+    async fn delete(&self, entity_type: &str, id: &str) -> anyhow::Result<Value> {
+        let name = names::entity_name(&self.connection, entity_type, id);
+        self.entity_service()
+            .delete_entity(self.request(pb::DeleteEntityRequest {
+                name: name.clone(),
+                request_id: String::new(),
+            }))
+            .await
+            .map_err(|s| describe(&s))?;
+        Ok(json!({ "deleted": name }))
+    }
+
+    async fn actions(&self, full: bool) -> anyhow::Result<Value> {
+        let r = self
+            .action_service()
+            .list_actions(self.request(pb::ListActionsRequest {
+                parent: self.parent.clone(),
+                page_size: 1000,
+                view: view(full),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        Ok(Value::from(
+            r.actions
+                .iter()
+                .map(|a| last_segment(&a.name))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    async fn action(&self, action: &str) -> anyhow::Result<Value> {
+        let r = self
+            .action_service()
+            .get_action(self.request(pb::GetActionRequest {
+                name: names::action_name(&self.connection, action),
+            }))
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        Ok(action_json(&r))
+    }
+
+    async fn execute(
+        &self,
+        action: &str,
+        parameters: prost_types::Struct,
+        request_id: String,
+        native: bool,
+    ) -> anyhow::Result<Value> {
+        let format = if native {
+            pb::ResultFormat::Native
+        } else {
+            pb::ResultFormat::Connector
+        };
+        let r = self
+            .action_service()
+            .execute_action(self.request(pb::ExecuteActionRequest {
+                name: names::action_name(&self.connection, action),
+                parameters: Some(parameters),
+                request_id,
+                result_format: format as i32,
+            }))
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        Ok(Value::from(
+            r.results
+                .iter()
+                .map(|s| Value::Object(from_proto_struct(s)))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    async fn list_connections(&self) -> anyhow::Result<Value> {
+        let r = self
+            .connection_service()
+            .list_connections(self.request(pb::ListConnectionsRequest::default()))
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        Ok(Value::from(
+            r.connections
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    async fn get_connection(&self) -> anyhow::Result<Value> {
+        let r = self
+            .connection_service()
+            .get_connection(self.request(pb::GetConnectionRequest {
+                name: self.parent.clone(),
+            }))
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        Ok(connection_json(&r))
+    }
+
+    async fn set_nodes(&self, min: i32, max: i32) -> anyhow::Result<Value> {
+        set_nodes(
+            &mut self.connection_service(),
+            &self.auth,
+            self.parent.clone(),
+            min,
+            max,
+        )
+        .await
+    }
+
+    async fn check_status(&self) -> anyhow::Result<Value> {
+        let r = self
+            .connection_service()
+            .check_status(self.request(pb::CheckStatusRequest {
+                name: self.parent.clone(),
+            }))
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        Ok(status_json(&r))
+    }
+
+    async fn subscribe(&self, id: String, event_types: Vec<String>) -> anyhow::Result<Value> {
+        let request = pb::CreateEventSubscriptionRequest {
+            parent: self.parent.clone(),
+            event_subscription_id: id,
+            event_subscription: Some(pb::EventSubscription {
+                event_types,
+                destination: Some(pb::event_subscription::Destination::Stream(true)),
+                ..Default::default()
+            }),
+        };
+        let r = self
+            .subscription_service()
+            .create_event_subscription(self.request(request))
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        Ok(
+            json!({"name": r.name, "event_types": r.event_types, "create_time": r.create_time.map(|t| t.seconds)}),
+        )
+    }
+
+    async fn events(
+        &self,
+        subscription: &str,
+        resume_token: String,
+        count: usize,
+    ) -> anyhow::Result<Value> {
+        let request = pb::StreamEventsRequest {
+            subscription: format!("{}/eventSubscriptions/{subscription}", self.parent),
+            resume_token,
+        };
+        let mut stream = self
+            .subscription_service()
+            .stream_events(self.request(request))
+            .await
+            .map_err(|s| describe(&s))?
+            .into_inner();
+        let mut events = Vec::new();
+        while events.len() < count {
+            let Some(e) = stream.message().await.map_err(|s| describe(&s))? else {
+                break;
+            };
+            events.push(event_json(&e));
+        }
+        Ok(Value::from(events))
+    }
+}
+
+fn entity_type_json(r: &pb::EntityType) -> Value {
+    json!({
+        "name": r.name,
+        "operations": r.operations.iter().map(|o| pb::Operation::try_from(*o).map(|o| o.as_str_name()).unwrap_or("?")).collect::<Vec<_>>(),
+        "fields": r.fields.iter().map(|f| json!({
+            "name": f.name,
+            "data_type": pb::DataType::try_from(f.data_type).map(|d| d.as_str_name()).unwrap_or("?"),
+            "key": f.key, "nullable": f.nullable, "read_only": f.read_only,
+            "reference": f.reference.as_ref().map(|r| r.name.clone()),
+        })).collect::<Vec<_>>(),
+        "filterable_fields": r.filterable_fields,
+        "searchable": r.searchable,
+    })
+}
+
+fn action_json(r: &pb::Action) -> Value {
+    json!({
+        "name": r.name,
+        "display_name": r.display_name,
+        "input_parameters": r.input_parameters.iter().map(|p| json!({
+            "name": p.name, "required": p.required,
+            "data_type": pb::DataType::try_from(p.data_type).map(|d| d.as_str_name()).unwrap_or("?"),
+        })).collect::<Vec<_>>(),
+        "result_metadata": r.result_metadata.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+    })
+}
+
+fn status_json(r: &pb::CheckStatusResponse) -> Value {
+    json!({
+        "state": pb::check_status_response::State::try_from(r.state).map(|s| s.as_str_name()).unwrap_or("?"),
+        "description": r.description,
+        "node_status": r.node_status.as_ref().map(|n| json!({
+            "current_nodes": n.current_nodes, "desired_nodes": n.desired_nodes, "utilization": n.utilization,
+            "admitted": n.admitted, "queued": n.queued, "throttled": n.throttled, "node_rate": n.node_rate,
+            "budget_authority": n.budget_authority, "budget_admitted": n.budget_admitted,
+        })),
+    })
+}
+
+fn event_json(e: &pb::Event) -> Value {
+    let payload: Value = serde_json::from_str(&e.payload).unwrap_or(Value::Null);
+    json!({
+        "id": e.id, "type": e.r#type, "connection": e.connection,
+        "entity_name": e.entity_name, "resume_token": e.resume_token,
+        "object": payload["data"]["object"]["id"],
+    })
 }
 
 async fn set_nodes(

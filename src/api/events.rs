@@ -120,7 +120,7 @@ fn to_event(subscription: &str, event: StoredEvent) -> pb::Event {
 impl EventsApi {
     fn connection_exists(&self, id: &str) -> Result<(), Status> {
         self.registry.get(id).map(|_| ()).ok_or_else(|| {
-            status::engine_error(&crate::engine::EngineError::ConnectionNotFound(
+            Status::from(crate::engine::EngineError::ConnectionNotFound(
                 id.to_owned(),
             ))
         })
@@ -161,10 +161,7 @@ impl EventSubscriptionService for EventsApi {
             update_time: 0,
             start_seq: 0,
         };
-        let created = self
-            .hub
-            .create(subscription)
-            .map_err(|e| status::events_error(&e))?;
+        let created = self.hub.create(subscription)?;
         tracing::info!(subscription = %created.name(), types = ?created.event_types, "event subscription created");
         Ok(Response::new(self.view(&created)))
     }
@@ -175,7 +172,7 @@ impl EventSubscriptionService for EventsApi {
     ) -> Result<Response<pb::EventSubscription>, Status> {
         let name = &request.get_ref().name;
         subscription_name(name, "name")?;
-        let subscription = self.hub.get(name).map_err(|e| status::events_error(&e))?;
+        let subscription = self.hub.get(name)?;
         Ok(Response::new(self.view(&subscription)))
     }
 
@@ -201,10 +198,7 @@ impl EventSubscriptionService for EventsApi {
         let r = request.into_inner();
         let proto = r.event_subscription.unwrap_or_default();
         subscription_name(&proto.name, "event_subscription.name")?;
-        let mut subscription = self
-            .hub
-            .get(&proto.name)
-            .map_err(|e| status::events_error(&e))?;
+        let mut subscription = self.hub.get(&proto.name)?;
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let wants = |path: &str| paths.is_empty() || paths.iter().any(|p| p == path);
         let unknown: Vec<FieldViolation> = paths
@@ -234,10 +228,7 @@ impl EventSubscriptionService for EventsApi {
         if wants("destination") || wants("stream") || wants("http_endpoint") {
             subscription.destination = destination_from(proto.destination.as_ref())?;
         }
-        let updated = self
-            .hub
-            .update(subscription)
-            .map_err(|e| status::events_error(&e))?;
+        let updated = self.hub.update(subscription)?;
         tracing::info!(subscription = %updated.name(), "event subscription updated");
         Ok(Response::new(self.view(&updated)))
     }
@@ -248,9 +239,7 @@ impl EventSubscriptionService for EventsApi {
     ) -> Result<Response<()>, Status> {
         let name = &request.get_ref().name;
         subscription_name(name, "name")?;
-        self.hub
-            .delete(name)
-            .map_err(|e| status::events_error(&e))?;
+        self.hub.delete(name)?;
         tracing::info!(subscription = %name, "event subscription deleted");
         Ok(Response::new(()))
     }
@@ -261,7 +250,7 @@ impl EventSubscriptionService for EventsApi {
     ) -> Result<Response<pb::RetryEventSubscriptionResponse>, Status> {
         let name = &request.get_ref().name;
         subscription_name(name, "name")?;
-        let count = self.hub.retry(name).map_err(|e| status::events_error(&e))?;
+        let count = self.hub.retry(name)?;
         Ok(Response::new(pb::RetryEventSubscriptionResponse {
             redelivering: i32::try_from(count).unwrap_or(i32::MAX),
         }))
@@ -275,14 +264,11 @@ impl EventSubscriptionService for EventsApi {
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
         let r = request.into_inner();
         subscription_name(&r.subscription, "subscription")?;
-        let events = self
-            .hub
-            .stream(&r.subscription, &r.resume_token)
-            .map_err(|e| status::events_error(&e))?;
+        let events = self.hub.stream(&r.subscription, &r.resume_token)?;
         let name = r.subscription;
         let stream = ReceiverStream::new(events).map(move |item| match item {
             Ok(event) => Ok(to_event(&name, event)),
-            Err(error) => Err(status::events_error(&error)),
+            Err(error) => Err(Status::from(error)),
         });
         Ok(Response::new(Box::pin(stream)))
     }

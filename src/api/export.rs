@@ -10,7 +10,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::{pb, status};
+use super::pb;
 use crate::engine::export::{ExportEvent, ExportRequest, Partition};
 use crate::engine::{ConnectionRuntime, Engine, EngineError};
 
@@ -46,19 +46,13 @@ pub fn export_entities(
 ) -> Result<ExportStream, Status> {
     let export = ExportRequest {
         conditions: request.conditions,
-        max_parallelism: usize::try_from(request.max_parallelism).map_err(|_| {
-            status::engine_error(&EngineError::invalid(
-                "max_parallelism",
-                "must not be negative",
-            ))
-        })?,
+        max_parallelism: usize::try_from(request.max_parallelism)
+            .map_err(|_| EngineError::invalid("max_parallelism", "must not be negative"))?,
         resume: request.resume.iter().map(partition_of).collect(),
     };
-    let export = engine
-        .export(runtime, &entity_type, export)
-        .map_err(|e| status::engine_error(&e))?;
+    let export = engine.export(runtime, &entity_type, export)?;
     let stream = ReceiverStream::new(export.events).map(move |event| {
-        let item = match event.map_err(|e| status::engine_error(&e))? {
+        let item = match event? {
             ExportEvent::Plan(partitions) => {
                 pb::export_entities_response::Item::Plan(pb::ExportPlan {
                     partitions: partitions.iter().map(partition_message).collect(),

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, struct_or_empty, to_proto_struct};
 use super::pb::action_service_server::ActionService;
 use super::pb::entity_service_server::EntityService;
-use super::{connection_convert, deadline, names, pb, schema, status};
+use super::{deadline, names, pb, schema, status};
 use crate::engine::paging::{PageToken, fingerprint};
 use crate::engine::{Engine, EntityRecord, ListQuery};
 use crate::registry::Registry;
@@ -97,8 +97,8 @@ impl ApiState {
                 telemetry::note_connection(id);
                 Ok(())
             }
-            None => Err(status::engine_error(
-                &crate::engine::EngineError::ConnectionNotFound(id.to_owned()),
+            None => Err(Status::from(
+                crate::engine::EngineError::ConnectionNotFound(id.to_owned()),
             )),
         }
     }
@@ -108,10 +108,7 @@ impl ApiState {
         &self,
         id: &str,
     ) -> Result<std::sync::Arc<crate::engine::ConnectionRuntime>, Status> {
-        let runtime = self
-            .registry
-            .runtime(id)
-            .map_err(|e| status::engine_error(&e))?;
+        let runtime = self.registry.runtime(id)?;
         telemetry::note_connection(id);
         Ok(runtime)
     }
@@ -151,10 +148,7 @@ impl EntityService for ApiState {
         let (connection, entity_type) = names::entity_type(&r.name, "name")?;
         telemetry::note_entity_type(&entity_type);
         self.require_connection(&connection)?;
-        let entity = self
-            .engine
-            .entity(&entity_type)
-            .map_err(|e| status::engine_error(&e))?;
+        let entity = self.engine.entity(&entity_type)?;
         Ok(Response::new(schema::entity_type(
             &connection,
             entity,
@@ -196,8 +190,7 @@ impl EntityService for ApiState {
         let page = self
             .engine
             .list(&runtime, &entity_type, &query, deadline)
-            .await
-            .map_err(|e| status::engine_error(&e))?;
+            .await?;
         Ok(Response::new(pb::ListEntitiesResponse {
             entities: page
                 .entities
@@ -220,8 +213,7 @@ impl EntityService for ApiState {
         let record = self
             .engine
             .get(&runtime, &entity_type, &id, deadline)
-            .await
-            .map_err(|e| status::engine_error(&e))?;
+            .await?;
         Ok(Response::new(entity_message(
             &connection,
             &entity_type,
@@ -248,8 +240,7 @@ impl EntityService for ApiState {
                 request_id(&r.request_id),
                 deadline,
             )
-            .await
-            .map_err(|e| status::engine_error(&e))?;
+            .await?;
         Ok(Response::new(entity_message(
             &connection,
             &entity_type,
@@ -280,8 +271,7 @@ impl EntityService for ApiState {
                 request_id(&r.request_id),
                 deadline,
             )
-            .await
-            .map_err(|e| status::engine_error(&e))?;
+            .await?;
         Ok(Response::new(entity_message(
             &connection,
             &entity_type,
@@ -306,8 +296,7 @@ impl EntityService for ApiState {
                 request_id(&r.request_id),
                 deadline,
             )
-            .await
-            .map_err(|e| status::engine_error(&e))?;
+            .await?;
         Ok(Response::new(()))
     }
 
@@ -324,8 +313,7 @@ impl EntityService for ApiState {
         let ids = self
             .engine
             .update_with_conditions(&runtime, &entity_type, &r.conditions, fields, deadline)
-            .await
-            .map_err(|e| status::engine_error(&e))?;
+            .await?;
         let mut response = serde_json::Map::new();
         response.insert(
             "UpdatedCount".to_owned(),
@@ -348,8 +336,7 @@ impl EntityService for ApiState {
         let runtime = self.runtime(&connection)?;
         self.engine
             .delete_with_conditions(&runtime, &entity_type, &r.conditions, deadline)
-            .await
-            .map_err(|e| status::engine_error(&e))?;
+            .await?;
         Ok(Response::new(()))
     }
 }
@@ -384,10 +371,7 @@ impl ActionService for ApiState {
         let (connection, action) = names::action(&r.name, "name")?;
         telemetry::note_action(&action);
         self.require_connection(&connection)?;
-        let spec = self
-            .engine
-            .action(&action)
-            .map_err(|e| status::engine_error(&e))?;
+        let spec = self.engine.action(&action)?;
         Ok(Response::new(schema::action(&connection, spec, true)))
     }
 
@@ -421,15 +405,12 @@ impl ActionService for ApiState {
                 native,
                 deadline,
             )
-            .await
-            .map_err(|e| status::engine_error(&e))?;
+            .await?;
         Ok(Response::new(pb::ExecuteActionResponse {
             results: rows.iter().map(to_proto_struct).collect(),
         }))
     }
 }
-
-pub use connection_convert::ConnectionApi;
 
 #[cfg(test)]
 mod tests {

@@ -8,11 +8,15 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::engine::result::pascal_case;
-use crate::engine::{EngineError, FieldViolation};
+use crate::auth::AuthError;
+use crate::engine::EngineError;
+use crate::events::EventsError;
+use crate::registry::RegistryError;
+use crate::spec::naming::pascal_case;
 use crate::stripe::error::StripeError;
 use crate::throttle::{ThrottleReason, Throttled};
 use crate::tools::PolicyRefusal;
+use crate::violation::{FieldViolation, INVALID_ARGUMENT};
 
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const DOMAIN: &str = "connector-runtime";
@@ -81,7 +85,7 @@ pub fn status(
 
 /// INVALID_ARGUMENT with a field violation for each problem.
 pub fn invalid_argument(message: impl Into<String>, violations: &[FieldViolation]) -> Status {
-    bad_request("INVALID_ARGUMENT", HashMap::new(), message, violations)
+    bad_request(INVALID_ARGUMENT, HashMap::new(), message, violations)
 }
 
 /// INVALID_ARGUMENT with its own reason and metadata, and a field violation for each problem.
@@ -365,8 +369,7 @@ pub fn engine_error(error: &EngineError) -> Status {
 }
 
 /// Maps every events error.
-pub fn events_error(error: &crate::events::EventsError) -> Status {
-    use crate::events::EventsError;
+pub fn events_error(error: &EventsError) -> Status {
     let one = |key: &str, value: &str| HashMap::from([(key.to_owned(), value.to_owned())]);
     match error {
         EventsError::NotFound(name) => status(
@@ -401,6 +404,121 @@ pub fn events_error(error: &crate::events::EventsError) -> Status {
             error.to_string(),
             HashMap::new(),
         ),
+    }
+}
+
+/// Maps every refusal of a connection change: unknown or existing ids, broken rules (each a
+/// field violation of `connection`), the read-only embedded connection, a failed write.
+pub fn registry_error(error: &RegistryError) -> Status {
+    let one = |value: &str| HashMap::from([("connection".to_owned(), value.to_owned())]);
+    match error {
+        RegistryError::NotFound(id) => status(
+            Code::NotFound,
+            "CONNECTION_NOT_FOUND",
+            error.to_string(),
+            one(id),
+        ),
+        RegistryError::AlreadyExists(id) => status(
+            Code::AlreadyExists,
+            "CONNECTION_ALREADY_EXISTS",
+            error.to_string(),
+            one(id),
+        ),
+        RegistryError::Invalid(violations) => invalid_connection(violations),
+        RegistryError::ReadOnly(id) => status(
+            Code::FailedPrecondition,
+            "CONNECTION_READ_ONLY",
+            error.to_string(),
+            one(id),
+        ),
+        RegistryError::Store(_) => status(
+            Code::Internal,
+            "PERSISTENCE_FAILED",
+            error.to_string(),
+            HashMap::new(),
+        ),
+    }
+}
+
+/// INVALID_ARGUMENT with each broken rule of a connection as a field violation of
+/// `connection.<field>`; the first rule's reason leads and every reason is listed in `reasons`.
+fn invalid_connection(violations: &[FieldViolation]) -> Status {
+    let reason = violations.first().map_or(INVALID_ARGUMENT, |v| v.reason);
+    let reasons: Vec<&str> = violations.iter().map(|v| v.reason).collect();
+    let fields: Vec<FieldViolation> = violations
+        .iter()
+        .map(|v| FieldViolation::new(&format!("connection.{}", v.field), v.description.clone()))
+        .collect();
+    let message = violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    bad_request(
+        reason,
+        HashMap::from([("reasons".to_owned(), reasons.join(","))]),
+        format!("invalid connection: {message}"),
+        &fields,
+    )
+}
+
+/// Maps an authentication failure: UNAUTHENTICATED without a valid token, PERMISSION_DENIED for a
+/// valid token with the wrong role.
+pub fn auth_error(error: &AuthError) -> Status {
+    match error {
+        AuthError::MissingToken => status(
+            Code::Unauthenticated,
+            "MISSING_TOKEN",
+            error.to_string(),
+            HashMap::new(),
+        ),
+        AuthError::UnknownToken => status(
+            Code::Unauthenticated,
+            "INVALID_TOKEN",
+            error.to_string(),
+            HashMap::new(),
+        ),
+        AuthError::Forbidden { needs, .. } => status(
+            Code::PermissionDenied,
+            "ROLE_REQUIRED",
+            error.to_string(),
+            HashMap::from([(
+                "required_role".to_owned(),
+                format!("{needs:?}").to_lowercase(),
+            )]),
+        ),
+    }
+}
+
+// Typed errors travel up to the handlers, which return them with `?`.
+
+impl From<EngineError> for Status {
+    fn from(error: EngineError) -> Self {
+        engine_error(&error)
+    }
+}
+
+impl From<EventsError> for Status {
+    fn from(error: EventsError) -> Self {
+        events_error(&error)
+    }
+}
+
+impl From<RegistryError> for Status {
+    fn from(error: RegistryError) -> Self {
+        registry_error(&error)
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(error: AuthError) -> Self {
+        auth_error(&error)
+    }
+}
+
+impl From<PolicyRefusal> for Status {
+    fn from(refusal: PolicyRefusal) -> Self {
+        tool_refused(&refusal)
     }
 }
 

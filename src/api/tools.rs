@@ -111,7 +111,7 @@ impl ToolApi {
         connection: &str,
     ) -> Result<(crate::connections::model::ToolPolicy, bool), Status> {
         let view = self.state.registry.get(connection).ok_or_else(|| {
-            status::engine_error(&crate::engine::EngineError::ConnectionNotFound(
+            Status::from(crate::engine::EngineError::ConnectionNotFound(
                 connection.to_owned(),
             ))
         })?;
@@ -171,8 +171,7 @@ impl ToolApi {
             connection,
             live_mode,
         }
-        .check(definition)
-        .map_err(|refusal| status::tool_refused(&refusal))?;
+        .check(definition)?;
         let call = ServiceCall {
             state: &self.state,
             connection,
@@ -312,11 +311,7 @@ impl ServiceCall<'_> {
     /// The entity's resource name from its key arguments (parent ids, then `Id`), which it
     /// removes from `args`.
     fn entity_name(&self, entity: &str, args: &mut Map<String, Value>) -> Result<String, Status> {
-        let spec = self
-            .state
-            .engine
-            .entity(entity)
-            .map_err(|e| status::engine_error(&e))?;
+        let spec = self.state.engine.entity(entity)?;
         let mut keys: Vec<&str> = spec.parents.iter().map(|p| p.field.as_str()).collect();
         keys.push("Id");
         let mut parts = Vec::with_capacity(keys.len());

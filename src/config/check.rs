@@ -454,7 +454,7 @@ fn check_dirs(settings: &Settings, problems: &mut Vec<Problem>) {
 }
 
 fn check_nodes(settings: &Settings, problems: &mut Vec<Problem>) {
-    use crate::throttle::InvalidPoolSettings;
+    use crate::throttle::{InvalidBudgetSettings, InvalidPoolSettings};
     let nodes = &settings.nodes;
     // The pool's own rules, once: node counts are per connection and checked there.
     let pool = nodes.pool_settings(&crate::connections::model::NodeSettings::default());
@@ -468,13 +468,14 @@ fn check_nodes(settings: &Settings, problems: &mut Vec<Problem>) {
         };
         problems.push(Problem::new(key, problem.to_string()));
     }
-    let mut at_least_one = |key: &str, value: u64| {
-        if value == 0 {
-            problems.push(Problem::new(format!("nodes.{key}"), "must be at least 1"));
-        }
-    };
-    at_least_one("stripe_budget.test", nodes.stripe_budget.test.into());
-    at_least_one("stripe_budget.live", nodes.stripe_budget.live.into());
+    // The budget's own rules, once.
+    for problem in nodes.budget_settings().problems() {
+        let key = match problem {
+            InvalidBudgetSettings::ZeroTestModeRate => "nodes.stripe_budget.test",
+            InvalidBudgetSettings::ZeroLiveModeRate => "nodes.stripe_budget.live",
+        };
+        problems.push(Problem::new(key, problem.to_string()));
+    }
     if let Some(shared) = &nodes.stripe_budget.shared {
         check_shared_budget(shared, problems);
     }

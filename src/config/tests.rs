@@ -601,6 +601,27 @@ fn node_rules_are_the_pools_own_and_every_one_is_reported() {
 }
 
 #[test]
+fn budget_rules_are_the_budgets_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        &dir,
+        "budget.toml",
+        "[nodes.stripe_budget]\ntest = 0\nlive = 0\n",
+    );
+    let problems = check_with_env(&path, HashMap::new());
+    assert_eq!(
+        keys(&problems),
+        ["nodes.stripe_budget.test", "nodes.stripe_budget.live"]
+    );
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.to_string().contains("must be at least 1")),
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn the_events_section_reads_durations_and_webhook_secrets_and_refuses_unknown_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(

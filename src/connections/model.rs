@@ -6,15 +6,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-/// Default minimum node count of a connection's pool.
-pub const fn default_min_nodes() -> u32 {
-    2
-}
-
-/// Default maximum node count of a connection's pool.
-pub const fn default_max_nodes() -> u32 {
-    50
-}
+// A connection's node counts default to the node pool's own defaults: one definition each.
+use crate::throttle::{default_max_nodes, default_min_nodes};
 
 /// Default verbosity (1–5).
 pub const fn default_verbosity() -> u8 {

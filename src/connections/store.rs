@@ -16,8 +16,8 @@
 //! 3. Otherwise the configuration file's connection is served as written (not copied to disk
 //!    until it is changed through the API), so editing the file and restarting takes effect.
 //!
-//! Writes are synchronous (file I/O and `fsync`); async callers should run them on
-//! `tokio::task::spawn_blocking`. Reads are lock-free snapshots (`Arc` clones).
+//! Writes are synchronous (file I/O and `fsync`); async callers run them on
+//! `tokio::task::spawn_blocking` (the registry does). Reads are lock-free snapshots (`Arc` clones).
 //! This module does not validate settings beyond what a file name needs: callers run
 //! [`crate::connections::validate`] first.
 

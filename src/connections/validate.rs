@@ -5,10 +5,9 @@
 //! `proxy.server_host`, `api_key`), so the gRPC edge can return them as `BadRequest` field
 //! violations unchanged; the configuration file prefixes them with `connections[i].`.
 
-use std::fmt;
-
 use crate::connections::model::{ConnectionSpec, ProxyAuthScheme, ProxySslType, SecretRef};
 use crate::secrets::SecretResolver;
+use crate::violation::FieldViolation;
 
 /// Longest connection name (Google's limit).
 pub const MAX_NAME_LEN: usize = 49;
@@ -27,36 +26,12 @@ pub const MAX_LABELS: usize = 64;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_LEN: usize = 2048;
 
-/// One broken rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// Proto field path, e.g. `node_config.min_node_count`.
-    pub field: String,
-    /// UPPER_SNAKE reason, e.g. `INVALID_NAME`.
-    pub reason: &'static str,
-    /// What is wrong and what is accepted, in words. Never contains a secret value.
-    pub description: String,
-}
-
-impl Violation {
-    fn new(field: impl Into<String>, reason: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason,
-            description: description.into(),
-        }
-    }
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} ({})", self.field, self.description, self.reason)
-    }
-}
-
 /// Checks a connection that must carry its own Stripe key (every connection from the
 /// configuration file or the API). Returns every violation found.
-pub fn validate(spec: &ConnectionSpec, secrets: &SecretResolver) -> Result<(), Vec<Violation>> {
+pub fn validate(
+    spec: &ConnectionSpec,
+    secrets: &SecretResolver,
+) -> Result<(), Vec<FieldViolation>> {
     let mut out = Vec::new();
     check_all(spec, secrets, true, &mut out);
     if out.is_empty() { Ok(()) } else { Err(out) }
@@ -67,7 +42,7 @@ pub fn validate(spec: &ConnectionSpec, secrets: &SecretResolver) -> Result<(), V
 pub fn validate_embedded(
     spec: &ConnectionSpec,
     secrets: &SecretResolver,
-) -> Result<(), Vec<Violation>> {
+) -> Result<(), Vec<FieldViolation>> {
     let mut out = Vec::new();
     check_all(spec, secrets, false, &mut out);
     if out.is_empty() { Ok(()) } else { Err(out) }
@@ -75,7 +50,7 @@ pub fn validate_embedded(
 
 /// Checks a connection name (the `{id}` of `connections/{id}`) on its own, e.g. for a
 /// `connection_id` in a create request. Returns every violation.
-pub fn validate_name(field: &str, name: &str) -> Vec<Violation> {
+pub fn validate_name(field: &str, name: &str) -> Vec<FieldViolation> {
     let mut out = Vec::new();
     check_name(field, name, &mut out);
     out
@@ -85,11 +60,11 @@ fn check_all(
     spec: &ConnectionSpec,
     secrets: &SecretResolver,
     require_key: bool,
-    out: &mut Vec<Violation>,
+    out: &mut Vec<FieldViolation>,
 ) {
     check_name("name", &spec.id, out);
     if spec.description.chars().count() > MAX_DESCRIPTION_LEN {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "description",
             "DESCRIPTION_TOO_LONG",
             format!("the description is longer than {MAX_DESCRIPTION_LEN} characters"),
@@ -99,7 +74,7 @@ fn check_all(
     check_account_id(spec.account_id.as_deref(), out);
     check_api_key(spec.api_key.as_ref(), secrets, require_key, out);
     if !VERBOSITY_RANGE.contains(&spec.verbosity) {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "verbosity",
             "INVALID_VERBOSITY",
             format!("verbosity must be between 1 and 5, got {}", spec.verbosity),
@@ -120,9 +95,9 @@ fn check_all(
     check_tool_policy(spec, out);
 }
 
-fn check_name(field: &str, name: &str, out: &mut Vec<Violation>) {
+fn check_name(field: &str, name: &str, out: &mut Vec<FieldViolation>) {
     if name.is_empty() {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             field,
             "MISSING_NAME",
             "a connection name is required",
@@ -131,7 +106,7 @@ fn check_name(field: &str, name: &str, out: &mut Vec<Violation>) {
     }
     let len = name.chars().count();
     if len > MAX_NAME_LEN {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             field,
             "NAME_TOO_LONG",
             format!("the name has {len} characters; at most {MAX_NAME_LEN} are allowed"),
@@ -141,7 +116,7 @@ fn check_name(field: &str, name: &str, out: &mut Vec<Violation>) {
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             field,
             "INVALID_NAME",
             format!(
@@ -151,14 +126,14 @@ fn check_name(field: &str, name: &str, out: &mut Vec<Violation>) {
         ));
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             field,
             "INVALID_NAME_START",
             "the name must start with a lowercase letter",
         ));
     }
     if !name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             field,
             "INVALID_NAME_END",
             "the name must end with a lowercase letter or a digit",
@@ -166,9 +141,9 @@ fn check_name(field: &str, name: &str, out: &mut Vec<Violation>) {
     }
 }
 
-fn check_connector(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
+fn check_connector(spec: &ConnectionSpec, out: &mut Vec<FieldViolation>) {
     if spec.connector != CONNECTOR {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "connector",
             "UNKNOWN_CONNECTOR",
             format!(
@@ -177,7 +152,7 @@ fn check_connector(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
             ),
         ));
     } else if !CONNECTOR_VERSIONS.contains(&spec.connector_version.as_str()) {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "connector_version",
             "UNKNOWN_CONNECTOR_VERSION",
             format!(
@@ -189,13 +164,13 @@ fn check_connector(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
     }
 }
 
-fn check_account_id(account_id: Option<&str>, out: &mut Vec<Violation>) {
+fn check_account_id(account_id: Option<&str>, out: &mut Vec<FieldViolation>) {
     let Some(id) = account_id else { return };
     let valid = id.strip_prefix("acct_").is_some_and(|rest| {
         !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
     });
     if !valid {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "account_id",
             "INVALID_ACCOUNT_ID",
             "a Stripe account ID looks like `acct_` followed by letters and digits; leave it unset for the key's own account",
@@ -207,11 +182,11 @@ fn check_api_key(
     key: Option<&SecretRef>,
     secrets: &SecretResolver,
     require: bool,
-    out: &mut Vec<Violation>,
+    out: &mut Vec<FieldViolation>,
 ) {
     let Some(key) = key else {
         if require {
-            out.push(Violation::new(
+            out.push(FieldViolation::of_rule(
                 "api_key",
                 "MISSING_API_KEY",
                 "a Stripe API key (secret reference) is required",
@@ -224,13 +199,13 @@ fn check_api_key(
     };
     let value = value.expose();
     if value.starts_with("pk_") {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "api_key",
             "PUBLISHABLE_API_KEY",
             format!("{key} holds a publishable key (`pk_…`); use a secret (`sk_…`) or restricted (`rk_…`) key"),
         ));
     } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "api_key",
             "INVALID_API_KEY",
             format!("{key} contains whitespace or control characters"),
@@ -243,7 +218,7 @@ fn check_secret(
     field: &str,
     reference: &SecretRef,
     secrets: &SecretResolver,
-    out: &mut Vec<Violation>,
+    out: &mut Vec<FieldViolation>,
 ) -> Option<crate::secrets::Secret> {
     match secrets.resolve(reference) {
         Ok(value) => Some(value),
@@ -253,23 +228,23 @@ fn check_secret(
                 e if e.is_malformed() => format!("{field}.version"),
                 _ => field.to_owned(),
             };
-            out.push(Violation::new(path, err.reason(), err.to_string()));
+            out.push(FieldViolation::of_rule(path, err.reason(), err.to_string()));
             None
         }
     }
 }
 
-fn check_nodes(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
+fn check_nodes(spec: &ConnectionSpec, out: &mut Vec<FieldViolation>) {
     let nodes = spec.nodes;
     if nodes.min_node_count < 1 {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "node_config.min_node_count",
             "MIN_NODE_COUNT_TOO_LOW",
             "the minimum node count must be at least 1",
         ));
     }
     if nodes.max_node_count > MAX_NODE_COUNT_LIMIT {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "node_config.max_node_count",
             "MAX_NODE_COUNT_TOO_HIGH",
             format!(
@@ -279,7 +254,7 @@ fn check_nodes(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
         ));
     }
     if nodes.max_node_count < nodes.min_node_count {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "node_config.max_node_count",
             "MAX_NODE_COUNT_BELOW_MIN",
             format!(
@@ -290,18 +265,18 @@ fn check_nodes(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
     }
 }
 
-fn check_proxy(spec: &ConnectionSpec, secrets: &SecretResolver, out: &mut Vec<Violation>) {
+fn check_proxy(spec: &ConnectionSpec, secrets: &SecretResolver, out: &mut Vec<FieldViolation>) {
     let proxy = &spec.proxy;
     if !proxy.enabled {
         return;
     }
     match proxy.host.as_deref() {
-        None | Some("") => out.push(Violation::new(
+        None | Some("") => out.push(FieldViolation::of_rule(
             "proxy.server_host",
             "MISSING_PROXY_HOST",
             "a proxy host is required when the proxy is enabled",
         )),
-        Some(host) if !is_host(host) => out.push(Violation::new(
+        Some(host) if !is_host(host) => out.push(FieldViolation::of_rule(
             "proxy.server_host",
             "INVALID_PROXY_HOST",
             format!(
@@ -312,7 +287,7 @@ fn check_proxy(spec: &ConnectionSpec, secrets: &SecretResolver, out: &mut Vec<Vi
         Some(_) => {}
     }
     if matches!(proxy.port, None | Some(0)) {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "proxy.server_port",
             "MISSING_PROXY_PORT",
             "a proxy port (1-65535) is required when the proxy is enabled",
@@ -320,7 +295,7 @@ fn check_proxy(spec: &ConnectionSpec, secrets: &SecretResolver, out: &mut Vec<Vi
     }
     if proxy.auth_scheme == ProxyAuthScheme::Digest && proxy.ssl_type == ProxySslType::Always {
         // DIGEST goes through a loopback adapter that speaks plain HTTP to the proxy.
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "proxy.auth_scheme",
             "PROXY_AUTH_SCHEME_UNSUPPORTED",
             "DIGEST proxy authentication is not supported with SSL type ALWAYS (TLS to the proxy)",
@@ -331,14 +306,14 @@ fn check_proxy(spec: &ConnectionSpec, secrets: &SecretResolver, out: &mut Vec<Vi
         ProxyAuthScheme::Basic | ProxyAuthScheme::Digest
     ) {
         if proxy.user.as_deref().is_none_or(str::is_empty) {
-            out.push(Violation::new(
+            out.push(FieldViolation::of_rule(
                 "proxy.user",
                 "MISSING_PROXY_USER",
                 "a proxy user is required with BASIC or DIGEST authentication",
             ));
         }
         match &proxy.password {
-            None => out.push(Violation::new(
+            None => out.push(FieldViolation::of_rule(
                 "proxy.password",
                 "MISSING_PROXY_PASSWORD",
                 "a proxy password (secret reference) is required with BASIC or DIGEST authentication",
@@ -374,7 +349,7 @@ fn is_host(host: &str) -> bool {
 /// Most patterns in each list of a tool policy.
 pub const MAX_TOOL_PATTERNS: usize = 200;
 
-fn check_tool_policy(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
+fn check_tool_policy(spec: &ConnectionSpec, out: &mut Vec<FieldViolation>) {
     let policy = &spec.tool_policy;
     for (list, patterns) in [
         ("allow", &policy.allow),
@@ -382,7 +357,7 @@ fn check_tool_policy(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
         ("deny", &policy.deny),
     ] {
         if patterns.len() > MAX_TOOL_PATTERNS {
-            out.push(Violation::new(
+            out.push(FieldViolation::of_rule(
                 format!("tool_policy.{list}"),
                 "TOO_MANY_TOOL_PATTERNS",
                 format!(
@@ -393,7 +368,7 @@ fn check_tool_policy(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
         }
         for (index, pattern) in patterns.iter().enumerate() {
             if !crate::tools::valid_pattern(pattern) {
-                out.push(Violation::new(
+                out.push(FieldViolation::of_rule(
                     format!("tool_policy.{list}[{index}]"),
                     "INVALID_TOOL_PATTERN",
                     "tool patterns have 1 to 100 characters: lowercase letters, digits, `_` and the wildcard `*`",
@@ -403,9 +378,9 @@ fn check_tool_policy(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
     }
 }
 
-fn check_labels(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
+fn check_labels(spec: &ConnectionSpec, out: &mut Vec<FieldViolation>) {
     if spec.labels.len() > MAX_LABELS {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             "labels",
             "TOO_MANY_LABELS",
             format!(
@@ -422,7 +397,7 @@ fn check_labels(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
             .next()
             .is_some_and(|c| c.is_alphabetic() && !c.is_uppercase());
         if key.chars().count() > MAX_LABEL_LEN || !starts_ok || !key.chars().all(label_char) {
-            out.push(Violation::new(
+            out.push(FieldViolation::of_rule(
                 field.clone(),
                 "INVALID_LABEL_KEY",
                 format!(
@@ -431,7 +406,7 @@ fn check_labels(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
             ));
         }
         if value.chars().count() > MAX_LABEL_LEN || !value.chars().all(label_char) {
-            out.push(Violation::new(
+            out.push(FieldViolation::of_rule(
                 field,
                 "INVALID_LABEL_VALUE",
                 format!(
@@ -442,7 +417,7 @@ fn check_labels(spec: &ConnectionSpec, out: &mut Vec<Violation>) {
     }
 }
 
-fn check_base_url(raw: &str, out: &mut Vec<Violation>) {
+fn check_base_url(raw: &str, out: &mut Vec<FieldViolation>) {
     const FIELD: &str = "api_base_url";
     let url = match url::Url::parse(raw) {
         Ok(url) => url,
@@ -453,7 +428,7 @@ fn check_base_url(raw: &str, out: &mut Vec<Violation>) {
             } else {
                 format!("`{}`", raw.escape_debug())
             };
-            out.push(Violation::new(
+            out.push(FieldViolation::of_rule(
                 FIELD,
                 "INVALID_URL",
                 format!("{shown} is not an absolute URL: {err}"),
@@ -462,25 +437,29 @@ fn check_base_url(raw: &str, out: &mut Vec<Violation>) {
         }
     };
     if !matches!(url.scheme(), "http" | "https") {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             FIELD,
             "UNSUPPORTED_URL_SCHEME",
             format!("the scheme must be http or https, got `{}`", url.scheme()),
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        out.push(Violation::new(FIELD, "INVALID_URL", "the URL has no host"));
+        out.push(FieldViolation::of_rule(
+            FIELD,
+            "INVALID_URL",
+            "the URL has no host",
+        ));
     }
     // Credentials in a URL end up in logs; keys belong in `api_key`.
     if !url.username().is_empty() || url.password().is_some() {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             FIELD,
             "URL_HAS_CREDENTIALS",
             "the URL must not carry a user or password; put the key in `api_key`",
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        out.push(Violation::new(
+        out.push(FieldViolation::of_rule(
             FIELD,
             "INVALID_URL",
             "the base URL must not have a query or fragment",

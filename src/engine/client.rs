@@ -7,10 +7,12 @@
 use std::sync::Once;
 use std::time::Duration;
 
+use http::HeaderValue;
 use rand::Rng;
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument;
+use zeroize::Zeroizing;
 
 use super::error::EngineError;
 use super::request::UpstreamRequest;
@@ -20,17 +22,32 @@ use crate::spec::model::HttpMethod;
 use crate::stripe::error::StripeError;
 use crate::stripe::{form, headers};
 
-/// A secret string whose Debug and Display never show the value.
+/// A secret string whose Debug and Display never show the value, wiped from memory on drop.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Redacted(String);
+pub struct Redacted(Zeroizing<String>);
 
 impl Redacted {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(Zeroizing::new(value.into()))
     }
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+impl From<&crate::secrets::Secret> for Redacted {
+    fn from(secret: &crate::secrets::Secret) -> Self {
+        Self::new(secret.expose())
+    }
+}
+
+/// `Authorization: Bearer <key>`, marked sensitive so the HTTP stack never logs it; the text it
+/// is made from is wiped as soon as the header holds it.
+fn bearer_header(key: &Redacted) -> Result<HeaderValue, ClientBuildError> {
+    let text = Zeroizing::new(format!("Bearer {}", key.expose()));
+    let mut value = HeaderValue::from_str(&text).map_err(|_| ClientBuildError::ApiKey)?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 impl std::fmt::Debug for Redacted {
@@ -104,6 +121,8 @@ pub fn ensure_crypto_provider() {
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     http: reqwest::Client,
+    /// Built once from the key: the key never passes through a plain `String` per request.
+    authorization: HeaderValue,
     options: ClientOptions,
 }
 
@@ -116,6 +135,8 @@ pub enum ClientBuildError {
     Certificate(String),
     #[error("cannot build the HTTP client: {0}")]
     Build(String),
+    #[error("the API key holds characters an HTTP header cannot carry")]
+    ApiKey,
 }
 
 impl UpstreamClient {
@@ -145,7 +166,12 @@ impl UpstreamClient {
         let http = builder
             .build()
             .map_err(|e| ClientBuildError::Build(e.to_string()))?;
-        Ok(Self { http, options })
+        let authorization = bearer_header(&options.api_key)?;
+        Ok(Self {
+            http,
+            authorization,
+            options,
+        })
     }
 
     /// True when the connection's log level lets lines of `level` through.
@@ -328,7 +354,7 @@ impl UpstreamClient {
             .http
             .request(method, &url)
             .timeout(timeout)
-            .bearer_auth(self.options.api_key.expose())
+            .header(http::header::AUTHORIZATION, self.authorization.clone())
             .header(headers::HEADER_STRIPE_VERSION, &self.options.api_version);
         if !request.query.is_empty() {
             builder = builder.query(&request.query);
@@ -552,5 +578,17 @@ mod tests {
     fn redacted_values_do_not_print() {
         let key = Redacted::new("sk_test_very_secret");
         assert_eq!(format!("{key:?}"), "[redacted]");
+    }
+
+    #[test]
+    fn the_authorization_header_is_sensitive_and_does_not_print() {
+        let header = bearer_header(&Redacted::new("sk_test_very_secret")).unwrap();
+        assert!(header.is_sensitive());
+        assert_eq!(header.as_bytes(), b"Bearer sk_test_very_secret");
+        assert!(!format!("{header:?}").contains("sk_test"));
+        assert!(matches!(
+            bearer_header(&Redacted::new("sk_test_\n")),
+            Err(ClientBuildError::ApiKey)
+        ));
     }
 }

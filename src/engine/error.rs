@@ -6,21 +6,7 @@ use crate::spec::model::OperationKind;
 use crate::stripe::error::StripeError;
 use crate::throttle::Throttled;
 
-/// One invalid input, named by the caller's field path (e.g. `Amount`, `Shipping.address.line1`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    pub field: String,
-    pub description: String,
-}
-
-impl FieldViolation {
-    pub fn new(field: &str, description: String) -> Self {
-        Self {
-            field: field.to_owned(),
-            description,
-        }
-    }
-}
+pub use crate::violation::FieldViolation;
 
 /// Errors of the generic engine.
 #[derive(Debug, thiserror::Error)]

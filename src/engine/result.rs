@@ -3,21 +3,8 @@
 use serde_json::{Map, Value};
 
 use crate::spec::model::{EntitySpec, ResultShape};
-
-/// `payment_method_types` → `PaymentMethodTypes`; used for fields the spec does not list.
-pub fn pascal_case(snake: &str) -> String {
-    snake
-        .split(['_', '.'])
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            match chars.next() {
-                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
-                None => String::new(),
-            }
-        })
-        .collect()
-}
+// Names fields the spec does not list.
+use crate::spec::naming::pascal_case;
 
 /// An entity's fields under PascalCase names, with native JSON values, moved out of the object.
 /// Members the spec does not know (a newer API version) are kept under a derived PascalCase name

@@ -229,6 +229,29 @@ pub struct BudgetSettings {
     pub max_wait: Duration,
 }
 
+/// A budget setting out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidBudgetSettings {
+    #[error("must be at least 1")]
+    ZeroTestModeRate,
+    #[error("must be at least 1")]
+    ZeroLiveModeRate,
+}
+
+impl BudgetSettings {
+    /// Every setting out of range, in declaration order (for reports that list them all).
+    pub fn problems(&self) -> Vec<InvalidBudgetSettings> {
+        let mut problems = Vec::new();
+        if self.test_mode_rate == 0 {
+            problems.push(InvalidBudgetSettings::ZeroTestModeRate);
+        }
+        if self.live_mode_rate == 0 {
+            problems.push(InvalidBudgetSettings::ZeroLiveModeRate);
+        }
+        problems
+    }
+}
+
 impl Default for BudgetSettings {
     fn default() -> Self {
         Self {

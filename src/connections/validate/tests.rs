@@ -29,7 +29,7 @@ fn valid() -> ConnectionSpec {
     spec
 }
 
-fn violations(spec: &ConnectionSpec) -> Vec<Violation> {
+fn violations(spec: &ConnectionSpec) -> Vec<FieldViolation> {
     validate(spec, &secrets()).err().unwrap_or_default()
 }
 
