@@ -5,16 +5,13 @@
 //! the spec tell it.
 
 pub mod clause_check;
-pub mod client;
 pub mod conditions;
 pub mod error;
 pub mod export;
+pub mod input_check;
 pub mod paging;
-pub mod proxy_tunnel;
 pub mod request;
 pub mod result;
-pub mod retry;
-pub mod schema;
 pub mod sorting;
 pub mod tier;
 
@@ -29,7 +26,7 @@ use crate::spec::model::{
 use crate::stripe::error::StripeError;
 use crate::stripe::headers::MAX_IDEMPOTENCY_KEY_LEN;
 use crate::throttle::{AccountBudget, NodePool};
-use client::{CallOptions, UpstreamClient, UpstreamResponse};
+use crate::upstream::client::{CallOptions, UpstreamClient, UpstreamResponse};
 use conditions::{Condition, Op};
 pub use error::{EngineError, FieldViolation};
 use paging::PageToken;
@@ -128,7 +125,7 @@ pub struct ConnectionRuntime {
     pub pool: Arc<NodePool>,
     pub budget: Arc<AccountBudget>,
     /// The loopback adapter in front of a Digest-authenticating proxy, kept alive with the client.
-    pub proxy_adapter: Option<Arc<proxy_tunnel::TunnelAdapter>>,
+    pub proxy_adapter: Option<Arc<crate::upstream::proxy_tunnel::TunnelAdapter>>,
 }
 
 impl ConnectionRuntime {
@@ -1103,12 +1100,12 @@ fn require_list_params(
                     let allowed = param
                         .json_schema
                         .pointer(&format!("/properties/{member}"))
-                        .map_or_else(|| "a value".to_owned(), schema::describe);
+                        .map_or_else(|| "a value".to_owned(), input_check::describe);
                     format!("{field}.{member} = <{allowed}>")
                 })
                 .collect();
             let needed = if members.is_empty() {
-                format!("{field} = <{}>", schema::describe(&param.json_schema))
+                format!("{field} = <{}>", input_check::describe(&param.json_schema))
             } else {
                 members.join(" AND ")
             };

@@ -1,7 +1,7 @@
 //! connector-runtime: a Stripe integration-connector runtime with a gRPC interface modelled on
 //! Google Integration Connectors.
 //!
-//! Dependencies point one way: `api → engine → {spec, throttle, stripe}`; nothing imports `api` or `app`.
+//! Dependencies point one way: `api → engine → {upstream, spec, throttle, stripe}`; nothing imports `api` or `app`.
 
 pub mod api;
 pub mod app;
@@ -19,3 +19,4 @@ pub mod stripe;
 pub mod telemetry;
 pub mod throttle;
 pub mod tools;
+pub mod upstream;

@@ -11,13 +11,13 @@ use crate::connections::model::{
 };
 use crate::connections::store::{ConnectionStore, StoreError};
 use crate::connections::validate::{self, Violation};
-use crate::engine::client::{ClientOptions, ProxyOptions, Redacted, UpstreamClient};
-use crate::engine::proxy_tunnel::{TunnelAdapter, TunnelAuth, TunnelProxy};
 use crate::engine::{ConnectionRuntime, EngineError};
 use crate::secrets::SecretResolver;
 use crate::throttle::{
     AccountBudgets, BudgetSettings, NodePool, PoolSettings, PoolStatus, SharedBudget,
 };
+use crate::upstream::client::{ClientOptions, ProxyOptions, Redacted, UpstreamClient};
+use crate::upstream::proxy_tunnel::{TunnelAdapter, TunnelAuth, TunnelProxy};
 
 /// The embedded connection's id, wired to the built-in sandbox.
 pub const EMBEDDED_CONNECTION_ID: &str = "stripe-sandbox";

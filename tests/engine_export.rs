@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use connector_runtime::engine::client::{ClientOptions, Redacted, UpstreamClient};
 use connector_runtime::engine::export::{ExportEvent, ExportRequest};
 use connector_runtime::engine::{ConnectionRuntime, Engine};
 use connector_runtime::sandbox::{self, SANDBOX_API_KEY, SandboxConfig, SimulatedClock};
 use connector_runtime::throttle::{AccountBudgets, BudgetSettings, NodePool, PoolSettings};
+use connector_runtime::upstream::client::{ClientOptions, Redacted, UpstreamClient};
 use futures::StreamExt;
 use serde_json::Value;
 

@@ -8,11 +8,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use connector_runtime::engine::client::{ClientOptions, Redacted, UpstreamClient};
 use connector_runtime::engine::tier::Tier;
 use connector_runtime::engine::{ConnectionRuntime, Engine, EngineError, ListQuery};
 use connector_runtime::sandbox::{self, SANDBOX_API_KEY, SandboxConfig};
 use connector_runtime::throttle::{AccountBudgets, BudgetSettings, NodePool, PoolSettings};
+use connector_runtime::upstream::client::{ClientOptions, Redacted, UpstreamClient};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -16,10 +16,10 @@ use crate::connections::model::{
 };
 use crate::connections::validate::Violation;
 use crate::engine::FieldViolation;
-use crate::engine::client::CallOptions;
 use crate::engine::request::UpstreamRequest;
 use crate::registry::{ConnectionView, Registry, RegistryError};
 use crate::spec::model::HttpMethod;
+use crate::upstream::client::CallOptions;
 
 /// The ConnectionService implementation.
 #[derive(Debug, Clone)]

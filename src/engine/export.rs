@@ -16,13 +16,13 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::client::CallOptions;
 use super::conditions::{self, Condition};
 use super::{
     ConnectionRuntime, Engine, EngineError, EntityRecord, ListPlan, OperationKind, object_of,
     plan_list, request, require_list_params,
 };
 use crate::spec::model::{EntitySpec, OperationSpec, ParamLocation};
+use crate::upstream::client::CallOptions;
 
 /// Partitions read at once when the caller does not say.
 pub const DEFAULT_PARALLELISM: usize = 16;

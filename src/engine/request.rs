@@ -9,7 +9,7 @@
 use serde_json::{Map, Value};
 
 use super::error::FieldViolation;
-use super::schema;
+use super::input_check;
 use crate::spec::model::{HttpMethod, OperationSpec, ParamLocation, ParamSpec};
 use crate::stripe::{form, gated};
 
@@ -86,7 +86,7 @@ pub fn build(
         }
         seen.push(&param.source);
         let before = violations.len();
-        schema::check(&param.name, &param.json_schema, value, &mut violations);
+        input_check::check(&param.name, &param.json_schema, value, &mut violations);
         if violations.len() == before
             && param.required
             && param.location != ParamLocation::Path
@@ -97,7 +97,7 @@ pub fn build(
                 &param.name,
                 format!(
                     "is required and cannot be empty; give {}",
-                    schema::describe(&param.json_schema)
+                    input_check::describe(&param.json_schema)
                 ),
             ));
         }

@@ -12,10 +12,10 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::error::EngineError;
-use super::request::UpstreamRequest;
 use super::retry::{self, Decision, Outcome};
 use crate::connections::model::LogLevel;
+use crate::engine::error::EngineError;
+use crate::engine::request::UpstreamRequest;
 use crate::spec::model::HttpMethod;
 use crate::stripe::error::StripeError;
 use crate::stripe::{form, headers};
