@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod connections;
+pub mod dialects;
 pub mod engine;
 pub mod events;
 pub mod fleet;

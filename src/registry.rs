@@ -17,6 +17,7 @@ use crate::throttle::{
     AccountBudgets, BudgetSettings, NodePool, PoolSettings, PoolStatus, SharedBudget,
 };
 use crate::upstream::client::{ClientOptions, ProxyOptions, Redacted, UpstreamClient};
+use crate::upstream::dialect::{Credentials, Dialect};
 use crate::upstream::proxy_tunnel::{TunnelAdapter, TunnelAuth, TunnelProxy};
 
 /// The embedded connection's id, wired to the built-in sandbox.
@@ -36,8 +37,10 @@ pub struct RuntimeOptions {
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
     pub extra_ca_pem: Option<Vec<u8>>,
-    /// `Stripe-Version` sent upstream (the connector spec's API version).
+    /// The API version the connector spec describes (Stripe's dialect sends it as `Stripe-Version`).
     pub api_version: String,
+    /// The connector spec's upstream dialect.
+    pub dialect: Arc<dyn Dialect>,
 }
 
 /// The built-in sandbox the embedded connection talks to.
@@ -104,11 +107,6 @@ impl std::fmt::Debug for Registry {
             .field("connections", &self.ids())
             .finish()
     }
-}
-
-/// Not reversible and never logged: groups connections that share a key into one Stripe budget.
-fn key_fingerprint(key: &str) -> String {
-    format!("key:{}", crate::engine::paging::fingerprint(&[key]))
 }
 
 /// Whether `next` differs from `current` only in settings an operator may change on the embedded
@@ -334,28 +332,31 @@ impl Registry {
         } else {
             None
         };
-        let live = crate::stripe::is_live_key(&api_key);
-        let budget_key = spec
-            .account_id
-            .clone()
-            .unwrap_or_else(|| key_fingerprint(&api_key));
-        let budget = self.budgets.budget_for(&budget_key, live);
-        let client = UpstreamClient::new(ClientOptions {
-            base_url: spec.api_base_url.clone(),
-            api_key: Redacted::new(api_key),
-            account_id: spec.account_id.clone(),
-            api_version: self.options.api_version.clone(),
-            connect_timeout: self.options.connect_timeout,
-            request_timeout: self.options.request_timeout,
-            max_retries: self.options.max_retries,
-            backoff_base: self.options.backoff_base,
-            backoff_cap: self.options.backoff_cap,
-            proxy,
-            extra_ca_pem: self.options.extra_ca_pem.clone(),
-            verbosity: spec.verbosity,
-            log_level: spec.log_level,
-            connection: spec.id.clone(),
-        })
+        let account = self.options.dialect.rate_account(&Credentials {
+            api_key: &api_key,
+            account_id: spec.account_id.as_deref(),
+            api_version: &self.options.api_version,
+        });
+        let budget = self.budgets.budget_for(&account.key, account.live);
+        let client = UpstreamClient::new(
+            ClientOptions {
+                base_url: spec.api_base_url.clone(),
+                api_key: Redacted::new(api_key),
+                account_id: spec.account_id.clone(),
+                api_version: self.options.api_version.clone(),
+                connect_timeout: self.options.connect_timeout,
+                request_timeout: self.options.request_timeout,
+                max_retries: self.options.max_retries,
+                backoff_base: self.options.backoff_base,
+                backoff_cap: self.options.backoff_cap,
+                proxy,
+                extra_ca_pem: self.options.extra_ca_pem.clone(),
+                verbosity: spec.verbosity,
+                log_level: spec.log_level,
+                connection: spec.id.clone(),
+            },
+            self.options.dialect.clone(),
+        )
         .map_err(|e| e.to_string())?;
         let (min, max) = (spec.nodes.min_node_count, spec.nodes.max_node_count);
         let pool = match pool {

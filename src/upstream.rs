@@ -6,5 +6,8 @@
 //! hints) comes from the connector's dialect.
 
 pub mod client;
+pub mod dialect;
+pub mod error;
+pub mod form;
 pub mod proxy_tunnel;
 pub mod retry;

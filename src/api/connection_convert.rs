@@ -16,9 +16,7 @@ use crate::connections::model::{
 };
 use crate::connections::validate::Violation;
 use crate::engine::FieldViolation;
-use crate::engine::request::UpstreamRequest;
 use crate::registry::{ConnectionView, Registry, RegistryError};
-use crate::spec::model::HttpMethod;
 use crate::upstream::client::CallOptions;
 
 /// The ConnectionService implementation.
@@ -343,7 +341,7 @@ fn apply(
     }
     if wants("api_base_url") {
         spec.api_base_url = if proto.api_base_url.is_empty() {
-            crate::connections::model::STRIPE_API_BASE_URL.to_owned()
+            crate::connections::model::default_base_url()
         } else {
             proto.api_base_url.clone()
         };
@@ -520,16 +518,9 @@ impl ConnectionService for ConnectionApi {
                 format!("the connection's credentials are not usable: {reason}"),
             ),
             Ok(runtime) => {
-                // The cheapest authenticated read: one customer. It does not take a node, so a
+                // The dialect's cheapest authenticated read. It does not take a node, so a
                 // saturated pool still reports its upstream health.
-                let probe = UpstreamRequest {
-                    method: HttpMethod::Get,
-                    path: "/v1/customers".to_owned(),
-                    query: vec![("limit".to_owned(), "1".to_owned())],
-                    form: Vec::new(),
-                    operation_id: "GetCustomers".to_owned(),
-                    path_template: "/v1/customers".to_owned(),
-                };
+                let probe = runtime.dialect().status_probe();
                 let options = CallOptions {
                     idempotency_key: None,
                     deadline: Some(deadline.unwrap_or_else(|| {

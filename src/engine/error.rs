@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::spec::model::OperationKind;
-use crate::stripe::error::StripeError;
 use crate::throttle::Throttled;
+use crate::upstream::error::UpstreamError;
 
 /// One invalid input, named by the caller's field path (e.g. `Amount`, `Shipping.address.line1`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +43,9 @@ pub enum EngineError {
         entity: String,
         operation: OperationKind,
     },
-    /// Stripe answered with an error object.
+    /// The upstream answered with an error (read by the connector's dialect).
     #[error("{0}")]
-    Upstream(Box<StripeError>),
+    Upstream(Box<UpstreamError>),
     /// The upstream could not be reached or did not answer in time.
     #[error("upstream unavailable: {message}")]
     Unavailable {
@@ -58,17 +58,23 @@ pub enum EngineError {
     /// The proxy refused the connection's proxy credentials (HTTP 407).
     #[error("the proxy rejected the proxy credentials: {0}")]
     ProxyAuthentication(String),
-    /// The upstream answered something that is not Stripe's shape.
+    /// The upstream answered something that is not the shape its dialect expects.
     #[error("unexpected upstream response: {0}")]
     BadResponse(String),
-    /// The connection's pool or Stripe budget has no capacity in time.
+    /// The connection's pool or its account's rate budget has no capacity in time.
     #[error(transparent)]
     Throttled(#[from] Throttled),
-    /// An order other than Stripe's was asked of more entities than are sorted in one read.
+    /// An order other than the upstream's own was asked of more entities than are sorted in one
+    /// read. `native` names the upstream's order (e.g. `Created DESC`), when it has one.
     #[error(
-        "the clause matches more than {limit} entities, too many to sort in another order than Created DESC; narrow the conditions or sort by Created DESC"
+        "the clause matches more than {limit} entities, too many to sort in another order than the upstream's{}; narrow the conditions{}",
+        native.as_deref().map(|order| format!(" ({order})")).unwrap_or_default(),
+        native.as_deref().map(|order| format!(" or sort by {order}")).unwrap_or_default()
     )]
-    TooManyToSort { limit: usize },
+    TooManyToSort {
+        limit: usize,
+        native: Option<String>,
+    },
     /// The connection cannot serve calls (e.g. its secret does not resolve).
     #[error("connection not ready: {0}")]
     NotReady(String),

@@ -10,17 +10,22 @@ use serde_json::{Map, Value};
 
 use super::error::FieldViolation;
 use super::input_check;
-use crate::spec::model::{HttpMethod, OperationSpec, ParamLocation, ParamSpec};
-use crate::stripe::{form, gated};
+use crate::spec::model::{BodyEncoding, HttpMethod, OperationSpec, ParamLocation, ParamSpec};
+use crate::stripe::gated;
+use crate::upstream::form;
 
-/// A request ready to send: method, concrete path, query and form pairs.
+/// A request ready to send: method, concrete path, query pairs, and the body as form pairs or a
+/// JSON object (by the operation's body encoding).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamRequest {
     pub method: HttpMethod,
     /// Concrete path, e.g. `/v1/payment_intents/pi_123/confirm`.
     pub path: String,
     pub query: Vec<(String, String)>,
+    /// The body of a form-encoded POST.
     pub form: Vec<(String, String)>,
+    /// The body of a JSON POST (`None` for form-encoded operations).
+    pub json: Option<Map<String, Value>>,
     /// Stripe's operationId, for traces.
     pub operation_id: String,
     /// The path before ids were put in, e.g. `/v1/payment_intents/{intent}/confirm`: what traces
@@ -64,6 +69,7 @@ pub fn build(
     let mut violations = Vec::new();
     let mut query = Vec::new();
     let mut body = Vec::new();
+    let mut json = (op.body == BodyEncoding::Json).then(Map::new);
     let mut placeholders: Vec<(String, String)> = path_values
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -117,7 +123,12 @@ pub fn build(
             ParamLocation::Body if op.method != HttpMethod::Post => {
                 form::flatten_into(&param.source, value, &mut query)
             }
-            ParamLocation::Body => form::flatten_into(&param.source, value, &mut body),
+            ParamLocation::Body => match json.as_mut() {
+                Some(object) => {
+                    object.insert(param.source.clone(), value.clone());
+                }
+                None => form::flatten_into(&param.source, value, &mut body),
+            },
         }
     }
 
@@ -161,6 +172,7 @@ pub fn build(
             path,
             query,
             form: body,
+            json: json.filter(|_| op.method == HttpMethod::Post),
             operation_id: op.operation_id.clone(),
             path_template: op.path.clone(),
         })
@@ -227,6 +239,7 @@ mod tests {
                     json!({"type": "object", "additionalProperties": {"type": "string"}}),
                 ),
             ],
+            body: BodyEncoding::Form,
         }
     }
 

@@ -381,9 +381,9 @@ mod tests {
             let original = Value::Object(original);
             let mut pairs = Vec::new();
             for (key, value) in original.as_object().into_iter().flatten() {
-                crate::stripe::form::flatten_into(key, value, &mut pairs);
+                crate::upstream::form::flatten_into(key, value, &mut pairs);
             }
-            let encoded = crate::stripe::form::encode(&pairs);
+            let encoded = crate::upstream::form::encode(&pairs);
             let decoded = decode(encoded.as_bytes(), |_| Declared::Schema(&Value::Null)).unwrap();
             assert_eq!(Value::Object(decoded), original, "{encoded}");
         }
