@@ -188,6 +188,27 @@ impl ConnectionRuntime {
         self.client.dialect()
     }
 
+    /// Builds a request from the caller's inputs; the dialect explains the parameters it
+    /// withholds on purpose.
+    fn request(
+        &self,
+        op: &OperationSpec,
+        inputs: &Map<String, Value>,
+        path_values: &[(&str, &str)],
+    ) -> Result<UpstreamRequest, EngineError> {
+        request::build(op, inputs, path_values).map_err(|mut violations| {
+            for violation in &mut violations {
+                if violation.description == request::UNKNOWN_PARAMETER
+                    && let Some(reason) =
+                        self.dialect().withheld(&op.operation_id, &violation.field)
+                {
+                    reason.clone_into(&mut violation.description);
+                }
+            }
+            EngineError::InvalidInput(violations)
+        })
+    }
+
     /// The idempotency key of a write: the caller's request id under the connection's id, or a
     /// fresh one; `None` when the upstream has no idempotency keys.
     fn idempotency_key(&self, request_id: Option<&str>) -> Result<Option<String>, EngineError> {
@@ -297,12 +318,11 @@ impl Engine {
         let entity = self.entity(entity_name)?;
         let op = Self::operation(entity, OperationKind::Get)?;
         let id = EntityId::parse(entity, id)?;
-        let request = request::build(
+        let request = conn.request(
             op,
             &Map::new(),
             &op.path_values(entity, &id.parents, Some(&id.id)),
-        )
-        .map_err(EngineError::InvalidInput)?;
+        )?;
         let (object, request_id) = object_of(
             conn.call(
                 &request,
@@ -351,7 +371,7 @@ impl Engine {
                     })
             })
             .collect::<Result<_, _>>()?;
-        let request = request::build(op, &fields, &[]).map_err(EngineError::InvalidInput)?;
+        let request = conn.request(op, &fields, &[])?;
         let options = CallOptions {
             idempotency_key: conn.idempotency_key(request_id)?,
             deadline,
@@ -384,12 +404,11 @@ impl Engine {
                         .any(|p| &p.field == k || &p.param == k))
             })
             .collect();
-        let request = request::build(
+        let request = conn.request(
             op,
             &changes,
             &op.path_values(entity, &id.parents, Some(&id.id)),
-        )
-        .map_err(EngineError::InvalidInput)?;
+        )?;
         let options = CallOptions {
             idempotency_key: conn.idempotency_key(request_id)?,
             deadline,
@@ -409,12 +428,11 @@ impl Engine {
         let entity = self.entity(entity_name)?;
         let op = Self::operation(entity, OperationKind::Delete)?;
         let id = EntityId::parse(entity, id)?;
-        let request = request::build(
+        let request = conn.request(
             op,
             &Map::new(),
             &op.path_values(entity, &id.parents, Some(&id.id)),
-        )
-        .map_err(EngineError::InvalidInput)?;
+        )?;
         // DELETE is idempotent upstream; a key is still sent when the method is POST-shaped.
         let key = match op.method {
             crate::spec::model::HttpMethod::Post => conn.idempotency_key(request_id)?,
@@ -443,8 +461,7 @@ impl Engine {
         deadline: Option<Instant>,
     ) -> Result<Vec<Map<String, Value>>, EngineError> {
         let action = self.action(action_name)?;
-        let request = request::build(&action.operation, &parameters, &[])
-            .map_err(EngineError::InvalidInput)?;
+        let request = conn.request(&action.operation, &parameters, &[])?;
         let key = match action.operation.method {
             crate::spec::model::HttpMethod::Post => conn.idempotency_key(request_id)?,
             _ => None,
@@ -748,14 +765,13 @@ impl ListReader<'_> {
         let paged_upstream = self
             .dialect
             .page_inputs(self.op, &mut inputs, limit, cursor);
-        let request = request::build(
+        let request = self.conn.request(
             self.op,
             &inputs,
             &self
                 .op
                 .path_values(self.entity, &self.plan.parent_ids, None),
-        )
-        .map_err(EngineError::InvalidInput)?;
+        )?;
         let response = self.call(&request).await?;
         let request_id = response.request_id.clone();
         let (body, _) = object_of(response)?;

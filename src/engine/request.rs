@@ -11,7 +11,6 @@ use serde_json::{Map, Value};
 use super::error::FieldViolation;
 use super::input_check;
 use crate::spec::model::{BodyEncoding, HttpMethod, OperationSpec, ParamLocation, ParamSpec};
-use crate::stripe::gated;
 use crate::upstream::form;
 
 /// A request ready to send: method, concrete path, query pairs, and the body as form pairs or a
@@ -32,6 +31,9 @@ pub struct UpstreamRequest {
     /// show, never the ids.
     pub path_template: String,
 }
+
+/// The violation of an input naming no parameter (a dialect may explain it: `Dialect::withheld`).
+pub const UNKNOWN_PARAMETER: &str = "unknown parameter";
 
 /// Finds the parameter an input key names: by PascalCase name or by Stripe's name.
 pub fn find_param<'a>(op: &'a OperationSpec, key: &str) -> Option<&'a ParamSpec> {
@@ -78,9 +80,7 @@ pub fn build(
 
     for (key, value) in inputs {
         let Some(param) = find_param(op, key) else {
-            let description = gated::withheld(&op.operation_id, key)
-                .map_or_else(|| "unknown parameter".to_owned(), str::to_owned);
-            violations.push(FieldViolation::new(key, description));
+            violations.push(FieldViolation::new(key, UNKNOWN_PARAMETER.to_owned()));
             continue;
         };
         if seen.contains(&param.source.as_str()) {

@@ -6,7 +6,7 @@
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::{error, headers, search};
+use super::{error, gated, headers, search};
 use crate::engine::conditions::Condition;
 use crate::engine::request::UpstreamRequest;
 use crate::engine::tier::SearchQuery;
@@ -192,6 +192,11 @@ impl Dialect for StripeDialect {
             ),
             live: super::is_live_key(credentials.api_key),
         }
+    }
+
+    /// Gated parameters the pinned API version does not describe (`gated`).
+    fn withheld(&self, operation_id: &str, key: &str) -> Option<&'static str> {
+        gated::withheld(operation_id, key)
     }
 
     fn search(&self, entity: &EntitySpec, condition: &Condition) -> Option<SearchQuery> {

@@ -167,6 +167,13 @@ pub trait Dialect: Send + Sync + Debug {
     /// The account whose rate limit a connection's calls spend.
     fn rate_account(&self, credentials: &Credentials<'_>) -> RateAccount;
 
+    /// Why the upstream's API takes a parameter its description leaves out, but the runtime
+    /// does not send it (`key`: the caller's or the upstream's name), for the caller's field
+    /// violation instead of "unknown parameter". The default: none are.
+    fn withheld(&self, _operation_id: &str, _key: &str) -> Option<&'static str> {
+        None
+    }
+
     /// The search query serving `condition` on `entity`, when the upstream has a search the
     /// clause maps onto. The default: no search.
     fn search(&self, _entity: &EntitySpec, _condition: &Condition) -> Option<SearchQuery> {
