@@ -163,26 +163,7 @@ impl ConnectionRuntime {
         }
         result
     }
-}
 
-/// The span event of a refused transaction (the call's span carries the reason as well).
-fn throttled_event(throttled: &crate::throttle::Throttled) {
-    tracing::debug!(
-        target: crate::telemetry::SPAN_EVENTS,
-        reason = throttled.reason.as_str(),
-        cause = %throttled.cause,
-        retry_after_ms = throttled.retry_after.as_secs_f64() * 1e3,
-        "throttled"
-    );
-}
-
-/// Executes a connector spec.
-#[derive(Debug, Clone)]
-pub struct Engine {
-    spec: Arc<ConnectorSpec>,
-}
-
-impl ConnectionRuntime {
     /// The upstream's rules, from the connector spec.
     pub fn dialect(&self) -> &dyn Dialect {
         self.client.dialect()
@@ -234,6 +215,23 @@ impl ConnectionRuntime {
             None => Ok(Some(uuid::Uuid::new_v4().to_string())),
         }
     }
+}
+
+/// The span event of a refused transaction (the call's span carries the reason as well).
+fn throttled_event(throttled: &crate::throttle::Throttled) {
+    tracing::debug!(
+        target: crate::telemetry::SPAN_EVENTS,
+        reason = throttled.reason.as_str(),
+        cause = %throttled.cause,
+        retry_after_ms = throttled.retry_after.as_secs_f64() * 1e3,
+        "throttled"
+    );
+}
+
+/// Executes a connector spec.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    spec: Arc<ConnectorSpec>,
 }
 
 fn object_of(
