@@ -67,8 +67,8 @@ pub enum EngineError {
     /// An order other than the upstream's own was asked of more entities than are sorted in one
     /// read. `native` names the upstream's order (e.g. `Created DESC`), when it has one.
     #[error(
-        "the clause matches more than {limit} entities, too many to sort in another order than the upstream's{}; narrow the conditions{}",
-        native.as_deref().map(|order| format!(" ({order})")).unwrap_or_default(),
+        "the clause matches more than {limit} entities, too many to sort in another order than {}; narrow the conditions{}",
+        native.as_deref().unwrap_or("the upstream's own"),
         native.as_deref().map(|order| format!(" or sort by {order}")).unwrap_or_default()
     )]
     TooManyToSort {
@@ -103,5 +103,31 @@ fn summarize(violations: &[FieldViolation]) -> String {
 impl EngineError {
     pub fn invalid(field: &str, description: impl Into<String>) -> Self {
         Self::InvalidInput(vec![FieldViolation::new(field, description.into())])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_many_to_sort_names_the_upstream_order_when_there_is_one() {
+        let stripe = EngineError::TooManyToSort {
+            limit: 10_000,
+            native: Some("Created DESC".to_owned()),
+        };
+        assert_eq!(
+            stripe.to_string(),
+            "the clause matches more than 10000 entities, too many to sort in another order than Created DESC; narrow the conditions or sort by Created DESC"
+        );
+        let other = EngineError::TooManyToSort {
+            limit: 5,
+            native: None,
+        };
+        assert!(
+            other
+                .to_string()
+                .ends_with("than the upstream's own; narrow the conditions")
+        );
     }
 }
