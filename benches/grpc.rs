@@ -224,7 +224,7 @@ fn busiest_second(times: &[f64], from: f64, to: f64) -> usize {
 
 #[tokio::main]
 async fn main() {
-    connector_runtime::engine::client::ensure_crypto_provider();
+    connector_runtime::upstream::client::ensure_crypto_provider();
     let quick = std::env::args().any(|a| a == "--quick") || std::env::var("BENCH_QUICK").is_ok();
     // Only the phase of callers that have gone (`-- --only-gone`).
     let only_gone = std::env::args().any(|a| a == "--only-gone");

@@ -12,7 +12,7 @@ pub mod export_cli;
 pub mod mcp;
 pub mod names;
 pub mod pb;
-pub mod schema;
 pub mod services;
+pub mod spec_view;
 pub mod status;
 pub mod tools;

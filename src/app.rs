@@ -206,6 +206,7 @@ fn runtime_options(settings: &Settings, spec: &ConnectorSpec) -> anyhow::Result<
         backoff_cap: settings.upstream.backoff_cap,
         extra_ca_pem,
         api_version: spec.connector.api_version.clone(),
+        dialect: crate::dialects::for_spec(spec)?,
     })
 }
 

@@ -1,20 +1,18 @@
 //! The generic connector engine: executes the connector spec's entity operations and actions
 //! against the upstream, one admitted transaction per upstream request.
 //!
-//! It knows nothing of gRPC (that is `api`) and nothing Stripe-specific beyond what `stripe` and
-//! the spec tell it.
+//! It knows nothing of gRPC (that is `api`) and nothing of any vendor: the spec says what the
+//! entities and operations are, and the connection's dialect (`upstream::dialect`) the rest —
+//! how lists are paged, what a deleted object looks like, how writes are made idempotent.
 
 pub mod clause_check;
-pub mod client;
 pub mod conditions;
 pub mod error;
 pub mod export;
+pub mod input_check;
 pub mod paging;
-pub mod proxy_tunnel;
 pub mod request;
 pub mod result;
-pub mod retry;
-pub mod schema;
 pub mod sorting;
 pub mod tier;
 
@@ -26,10 +24,9 @@ use tokio::time::Instant;
 use crate::spec::model::{
     ActionSpec, ConnectorSpec, EntitySpec, OperationKind, OperationSpec, ParamLocation,
 };
-use crate::stripe::error::StripeError;
-use crate::stripe::headers::MAX_IDEMPOTENCY_KEY_LEN;
 use crate::throttle::{AccountBudget, NodePool};
-use client::{CallOptions, UpstreamClient, UpstreamResponse};
+use crate::upstream::client::{CallOptions, UpstreamClient, UpstreamResponse};
+use crate::upstream::dialect::{Dialect, Paging};
 use conditions::{Condition, Op};
 pub use error::{EngineError, FieldViolation};
 use paging::PageToken;
@@ -95,7 +92,7 @@ pub struct EntityRecord {
     pub id: EntityId,
     /// PascalCase fields with native JSON values.
     pub fields: Map<String, Value>,
-    /// Stripe's request id of the call that produced it.
+    /// The upstream's request id of the call that produced it.
     pub request_id: Option<String>,
 }
 
@@ -114,13 +111,13 @@ pub struct ListQuery {
     pub conditions: String,
     pub sort_by: Vec<String>,
     pub sort_order: Vec<String>,
-    /// Whether Stripe's eventually consistent Search may serve the list.
+    /// Whether the upstream's eventually consistent search (Stripe's Search) may serve the list.
     pub consistency: Consistency,
     /// Forces one read tier (tests and benchmarks compare them); `None` lets the engine choose.
     pub tier: Option<Tier>,
 }
 
-/// A connection as the engine uses it: its upstream client, node pool and Stripe budget.
+/// A connection as the engine uses it: its upstream client, node pool and account rate budget.
 #[derive(Debug)]
 pub struct ConnectionRuntime {
     pub id: String,
@@ -128,11 +125,11 @@ pub struct ConnectionRuntime {
     pub pool: Arc<NodePool>,
     pub budget: Arc<AccountBudget>,
     /// The loopback adapter in front of a Digest-authenticating proxy, kept alive with the client.
-    pub proxy_adapter: Option<Arc<proxy_tunnel::TunnelAdapter>>,
+    pub proxy_adapter: Option<Arc<crate::upstream::proxy_tunnel::TunnelAdapter>>,
 }
 
 impl ConnectionRuntime {
-    /// One transaction: a node admits it, then the account's Stripe budget, then it is sent.
+    /// One transaction: a node admits it, then the account's rate budget, then it is sent.
     pub async fn call(
         &self,
         request: &UpstreamRequest,
@@ -150,7 +147,7 @@ impl ConnectionRuntime {
         let result = self.client.send(request, options).await;
         self.pool.record_service_time(sent.elapsed());
         if let Err(error) = &result {
-            // Stripe's 4xx answers (declines, bad ids) are the caller's business: a warning. The
+            // The upstream's 4xx answers (declines, bad ids) are the caller's business: a warning. The
             // rest means the upstream or the path to it failed, after retries: an error.
             let caller_side = matches!(error, EngineError::Upstream(e) if e.http_status < 500 && e.http_status != 429);
             if caller_side {
@@ -165,6 +162,58 @@ impl ConnectionRuntime {
             }
         }
         result
+    }
+
+    /// The upstream's rules, from the connector spec.
+    pub fn dialect(&self) -> &dyn Dialect {
+        self.client.dialect()
+    }
+
+    /// Builds a request from the caller's inputs; the dialect explains the parameters it
+    /// withholds on purpose.
+    fn request(
+        &self,
+        op: &OperationSpec,
+        inputs: &Map<String, Value>,
+        path_values: &[(&str, &str)],
+    ) -> Result<UpstreamRequest, EngineError> {
+        request::build(op, inputs, path_values).map_err(|mut violations| {
+            for violation in &mut violations {
+                if violation.description == request::UNKNOWN_PARAMETER
+                    && let Some(reason) =
+                        self.dialect().withheld(&op.operation_id, &violation.field)
+                {
+                    reason.clone_into(&mut violation.description);
+                }
+            }
+            EngineError::InvalidInput(violations)
+        })
+    }
+
+    /// The idempotency key of a write: the caller's request id under the connection's id, or a
+    /// fresh one; `None` when the upstream has no idempotency keys.
+    fn idempotency_key(&self, request_id: Option<&str>) -> Result<Option<String>, EngineError> {
+        let Some(idempotency) = self.dialect().idempotency() else {
+            return Ok(None);
+        };
+        let connection = &self.id;
+        match request_id.filter(|r| !r.is_empty()) {
+            Some(rid) => {
+                let key = format!("{connection}:{rid}");
+                if key.len() > idempotency.max_key_len || !rid.chars().all(|c| c.is_ascii_graphic())
+                {
+                    return Err(EngineError::invalid(
+                        "request_id",
+                        format!(
+                            "must be printable ASCII of at most {} characters",
+                            idempotency.max_key_len.saturating_sub(connection.len() + 1)
+                        ),
+                    ));
+                }
+                Ok(Some(key))
+            }
+            None => Ok(Some(uuid::Uuid::new_v4().to_string())),
+        }
     }
 }
 
@@ -183,25 +232,6 @@ fn throttled_event(throttled: &crate::throttle::Throttled) {
 #[derive(Debug, Clone)]
 pub struct Engine {
     spec: Arc<ConnectorSpec>,
-}
-
-fn idempotency_key(connection: &str, request_id: Option<&str>) -> Result<String, EngineError> {
-    match request_id.filter(|r| !r.is_empty()) {
-        Some(rid) => {
-            let key = format!("{connection}:{rid}");
-            if key.len() > MAX_IDEMPOTENCY_KEY_LEN || !rid.chars().all(|c| c.is_ascii_graphic()) {
-                return Err(EngineError::invalid(
-                    "request_id",
-                    format!(
-                        "must be printable ASCII of at most {} characters",
-                        MAX_IDEMPOTENCY_KEY_LEN - connection.len() - 1
-                    ),
-                ));
-            }
-            Ok(key)
-        }
-        None => Ok(uuid::Uuid::new_v4().to_string()),
-    }
 }
 
 fn object_of(
@@ -286,12 +316,11 @@ impl Engine {
         let entity = self.entity(entity_name)?;
         let op = Self::operation(entity, OperationKind::Get)?;
         let id = EntityId::parse(entity, id)?;
-        let request = request::build(
+        let request = conn.request(
             op,
             &Map::new(),
             &op.path_values(entity, &id.parents, Some(&id.id)),
-        )
-        .map_err(EngineError::InvalidInput)?;
+        )?;
         let (object, request_id) = object_of(
             conn.call(
                 &request,
@@ -302,17 +331,13 @@ impl Engine {
             )
             .await?,
         )?;
-        // Stripe still answers some deleted objects (a deleted customer) with a stub
-        // `{id, object, deleted: true}`; for a connector the entity no longer exists.
-        if object.get("deleted") == Some(&Value::Bool(true)) {
-            return Err(EngineError::Upstream(Box::new(StripeError {
-                http_status: 404,
-                error_type: "invalid_request_error".to_owned(),
-                code: Some("resource_missing".to_owned()),
-                message: format!("{} {} was deleted", entity.name, id),
-                request_id,
-                ..StripeError::default()
-            })));
+        // Some upstreams answer a deleted object with a stub; for a connector it no longer exists.
+        if let Some(error) = conn.dialect().deleted_stub(
+            &object,
+            &format!("{} {}", entity.name, id),
+            request_id.clone(),
+        ) {
+            return Err(EngineError::Upstream(Box::new(error)));
         }
         Self::record(entity, id.parents, object, request_id)
     }
@@ -344,9 +369,9 @@ impl Engine {
                     })
             })
             .collect::<Result<_, _>>()?;
-        let request = request::build(op, &fields, &[]).map_err(EngineError::InvalidInput)?;
+        let request = conn.request(op, &fields, &[])?;
         let options = CallOptions {
-            idempotency_key: Some(idempotency_key(&conn.id, request_id)?),
+            idempotency_key: conn.idempotency_key(request_id)?,
             deadline,
         };
         let (object, request_id) = object_of(conn.call(&request, &options).await?)?;
@@ -377,14 +402,13 @@ impl Engine {
                         .any(|p| &p.field == k || &p.param == k))
             })
             .collect();
-        let request = request::build(
+        let request = conn.request(
             op,
             &changes,
             &op.path_values(entity, &id.parents, Some(&id.id)),
-        )
-        .map_err(EngineError::InvalidInput)?;
+        )?;
         let options = CallOptions {
-            idempotency_key: Some(idempotency_key(&conn.id, request_id)?),
+            idempotency_key: conn.idempotency_key(request_id)?,
             deadline,
         };
         let (object, request_id) = object_of(conn.call(&request, &options).await?)?;
@@ -402,15 +426,14 @@ impl Engine {
         let entity = self.entity(entity_name)?;
         let op = Self::operation(entity, OperationKind::Delete)?;
         let id = EntityId::parse(entity, id)?;
-        let request = request::build(
+        let request = conn.request(
             op,
             &Map::new(),
             &op.path_values(entity, &id.parents, Some(&id.id)),
-        )
-        .map_err(EngineError::InvalidInput)?;
+        )?;
         // DELETE is idempotent upstream; a key is still sent when the method is POST-shaped.
         let key = match op.method {
-            crate::spec::model::HttpMethod::Post => Some(idempotency_key(&conn.id, request_id)?),
+            crate::spec::model::HttpMethod::Post => conn.idempotency_key(request_id)?,
             _ => None,
         };
         conn.call(
@@ -424,7 +447,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Executes an action. `native` returns Stripe's object as it is instead of the flattened row.
+    /// Executes an action. `native` returns the upstream's object as it is instead of the
+    /// flattened row.
     pub async fn execute(
         &self,
         conn: &ConnectionRuntime,
@@ -435,10 +459,9 @@ impl Engine {
         deadline: Option<Instant>,
     ) -> Result<Vec<Map<String, Value>>, EngineError> {
         let action = self.action(action_name)?;
-        let request = request::build(&action.operation, &parameters, &[])
-            .map_err(EngineError::InvalidInput)?;
+        let request = conn.request(&action.operation, &parameters, &[])?;
         let key = match action.operation.method {
-            crate::spec::model::HttpMethod::Post => Some(idempotency_key(&conn.id, request_id)?),
+            crate::spec::model::HttpMethod::Post => conn.idempotency_key(request_id)?,
             _ => None,
         };
         let (object, _request_id) = object_of(
@@ -474,7 +497,13 @@ impl Engine {
             0 => DEFAULT_PAGE_SIZE,
             n => (n as usize).min(MAX_PAGE_SIZE),
         };
-        let sort = sorting::resolve(entity, &query.sort_by, &query.sort_order)?;
+        let dialect = conn.dialect();
+        let sort = sorting::resolve(
+            entity,
+            &query.sort_by,
+            &query.sort_order,
+            dialect.native_order(),
+        )?;
         let condition = conditions::parse(&query.conditions)
             .map_err(|e| EngineError::invalid("conditions", e.to_string()))?;
         let plan = plan_list(entity, op, condition.as_ref())?;
@@ -486,9 +515,7 @@ impl Engine {
                 complete: !plan.residual,
                 has_equality: plan.inputs.values().any(|v| !v.is_object()),
             },
-            condition
-                .as_ref()
-                .and_then(|c| crate::stripe::search::push_down(entity, c)),
+            condition.as_ref().and_then(|c| dialect.search(entity, c)),
         )?;
         let fingerprint = paging::fingerprint(&[
             &conn.id,
@@ -513,6 +540,7 @@ impl Engine {
         };
         let reader = ListReader {
             conn,
+            dialect,
             entity,
             op,
             plan: &plan,
@@ -524,7 +552,7 @@ impl Engine {
             Sort::Upstream => {
                 let resume = token.map(|t| reader.resume_from(t)).unwrap_or_default();
                 reader
-                    .stripe_order_page(page_size, resume, fingerprint)
+                    .upstream_order_page(page_size, resume, fingerprint)
                     .await
             }
             Sort::Column { field, descending } => {
@@ -612,16 +640,16 @@ impl Engine {
     }
 }
 
-/// One upstream page of a list: every item as a record (unfiltered), whether Stripe has more,
-/// and the cursor of the page after it.
+/// One upstream page of a list: every item as a record (unfiltered), whether the upstream has
+/// more, and the cursor of the page after it.
 struct UpstreamPage {
     records: Vec<EntityRecord>,
     has_more: bool,
     next: Option<String>,
 }
 
-/// Where a list resumes: the upstream cursor of the page to read (a list's `starting_after` id,
-/// Search's `page`), and, for Search, the last id already returned from that page.
+/// Where a list resumes: the upstream cursor of the page to read (the item id a page starts
+/// after, or a page token), and, for page tokens, the last id already returned from that page.
 #[derive(Debug, Clone, Default)]
 struct Resume {
     cursor: Option<String>,
@@ -631,6 +659,7 @@ struct Resume {
 /// Reads a list for one ListEntities request: its plan, clause and deadline.
 struct ListReader<'a> {
     conn: &'a ConnectionRuntime,
+    dialect: &'a dyn Dialect,
     entity: &'a EntitySpec,
     op: &'a OperationSpec,
     plan: &'a ListPlan,
@@ -648,13 +677,22 @@ impl ListReader<'_> {
         }
     }
 
-    fn resume_from(&self, token: PageToken) -> Resume {
+    /// How the chosen read's pages are chained: a list's as its dialect says, a search's by
+    /// page token.
+    fn paging(&self) -> Paging {
         match self.read {
-            Read::List => Resume {
+            Read::List => self.dialect.paging(),
+            Read::Search(_) => Paging::PageToken,
+        }
+    }
+
+    fn resume_from(&self, token: PageToken) -> Resume {
+        match self.paging() {
+            Paging::AfterItem => Resume {
                 cursor: Some(token.after),
                 skip_through: None,
             },
-            Read::Search(_) => Resume {
+            Paging::PageToken => Resume {
                 cursor: token.page,
                 skip_through: Some(token.after).filter(|a| !a.is_empty()),
             },
@@ -691,37 +729,27 @@ impl ListReader<'_> {
             .collect()
     }
 
-    /// One Search call: `limit` rows of the page whose cursor is `page`.
+    /// One search call: `limit` rows of the page whose cursor is `page`.
     async fn read_search(
         &self,
-        query: &crate::stripe::search::SearchQuery,
+        query: &tier::SearchQuery,
         limit: u64,
         page: Option<&str>,
     ) -> Result<UpstreamPage, EngineError> {
-        let request =
-            crate::stripe::search::request(self.entity, query, limit, page).ok_or_else(|| {
+        let request = self
+            .dialect
+            .search_request(self.entity, query, limit, page)
+            .ok_or_else(|| {
                 EngineError::BadResponse(format!("{} has no search", self.entity.name))
             })?;
         let response = self.call(&request).await?;
         let request_id = response.request_id.clone();
-        let (mut body, _) = object_of(response)?;
-        let data = match body.remove("data") {
-            Some(Value::Array(items)) => items,
-            _ => Vec::new(),
-        };
-        let next = body
-            .get("next_page")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let has_more = next.is_some()
-            && body
-                .get("has_more")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+        let (body, _) = object_of(response)?;
+        let page = self.dialect.search_page(body);
         Ok(UpstreamPage {
-            records: self.records(data, request_id)?,
-            has_more,
-            next: next.filter(|_| has_more),
+            records: self.records(page.items, request_id)?,
+            has_more: page.next.is_some(),
+            next: page.next,
         })
     }
 
@@ -731,52 +759,31 @@ impl ListReader<'_> {
         limit: u64,
         cursor: Option<&str>,
     ) -> Result<UpstreamPage, EngineError> {
-        // A few of Stripe's lists (report types, an account's capabilities) take no `limit` and
-        // no cursor: they answer everything at once, and pages are cut here.
-        let sized_upstream = self
-            .op
-            .param_by_source(ParamLocation::Query, "limit")
-            .is_some();
-        let paged_upstream = self
-            .op
-            .param_by_source(ParamLocation::Query, "starting_after")
-            .is_some();
         let mut inputs = self.plan.inputs.clone();
-        if sized_upstream {
-            inputs.insert("limit".to_owned(), Value::from(limit));
-        }
-        if let Some(after) = cursor.filter(|_| paged_upstream) {
-            inputs.insert("starting_after".to_owned(), Value::String(after.to_owned()));
-        }
-        let request = request::build(
+        let paged_upstream = self
+            .dialect
+            .page_inputs(self.op, &mut inputs, limit, cursor);
+        let request = self.conn.request(
             self.op,
             &inputs,
             &self
                 .op
                 .path_values(self.entity, &self.plan.parent_ids, None),
-        )
-        .map_err(EngineError::InvalidInput)?;
+        )?;
         let response = self.call(&request).await?;
         let request_id = response.request_id.clone();
-        let (mut body, _) = object_of(response)?;
-        let data = match body.remove("data") {
-            Some(Value::Array(items)) if paged_upstream => items,
-            Some(Value::Array(items)) => after_cursor(items, cursor),
-            _ => Vec::new(),
+        let (body, _) = object_of(response)?;
+        let page = self.dialect.list_page(body, cursor);
+        // A list answered whole (no cursor upstream) is paged here.
+        let items = if paged_upstream || self.dialect.paging() == Paging::PageToken {
+            page.items
+        } else {
+            after_cursor(page.items, cursor)
         };
-        let has_more = paged_upstream
-            && body
-                .get("has_more")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-        let records = self.records(data, request_id)?;
-        let next = records
-            .last()
-            .map(|r: &EntityRecord| r.id.id.clone())
-            .filter(|_| has_more);
+        let next = page.next.filter(|_| paged_upstream);
         Ok(UpstreamPage {
-            records,
-            has_more,
+            records: self.records(items, request_id)?,
+            has_more: next.is_some(),
             next,
         })
     }
@@ -785,9 +792,9 @@ impl ListReader<'_> {
         self.condition.is_none_or(|c| c.matches(&record.fields))
     }
 
-    /// A page in Stripe's order: the token carries Stripe's cursor (`starting_after`, or Search's
-    /// `page`), so page N costs as many upstream calls as page 1.
-    async fn stripe_order_page(
+    /// A page in the upstream's order: the token carries the upstream's cursor (the item a page
+    /// starts after, or a page token), so page N costs as many upstream calls as page 1.
+    async fn upstream_order_page(
         &self,
         page_size: usize,
         mut resume: Resume,
@@ -796,9 +803,11 @@ impl ListReader<'_> {
         let mut entities = Vec::with_capacity(page_size);
         let mut next = None;
         for _ in 0..MAX_UPSTREAM_PAGES_PER_CALL {
+            // Page tokens name fixed pages: every call asks for full ones.
             let limit = upstream_limit(
+                self.dialect.max_page_size(),
                 page_size - entities.len(),
-                self.plan.residual || matches!(self.read, Read::Search(_)),
+                self.plan.residual || self.paging() == Paging::PageToken,
             );
             let page = self.read(limit, resume.cursor.as_deref()).await?;
             let last_upstream_id = page.records.last().map(|r| r.id.id.clone());
@@ -821,12 +830,12 @@ impl ListReader<'_> {
                 }
             }
             let stopped_mid_page = filled && last_seen.is_some() && last_seen != last_upstream_id;
-            resume = match (stopped_mid_page, self.read) {
-                (true, Read::List) => Resume {
+            resume = match (stopped_mid_page, self.paging()) {
+                (true, Paging::AfterItem) => Resume {
                     cursor: last_seen,
                     skip_through: None,
                 },
-                (true, Read::Search(_)) => Resume {
+                (true, Paging::PageToken) => Resume {
                     cursor: resume.cursor,
                     skip_through: last_seen,
                 },
@@ -851,9 +860,9 @@ impl ListReader<'_> {
     }
 
     fn token(&self, resume: &Resume, fingerprint: String) -> String {
-        let (after, page) = match self.read {
-            Read::List => (resume.cursor.clone().unwrap_or_default(), None),
-            Read::Search(_) => (
+        let (after, page) = match self.paging() {
+            Paging::AfterItem => (resume.cursor.clone().unwrap_or_default(), None),
+            Paging::PageToken => (
                 resume.skip_through.clone().unwrap_or_default(),
                 resume.cursor.clone(),
             ),
@@ -867,19 +876,26 @@ impl ListReader<'_> {
         .encode()
     }
 
-    /// Every matching entity, read on Stripe's cursor; more than `limit` is FAILED_PRECONDITION.
+    /// Every matching entity, read on the upstream's cursor; more than `limit` is
+    /// FAILED_PRECONDITION.
     async fn matching_set(&self, limit: usize) -> Result<Vec<EntityRecord>, EngineError> {
         let mut matching = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
             let page = self
-                .read(upstream_limit(limit, true), cursor.as_deref())
+                .read(
+                    upstream_limit(self.dialect.max_page_size(), limit, true),
+                    cursor.as_deref(),
+                )
                 .await?;
             cursor = page.next.clone();
             for record in page.records {
                 if self.matches(&record) {
                     if matching.len() == limit {
-                        return Err(EngineError::TooManyToSort { limit });
+                        return Err(EngineError::TooManyToSort {
+                            limit,
+                            native: self.native_order_name(),
+                        });
                     }
                     matching.push(record);
                 }
@@ -888,6 +904,17 @@ impl ListReader<'_> {
                 return Ok(matching);
             }
         }
+    }
+
+    /// The upstream's own order as a caller would ask for it, e.g. `Created DESC`.
+    fn native_order_name(&self) -> Option<String> {
+        let (source, descending) = self.dialect.native_order()?;
+        let field = self.entity.fields.iter().find(|f| f.source == source)?;
+        Some(format!(
+            "{} {}",
+            field.name,
+            if descending { "DESC" } else { "ASC" }
+        ))
     }
 
     /// A page in any other order: the matching set sorted here, paged by the last key and id.
@@ -922,14 +949,13 @@ impl ListReader<'_> {
     }
 }
 
-/// Stripe's page size for a list call: what the page still needs, or a full page (100, Stripe's
-/// most) when part of the clause is evaluated here and more rows are read than kept.
-fn upstream_limit(still_needed: usize, residual: bool) -> u64 {
-    const STRIPE_MAX_LIMIT: usize = 100;
-    let limit = if residual {
-        STRIPE_MAX_LIMIT
+/// The page size of a list call: what the page still needs, or a full page (`max`, the
+/// upstream's most) when part of the clause is evaluated here and more rows are read than kept.
+fn upstream_limit(max: usize, still_needed: usize, full: bool) -> u64 {
+    let limit = if full {
+        max
     } else {
-        still_needed.clamp(1, STRIPE_MAX_LIMIT)
+        still_needed.clamp(1, max.max(1))
     };
     limit as u64
 }
@@ -1046,7 +1072,7 @@ fn plan_list(
             Op::Le => Some("lte"),
             _ => None,
         };
-        let accepts_range = param.json_schema.to_string().contains("\"gte\"");
+        let accepts_range = input_check::accepts_range(&param.json_schema);
         match (comparison.op, range_key, &comparison.value) {
             (Op::Eq, _, value @ (Value::String(_) | Value::Number(_) | Value::Bool(_)))
                 if !inputs.contains_key(&param.source) =>
@@ -1103,12 +1129,12 @@ fn require_list_params(
                     let allowed = param
                         .json_schema
                         .pointer(&format!("/properties/{member}"))
-                        .map_or_else(|| "a value".to_owned(), schema::describe);
+                        .map_or_else(|| "a value".to_owned(), input_check::describe);
                     format!("{field}.{member} = <{allowed}>")
                 })
                 .collect();
             let needed = if members.is_empty() {
-                format!("{field} = <{}>", schema::describe(&param.json_schema))
+                format!("{field} = <{}>", input_check::describe(&param.json_schema))
             } else {
                 members.join(" AND ")
             };
@@ -1153,7 +1179,7 @@ fn push_member(
     let Some(param) = op.param_by_source(ParamLocation::Query, &field.source) else {
         return false;
     };
-    // Stripe's names of the members, checked against the parameter's schema first.
+    // The upstream's names of the members, checked against the parameter's schema first.
     let mut schema = &param.json_schema;
     let mut names = Vec::new();
     for part in member.split('.') {
@@ -1207,15 +1233,15 @@ mod tests {
         let plan = plan("CustomerTaxId", "Customer = 'cus_1'").unwrap();
         assert_eq!(plan.parent_ids, vec!["cus_1".to_owned()]);
         assert!(!plan.residual, "the parent goes in the path");
-        assert_eq!(upstream_limit(25, plan.residual), 25);
+        assert_eq!(upstream_limit(100, 25, plan.residual), 25);
     }
 
     #[test]
     fn a_residual_clause_reads_full_upstream_pages() {
         let plan = plan("CustomerTaxId", "Customer = 'cus_1' AND Value = 'x'").unwrap();
         assert!(plan.residual);
-        assert_eq!(upstream_limit(25, plan.residual), 100);
-        assert_eq!(upstream_limit(500, false), 100);
+        assert_eq!(upstream_limit(100, 25, plan.residual), 100);
+        assert_eq!(upstream_limit(100, 500, false), 100);
     }
 
     #[test]

@@ -108,7 +108,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum SpecCommand {
-    /// Generates a connector spec from Stripe's OpenAPI description.
+    /// Generates a connector spec from an OpenAPI description (Stripe's, or any API its overlay describes).
     Generate {
         /// Stripe's OpenAPI description (spec3.json).
         #[arg(long)]

@@ -15,6 +15,7 @@ use crate::secrets::SecretResolver;
 use crate::throttle::{
     AccountBudgets, BudgetSettings, NodePool, PoolSettings, PoolStatus, SharedBudget,
 };
+use crate::upstream::dialect::Dialect;
 use crate::violation::FieldViolation;
 
 mod build;
@@ -39,8 +40,10 @@ pub struct RuntimeOptions {
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
     pub extra_ca_pem: Option<Vec<u8>>,
-    /// `Stripe-Version` sent upstream (the connector spec's API version).
+    /// The API version the connector spec describes (Stripe's dialect sends it as `Stripe-Version`).
     pub api_version: String,
+    /// The connector spec's upstream dialect.
+    pub dialect: Arc<dyn Dialect>,
 }
 
 /// The built-in sandbox the embedded connection talks to.

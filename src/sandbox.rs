@@ -9,7 +9,6 @@
 //! server and in-memory state and must not depend on the engine or the gRPC API.
 
 mod admin;
-mod api;
 mod billing;
 mod cards;
 pub mod config;
@@ -17,15 +16,16 @@ mod currency;
 mod defaults;
 mod error;
 mod events;
+mod execute;
 mod faults;
 mod form;
 mod idempotency;
+mod json_schema;
 mod objects;
 mod pages;
 mod payments;
 mod rate_limit;
 mod routes;
-mod schema;
 mod search;
 mod server;
 mod setup;

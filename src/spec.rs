@@ -1,4 +1,4 @@
-//! Connector specs: the data model, the generator that derives a spec from Stripe's OpenAPI
+//! Connector specs: the data model, the generator that derives a spec from an OpenAPI
 //! description, and loading and validating the committed spec files. No I/O beyond reading the
 //! input files and reading and writing spec files.
 

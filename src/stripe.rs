@@ -1,12 +1,13 @@
-//! Stripe's specifics, kept small: form encoding with brackets, request headers (auth, version,
-//! account, idempotency), error bodies, retry hints, the gated parameters the pinned API version
+//! Stripe's specifics, kept small: the dialect the generic engine calls (`dialect`: request
+//! headers for auth, version, account and idempotency, error bodies, retry hints, cursor lists,
+//! deleted stubs, the rate-limit account), the gated parameters the pinned API version
 //! leaves out, webhook signatures and the event shape, and the search query language filter
 //! clauses are pushed down to. Everything else in the engine, the event store and the
 //! subscriptions is generic.
 
+pub mod dialect;
 pub mod error;
 pub mod event;
-pub mod form;
 pub mod gated;
 pub mod headers;
 pub mod search;

@@ -6,9 +6,9 @@
 //! services as every other call.
 
 mod catalog;
+mod io_schemas;
 mod policy;
-mod schema;
 
 pub use catalog::{ToolCatalog, ToolDefinition, ToolHints, ToolOperation};
+pub use io_schemas::{CONDITIONS, PAGE_SIZE, PAGE_TOKEN, REQUEST_ID};
 pub use policy::{PolicyRefusal, ToolPolicyCheck, pattern_matches, valid_pattern};
-pub use schema::{CONDITIONS, PAGE_SIZE, PAGE_TOKEN, REQUEST_ID};

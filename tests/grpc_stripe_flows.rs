@@ -258,6 +258,27 @@ async fn confirm_capture_and_cancel_payment_intents_give_the_seed_shapes() {
         service.get(C, "PaymentIntent", &manual).await.unwrap()["Status"],
         json!("requires_capture")
     );
+    // Google's FinalCapture is Stripe's gated multicapture flag: refused, saying why.
+    let gated = service
+        .execute(
+            C,
+            "CapturePaymentIntent",
+            json!({"PaymentIntentId": manual, "FinalCapture": true}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(gated.code(), Code::InvalidArgument);
+    let violations = gated
+        .get_error_details()
+        .bad_request()
+        .unwrap()
+        .field_violations
+        .clone();
+    assert_eq!(violations[0].field, "FinalCapture");
+    assert!(
+        violations[0].description.contains("multicapture"),
+        "{violations:?}"
+    );
     let rows = service
         .execute(
             C,

@@ -10,7 +10,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 #[tokio::test]
 async fn the_service_serves_grpc_over_tls_when_configured() {
-    connector_runtime::engine::client::ensure_crypto_provider();
+    connector_runtime::upstream::client::ensure_crypto_provider();
     let home = Home::new();
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert_pem = generated.cert.pem();

@@ -199,7 +199,7 @@ static TLS_SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicU
 /// Terminates TLS for `localhost` and relays the plain bytes to the proxy on `proxy_port`.
 async fn tls_terminator(cert_pem: &str, key_pem: &str, proxy_port: u16) -> u16 {
     use rustls::pki_types::pem::PemObject;
-    connector_runtime::engine::client::ensure_crypto_provider();
+    connector_runtime::upstream::client::ensure_crypto_provider();
     let certs =
         vec![rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();

@@ -15,7 +15,7 @@ use tonic::Code;
 
 /// A TLS endpoint for `localhost` that answers every request with one customer.
 async fn private_https_upstream(cert_pem: &str, key_pem: &str) -> u16 {
-    connector_runtime::engine::client::ensure_crypto_provider();
+    connector_runtime::upstream::client::ensure_crypto_provider();
     let certs =
         vec![rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();

@@ -225,7 +225,7 @@ pub fn apply(
     }
     if mask.wants("api_base_url") {
         spec.api_base_url = if proto.api_base_url.is_empty() {
-            crate::connections::model::STRIPE_API_BASE_URL.to_owned()
+            crate::connections::model::default_base_url()
         } else {
             proto.api_base_url.clone()
         };

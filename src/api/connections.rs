@@ -14,11 +14,9 @@ use super::pb::connection_service_server::ConnectionService;
 use super::services::offset_page;
 use super::{deadline, names, pb, status};
 use crate::connections::model::ConnectionSpec;
-use crate::engine::client::CallOptions;
-use crate::engine::request::UpstreamRequest;
 use crate::engine::{ConnectionRuntime, EngineError};
 use crate::registry::{ConnectionView, Registry, RegistryError};
-use crate::spec::model::HttpMethod;
+use crate::upstream::client::CallOptions;
 
 /// How long CheckStatus waits for the upstream when the caller set no deadline.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,26 +35,18 @@ impl ConnectionApi {
     }
 }
 
-/// The cheapest authenticated read: one customer.
-fn status_probe() -> UpstreamRequest {
-    UpstreamRequest {
-        method: HttpMethod::Get,
-        path: "/v1/customers".to_owned(),
-        query: vec![("limit".to_owned(), "1".to_owned())],
-        form: Vec::new(),
-        operation_id: "GetCustomers".to_owned(),
-        path_template: "/v1/customers".to_owned(),
-    }
-}
-
-/// Sends the probe and names the state its answer shows. It does not take a node, so a
-/// saturated pool still reports its upstream health.
+/// Sends the dialect's cheapest authenticated read and names the state its answer shows. It
+/// does not take a node, so a saturated pool still reports its upstream health.
 async fn probe(runtime: &ConnectionRuntime, deadline: Option<Instant>) -> (State, String) {
     let options = CallOptions {
         idempotency_key: None,
         deadline: Some(deadline.unwrap_or_else(|| Instant::now() + PROBE_TIMEOUT)),
     };
-    match runtime.client.send(&status_probe(), &options).await {
+    match runtime
+        .client
+        .send(&runtime.client.dialect().status_probe(), &options)
+        .await
+    {
         Ok(_) => (
             State::Active,
             "the upstream accepts the connection's key".to_owned(),

@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, struct_or_empty, to_proto_struct};
 use super::pb::action_service_server::ActionService;
 use super::pb::entity_service_server::EntityService;
-use super::{deadline, names, pb, schema, status};
+use super::{deadline, names, pb, spec_view, status};
 use crate::engine::paging::{PageToken, fingerprint};
 use crate::engine::{Engine, EntityRecord, ListQuery};
 use crate::registry::Registry;
@@ -133,7 +133,7 @@ impl EntityService for ApiState {
         Ok(Response::new(pb::ListEntityTypesResponse {
             types: page
                 .iter()
-                .map(|e| schema::entity_type(&connection, e, full))
+                .map(|e| spec_view::entity_type(&connection, e, full))
                 .collect(),
             next_page_token: next,
             unsupported_type_names: Vec::new(),
@@ -149,7 +149,7 @@ impl EntityService for ApiState {
         telemetry::note_entity_type(&entity_type);
         self.require_connection(&connection)?;
         let entity = self.engine.entity(&entity_type)?;
-        Ok(Response::new(schema::entity_type(
+        Ok(Response::new(spec_view::entity_type(
             &connection,
             entity,
             true,
@@ -356,7 +356,7 @@ impl ActionService for ApiState {
         Ok(Response::new(pb::ListActionsResponse {
             actions: page
                 .iter()
-                .map(|a| schema::action(&connection, a, full))
+                .map(|a| spec_view::action(&connection, a, full))
                 .collect(),
             next_page_token: next,
             unsupported_action_names: Vec::new(),
@@ -372,7 +372,7 @@ impl ActionService for ApiState {
         telemetry::note_action(&action);
         self.require_connection(&connection)?;
         let spec = self.engine.action(&action)?;
-        Ok(Response::new(schema::action(&connection, spec, true)))
+        Ok(Response::new(spec_view::action(&connection, spec, true)))
     }
 
     async fn execute_action(

@@ -13,9 +13,9 @@ use crate::engine::EngineError;
 use crate::events::EventsError;
 use crate::registry::RegistryError;
 use crate::spec::naming::pascal_case;
-use crate::stripe::error::StripeError;
 use crate::throttle::{ThrottleReason, Throttled};
 use crate::tools::PolicyRefusal;
+use crate::upstream::error::UpstreamError;
 use crate::violation::{FieldViolation, INVALID_ARGUMENT};
 
 /// The `ErrorInfo.domain` of every error this service returns.
@@ -127,7 +127,7 @@ fn with_retry(
     Status::with_error_details(code, clip(&message, MAX_MESSAGE_BYTES), details)
 }
 
-fn stripe_metadata(error: &StripeError) -> HashMap<String, String> {
+fn upstream_metadata(error: &UpstreamError) -> HashMap<String, String> {
     let mut metadata = HashMap::new();
     metadata.insert("http_status".to_owned(), error.http_status.to_string());
     metadata.insert("stripe_error_type".to_owned(), error.error_type.clone());
@@ -136,14 +136,14 @@ fn stripe_metadata(error: &StripeError) -> HashMap<String, String> {
         ("stripe_decline_code", &error.decline_code),
         ("stripe_param", &error.param),
         ("stripe_request_id", &error.request_id),
-        ("payment_intent", &error.payment_intent_id),
-        ("charge", &error.charge_id),
     ];
     for (key, value) in optional {
         if let Some(value) = value {
             metadata.insert(key.to_owned(), value.clone());
         }
     }
+    // The objects the error concerns (`payment_intent`, `charge`), by kind.
+    metadata.extend(error.objects.clone());
     metadata
 }
 
@@ -154,12 +154,14 @@ fn caller_field(param: &str) -> String {
     parts.fold(head, |acc, part| format!("{acc}.{part}"))
 }
 
-/// Maps a Stripe error object: a decline, a bad parameter, an unknown id, an auth failure and a
-/// rate limit each get their own code and reason, with Stripe's detail in the metadata.
-pub fn stripe_error(error: &StripeError) -> Status {
-    let metadata = stripe_metadata(error);
+/// Maps an upstream error: a decline, a bad parameter, an unknown id, an auth failure and a
+/// rate limit each get their own code and reason, with the upstream's detail in the metadata.
+/// (The reasons and metadata keys keep the `STRIPE_`/`stripe_` names the API has always had.)
+pub fn upstream_error(error: &UpstreamError) -> Status {
+    let metadata = upstream_metadata(error);
     let message = format!(
-        "Stripe: {}",
+        "{}: {}",
+        error.upstream,
         if error.message.is_empty() {
             &error.error_type
         } else {
@@ -326,7 +328,7 @@ pub fn engine_error(error: &EngineError) -> Status {
                 metadata,
             )
         }
-        EngineError::Upstream(stripe) => stripe_error(stripe),
+        EngineError::Upstream(upstream) => upstream_error(upstream),
         EngineError::Unavailable { retry_after, .. } => with_retry(
             Code::Unavailable,
             "UPSTREAM_UNAVAILABLE",
@@ -353,7 +355,7 @@ pub fn engine_error(error: &EngineError) -> Status {
             HashMap::new(),
         ),
         EngineError::Throttled(throttled) => throttled_status(throttled),
-        EngineError::TooManyToSort { limit } => status(
+        EngineError::TooManyToSort { limit, .. } => status(
             Code::FailedPrecondition,
             "TOO_MANY_TO_SORT",
             error.to_string(),
@@ -526,13 +528,14 @@ impl From<PolicyRefusal> for Status {
 mod tests {
     use super::*;
 
-    fn stripe(http_status: u16, error_type: &str, code: Option<&str>) -> StripeError {
-        StripeError {
+    fn stripe(http_status: u16, error_type: &str, code: Option<&str>) -> UpstreamError {
+        UpstreamError {
+            upstream: "Stripe".to_owned(),
             http_status,
             error_type: error_type.to_owned(),
             code: code.map(str::to_owned),
             message: "m".to_owned(),
-            ..StripeError::default()
+            ..UpstreamError::default()
         }
     }
 
@@ -579,7 +582,7 @@ mod tests {
             ),
         ];
         for (error, code, expected) in cases {
-            let status = stripe_error(&error);
+            let status = upstream_error(&error);
             assert_eq!(status.code(), code, "{expected}");
             assert_eq!(reason(&status), expected);
         }
@@ -617,7 +620,7 @@ mod tests {
             Some("parameter_invalid_integer"),
         );
         error.param = Some("payment_method_data[card][number]".to_owned());
-        let status = stripe_error(&error);
+        let status = upstream_error(&error);
         let details = status.get_error_details();
         let violations = &details.bad_request().unwrap().field_violations;
         assert_eq!(violations[0].field, "PaymentMethodData.card.number");
@@ -625,7 +628,7 @@ mod tests {
 
     #[test]
     fn retryable_errors_carry_retry_info() {
-        let status = stripe_error(&stripe(503, "api_error", None));
+        let status = upstream_error(&stripe(503, "api_error", None));
         assert!(status.get_error_details().retry_info().is_some());
     }
 }

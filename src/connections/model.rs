@@ -14,9 +14,6 @@ pub const fn default_verbosity() -> u8 {
     1
 }
 
-/// Stripe's production API base URL.
-pub const STRIPE_API_BASE_URL: &str = "https://api.stripe.com";
-
 /// A reference to a secret: `<secret_dir>/<secret>/<version>`, or `env:VAR` for an environment variable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +175,7 @@ pub struct ConnectionSpec {
     pub nodes: NodeSettings,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The upstream's base URL; by default the connector spec's `default_base_url`.
     #[serde(default = "default_base_url")]
     pub api_base_url: String,
     /// Signing secrets (`whsec_…`) of the Stripe webhook endpoint that posts to this connection's
@@ -198,8 +196,12 @@ fn default_connector_version() -> String {
     "1".to_owned()
 }
 
-fn default_base_url() -> String {
-    STRIPE_API_BASE_URL.to_owned()
+/// The `api_base_url` of a connection that names none: the built-in connector spec's
+/// `default_base_url` (`https://api.stripe.com`), so the spec is its one definition.
+pub fn default_base_url() -> String {
+    crate::spec::stripe()
+        .map(|spec| spec.connector.default_base_url.clone())
+        .unwrap_or_default()
 }
 
 impl ConnectionSpec {

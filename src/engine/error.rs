@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::spec::model::OperationKind;
-use crate::stripe::error::StripeError;
 use crate::throttle::Throttled;
+use crate::upstream::error::UpstreamError;
 
 pub use crate::violation::FieldViolation;
 
@@ -29,9 +29,9 @@ pub enum EngineError {
         entity: String,
         operation: OperationKind,
     },
-    /// Stripe answered with an error object.
+    /// The upstream answered with an error (read by the connector's dialect).
     #[error("{0}")]
-    Upstream(Box<StripeError>),
+    Upstream(Box<UpstreamError>),
     /// The upstream could not be reached or did not answer in time.
     #[error("upstream unavailable: {message}")]
     Unavailable {
@@ -44,17 +44,23 @@ pub enum EngineError {
     /// The proxy refused the connection's proxy credentials (HTTP 407).
     #[error("the proxy rejected the proxy credentials: {0}")]
     ProxyAuthentication(String),
-    /// The upstream answered something that is not Stripe's shape.
+    /// The upstream answered something that is not the shape its dialect expects.
     #[error("unexpected upstream response: {0}")]
     BadResponse(String),
-    /// The connection's pool or Stripe budget has no capacity in time.
+    /// The connection's pool or its account's rate budget has no capacity in time.
     #[error(transparent)]
     Throttled(#[from] Throttled),
-    /// An order other than Stripe's was asked of more entities than are sorted in one read.
+    /// An order other than the upstream's own was asked of more entities than are sorted in one
+    /// read. `native` names the upstream's order (e.g. `Created DESC`), when it has one.
     #[error(
-        "the clause matches more than {limit} entities, too many to sort in another order than Created DESC; narrow the conditions or sort by Created DESC"
+        "the clause matches more than {limit} entities, too many to sort in another order than {}; narrow the conditions{}",
+        native.as_deref().unwrap_or("the upstream's own"),
+        native.as_deref().map(|order| format!(" or sort by {order}")).unwrap_or_default()
     )]
-    TooManyToSort { limit: usize },
+    TooManyToSort {
+        limit: usize,
+        native: Option<String>,
+    },
     /// The connection cannot serve calls (e.g. its secret does not resolve).
     #[error("connection not ready: {0}")]
     NotReady(String),
@@ -83,5 +89,31 @@ fn summarize(violations: &[FieldViolation]) -> String {
 impl EngineError {
     pub fn invalid(field: &str, description: impl Into<String>) -> Self {
         Self::InvalidInput(vec![FieldViolation::new(field, description.into())])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_many_to_sort_names_the_upstream_order_when_there_is_one() {
+        let stripe = EngineError::TooManyToSort {
+            limit: 10_000,
+            native: Some("Created DESC".to_owned()),
+        };
+        assert_eq!(
+            stripe.to_string(),
+            "the clause matches more than 10000 entities, too many to sort in another order than Created DESC; narrow the conditions or sort by Created DESC"
+        );
+        let other = EngineError::TooManyToSort {
+            limit: 5,
+            native: None,
+        };
+        assert!(
+            other
+                .to_string()
+                .ends_with("than the upstream's own; narrow the conditions")
+        );
     }
 }

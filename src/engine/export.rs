@@ -16,13 +16,13 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::client::CallOptions;
 use super::conditions::{self, Condition};
 use super::{
     ConnectionRuntime, Engine, EngineError, EntityRecord, ListPlan, OperationKind, object_of,
     plan_list, request, require_list_params,
 };
 use crate::spec::model::{EntitySpec, OperationSpec, ParamLocation};
+use crate::upstream::client::CallOptions;
 
 /// Partitions read at once when the caller does not say.
 pub const DEFAULT_PARALLELISM: usize = 16;
@@ -226,16 +226,8 @@ impl Job {
         cursor: Option<&str>,
     ) -> Result<(Vec<EntityRecord>, bool), EngineError> {
         let mut inputs = self.plan.inputs.clone();
-        if self
-            .op
-            .param_by_source(ParamLocation::Query, "limit")
-            .is_some()
-        {
-            inputs.insert("limit".to_owned(), Value::from(limit));
-        }
-        if let Some(after) = cursor {
-            inputs.insert("starting_after".to_owned(), Value::String(after.to_owned()));
-        }
+        let dialect = self.conn.dialect();
+        dialect.page_inputs(&self.op, &mut inputs, limit, cursor);
         if let Some((gte, lte)) = range {
             inputs.insert(
                 "created".to_owned(),
@@ -252,27 +244,22 @@ impl Job {
         .map_err(EngineError::InvalidInput)?;
         let response = self.conn.call(&request, &CallOptions::default()).await?;
         let request_id = response.request_id.clone();
-        let (mut body, _) = object_of(response)?;
-        let has_more = body
-            .get("has_more")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let records = match body.remove("data") {
-            Some(Value::Array(items)) => items
-                .into_iter()
-                .filter_map(|item| match item {
-                    Value::Object(object) => Some(Engine::record(
-                        &self.entity,
-                        self.plan.parent_ids.clone(),
-                        object,
-                        request_id.clone(),
-                    )),
-                    _ => None,
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => Vec::new(),
-        };
-        Ok((records, has_more))
+        let (body, _) = object_of(response)?;
+        let page = dialect.list_page(body, cursor);
+        let records = page
+            .items
+            .into_iter()
+            .filter_map(|item| match item {
+                Value::Object(object) => Some(Engine::record(
+                    &self.entity,
+                    self.plan.parent_ids.clone(),
+                    object,
+                    request_id.clone(),
+                )),
+                _ => None,
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((records, page.next.is_some()))
     }
 
     /// The `created` of the newest entity with `created < before` (all, without a bound).

@@ -9,24 +9,31 @@
 use serde_json::{Map, Value};
 
 use super::error::FieldViolation;
-use super::schema;
-use crate::spec::model::{HttpMethod, OperationSpec, ParamLocation, ParamSpec};
-use crate::stripe::{form, gated};
+use super::input_check;
+use crate::spec::model::{BodyEncoding, HttpMethod, OperationSpec, ParamLocation, ParamSpec};
+use crate::upstream::form;
 
-/// A request ready to send: method, concrete path, query and form pairs.
+/// A request ready to send: method, concrete path, query pairs, and the body as form pairs or a
+/// JSON object (by the operation's body encoding).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamRequest {
     pub method: HttpMethod,
     /// Concrete path, e.g. `/v1/payment_intents/pi_123/confirm`.
     pub path: String,
     pub query: Vec<(String, String)>,
+    /// The body of a form-encoded POST.
     pub form: Vec<(String, String)>,
+    /// The body of a JSON POST (`None` for form-encoded operations).
+    pub json: Option<Map<String, Value>>,
     /// Stripe's operationId, for traces.
     pub operation_id: String,
     /// The path before ids were put in, e.g. `/v1/payment_intents/{intent}/confirm`: what traces
     /// show, never the ids.
     pub path_template: String,
 }
+
+/// The violation of an input naming no parameter (a dialect may explain it: `Dialect::withheld`).
+pub const UNKNOWN_PARAMETER: &str = "unknown parameter";
 
 /// Finds the parameter an input key names: by PascalCase name or by Stripe's name.
 pub fn find_param<'a>(op: &'a OperationSpec, key: &str) -> Option<&'a ParamSpec> {
@@ -64,6 +71,7 @@ pub fn build(
     let mut violations = Vec::new();
     let mut query = Vec::new();
     let mut body = Vec::new();
+    let mut json = (op.body == BodyEncoding::Json).then(Map::new);
     let mut placeholders: Vec<(String, String)> = path_values
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -72,9 +80,7 @@ pub fn build(
 
     for (key, value) in inputs {
         let Some(param) = find_param(op, key) else {
-            let description = gated::withheld(&op.operation_id, key)
-                .map_or_else(|| "unknown parameter".to_owned(), str::to_owned);
-            violations.push(FieldViolation::new(key, description));
+            violations.push(FieldViolation::new(key, UNKNOWN_PARAMETER.to_owned()));
             continue;
         };
         if seen.contains(&param.source.as_str()) {
@@ -86,7 +92,7 @@ pub fn build(
         }
         seen.push(&param.source);
         let before = violations.len();
-        schema::check(&param.name, &param.json_schema, value, &mut violations);
+        input_check::check(&param.name, &param.json_schema, value, &mut violations);
         if violations.len() == before
             && param.required
             && param.location != ParamLocation::Path
@@ -97,7 +103,7 @@ pub fn build(
                 &param.name,
                 format!(
                     "is required and cannot be empty; give {}",
-                    schema::describe(&param.json_schema)
+                    input_check::describe(&param.json_schema)
                 ),
             ));
         }
@@ -117,7 +123,12 @@ pub fn build(
             ParamLocation::Body if op.method != HttpMethod::Post => {
                 form::flatten_into(&param.source, value, &mut query)
             }
-            ParamLocation::Body => form::flatten_into(&param.source, value, &mut body),
+            ParamLocation::Body => match json.as_mut() {
+                Some(object) => {
+                    object.insert(param.source.clone(), value.clone());
+                }
+                None => form::flatten_into(&param.source, value, &mut body),
+            },
         }
     }
 
@@ -161,6 +172,7 @@ pub fn build(
             path,
             query,
             form: body,
+            json: json.filter(|_| op.method == HttpMethod::Post),
             operation_id: op.operation_id.clone(),
             path_template: op.path.clone(),
         })
@@ -227,6 +239,7 @@ mod tests {
                     json!({"type": "object", "additionalProperties": {"type": "string"}}),
                 ),
             ],
+            body: BodyEncoding::Form,
         }
     }
 

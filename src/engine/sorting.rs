@@ -1,5 +1,6 @@
-//! ListEntities' order (Google's `sort_by` / `sort_order`, one column). Stripe's own order —
-//! newest first, `Created DESC` or no sort at all — streams page by page on Stripe's cursor. Any
+//! ListEntities' order (Google's `sort_by` / `sort_order`, one column). The upstream's own order
+//! (the dialect's `native_order`; Stripe's is newest first, `Created DESC`) or no sort at all
+//! streams page by page on the upstream's cursor. Any
 //! other order of a scalar field reads the matching set first, at most MAX_SORTED_ENTITIES, and
 //! pages it by keyset: a page token carries the last row's sort key and id. Pure, no I/O.
 
@@ -11,24 +12,26 @@ use super::conditions::field_value;
 use super::{EngineError, EntityRecord, clause_check};
 use crate::spec::model::EntitySpec;
 
-/// Most matching entities an order other than Stripe's may sort; beyond it the caller narrows
+/// Most matching entities an order other than the upstream's may sort; beyond it the caller narrows
 /// the clause (FAILED_PRECONDITION).
 pub const MAX_SORTED_ENTITIES: usize = 10_000;
 
 /// How a list is ordered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sort {
-    /// Stripe's order, newest first: read page by page.
+    /// The upstream's order: read page by page.
     Upstream,
     /// Any other order: read the matching set, then sort here.
     Column { field: String, descending: bool },
 }
 
-/// Resolves `sort_by` / `sort_order` against the entity type.
+/// Resolves `sort_by` / `sort_order` against the entity type; `native` is the upstream's own
+/// order as `(field source, descending)`, if it has one.
 pub fn resolve(
     entity: &EntitySpec,
     sort_by: &[String],
     sort_order: &[String],
+    native: Option<(&str, bool)>,
 ) -> Result<Sort, EngineError> {
     if sort_by.len() > 1 {
         return Err(EngineError::invalid("sort_by", "at most one sort column"));
@@ -50,11 +53,14 @@ pub fn resolve(
     };
     let field = clause_check::scalar_path(entity, column)
         .map_err(|message| EngineError::invalid("sort_by", message))?;
-    let created = entity
-        .fields
-        .iter()
-        .any(|f| f.source == "created" && f.name == field);
-    if created && descending {
+    let upstream_order = native.is_some_and(|(source, native_descending)| {
+        native_descending == descending
+            && entity
+                .fields
+                .iter()
+                .any(|f| f.source == source && f.name == field)
+    });
+    if upstream_order {
         return Ok(Sort::Upstream);
     }
     Ok(Sort::Column { field, descending })
@@ -152,7 +158,7 @@ mod tests {
         let s = |by: &[&str], order: &[&str]| {
             let by: Vec<String> = by.iter().map(|s| (*s).to_owned()).collect();
             let order: Vec<String> = order.iter().map(|s| (*s).to_owned()).collect();
-            resolve(customer, &by, &order)
+            resolve(customer, &by, &order, Some(("created", true)))
         };
         assert_eq!(s(&[], &[]).unwrap(), Sort::Upstream);
         assert_eq!(s(&["Created"], &["DESC"]).unwrap(), Sort::Upstream);

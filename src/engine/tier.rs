@@ -1,13 +1,21 @@
 //! Which upstream read serves a list: tier 1, the entity type's list endpoint with what its
-//! parameters can filter (equalities, `Created` ranges), or tier 2, Stripe's Search with the
-//! query the Stripe dialect makes of the clause. Search is eventually consistent — an object
+//! parameters can filter (equalities, `Created` ranges), or tier 2, the upstream's search (e.g.
+//! Stripe's Search) with the query the dialect makes of the clause. Search is eventually consistent — an object
 //! created or changed in the last minute or so may be missing — so it is used only when the
 //! caller accepts that (`Consistency::Eventual`) and it narrows the read more than tier 1 does.
 //! Either way the runtime evaluates the whole clause on every row read, so both tiers return the
 //! same set (Search can only miss what it has not indexed yet). Pure, no I/O.
 
 use super::EngineError;
-use crate::stripe::search::SearchQuery;
+
+/// A query in the upstream's search language, made by the dialect from a clause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// The query text, e.g. Stripe's `email~'rosen' AND metadata['plan']:'pro'`.
+    pub text: String,
+    /// Clauses in the query (at least one).
+    pub clauses: usize,
+}
 
 /// The consistency a list needs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -16,7 +24,7 @@ pub enum Consistency {
     #[default]
     Strong,
     /// Accept that objects created or changed in the last minute may be missing, to let the
-    /// runtime use Stripe's Search when it narrows the read.
+    /// runtime use the upstream's search (Stripe's Search) when it narrows the read.
     Eventual,
 }
 
@@ -25,7 +33,7 @@ pub enum Consistency {
 pub enum Tier {
     /// The list endpoint with the parameters it filters by.
     List,
-    /// Stripe's Search.
+    /// The upstream's search (Stripe's Search).
     Search,
 }
 
@@ -60,7 +68,7 @@ pub fn choose(
         (Some(Tier::Search), Some(query)) => Ok(Read::Search(query)),
         (Some(Tier::Search), None) => Err(EngineError::invalid(
             "conditions",
-            "cannot be served by Stripe's Search (no part of it maps onto the search fields)",
+            "cannot be served by the upstream's Search (no part of it maps onto the search fields)",
         )),
         (None, Some(query))
             if consistency == Consistency::Eventual && !list.complete && !list.has_equality =>

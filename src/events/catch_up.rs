@@ -16,10 +16,10 @@ use tokio::time::Instant;
 use super::EventHub;
 use super::store::NewEvent;
 use crate::engine::EngineError;
-use crate::engine::client::CallOptions;
 use crate::registry::Registry;
 use crate::spec::model::{ConnectorSpec, OperationKind, OperationSpec};
 use crate::stripe::event;
+use crate::upstream::client::CallOptions;
 
 /// Most log pages one pass reads per connection (100 events each).
 const MAX_PAGES: usize = 1000;

@@ -53,7 +53,7 @@ struct Failure(String);
 
 impl Workers {
     pub fn new(settings: &EventsSettings) -> Self {
-        crate::engine::client::ensure_crypto_provider();
+        crate::upstream::client::ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(settings.delivery_timeout)
             .connect_timeout(settings.delivery_timeout)

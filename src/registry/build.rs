@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use crate::connections::model::{ConnectionSpec, ProxyAuthScheme, ProxySettings, ProxySslType};
 use crate::engine::ConnectionRuntime;
-use crate::engine::client::{
-    ClientBuildError, ClientOptions, ProxyOptions, Redacted, UpstreamClient,
-};
-use crate::engine::proxy_tunnel::{TunnelAdapter, TunnelAuth, TunnelProxy};
 use crate::secrets::SecretResolver;
 use crate::throttle::{AccountBudgets, NodePool};
+use crate::upstream::client::{
+    ClientBuildError, ClientOptions, ProxyOptions, Redacted, UpstreamClient,
+};
+use crate::upstream::dialect::Credentials;
+use crate::upstream::proxy_tunnel::{TunnelAdapter, TunnelAuth, TunnelProxy};
 
 use super::{EMBEDDED_CONNECTION_ID, RuntimeOptions, SandboxTarget};
 
@@ -80,12 +81,12 @@ impl RuntimeBuilder<'_> {
     ) -> Result<ConnectionRuntime, BuildError> {
         let api_key = self.api_key(spec)?;
         let proxy = self.proxy_route(&spec.proxy)?;
-        let live = crate::stripe::is_live_key(api_key.expose());
-        let budget_key = spec
-            .account_id
-            .clone()
-            .unwrap_or_else(|| key_fingerprint(api_key.expose()));
-        let budget = self.budgets.budget_for(&budget_key, live);
+        let account = self.options.dialect.rate_account(&Credentials {
+            api_key: api_key.expose(),
+            account_id: spec.account_id.as_deref(),
+            api_version: &self.options.api_version,
+        });
+        let budget = self.budgets.budget_for(&account.key, account.live);
         let client = self.client(spec, api_key, proxy.options)?;
         let pool = self.pool(spec, pool)?;
         Ok(ConnectionRuntime {
@@ -163,22 +164,25 @@ impl RuntimeBuilder<'_> {
         if let Some(pem) = &extra_ca_pem {
             check_extra_ca(pem)?;
         }
-        UpstreamClient::new(ClientOptions {
-            base_url: spec.api_base_url.clone(),
-            api_key,
-            account_id: spec.account_id.clone(),
-            api_version: self.options.api_version.clone(),
-            connect_timeout: self.options.connect_timeout,
-            request_timeout: self.options.request_timeout,
-            max_retries: self.options.max_retries,
-            backoff_base: self.options.backoff_base,
-            backoff_cap: self.options.backoff_cap,
-            proxy,
-            extra_ca_pem,
-            verbosity: spec.verbosity,
-            log_level: spec.log_level,
-            connection: spec.id.clone(),
-        })
+        UpstreamClient::new(
+            ClientOptions {
+                base_url: spec.api_base_url.clone(),
+                api_key,
+                account_id: spec.account_id.clone(),
+                api_version: self.options.api_version.clone(),
+                connect_timeout: self.options.connect_timeout,
+                request_timeout: self.options.request_timeout,
+                max_retries: self.options.max_retries,
+                backoff_base: self.options.backoff_base,
+                backoff_cap: self.options.backoff_cap,
+                proxy,
+                extra_ca_pem,
+                verbosity: spec.verbosity,
+                log_level: spec.log_level,
+                connection: spec.id.clone(),
+            },
+            self.options.dialect.clone(),
+        )
         .map_err(|error| match error {
             ClientBuildError::Proxy(why) => BuildError::Proxy(why),
             ClientBuildError::Certificate(why) => BuildError::ExtraCa(why),
@@ -284,11 +288,6 @@ fn check_extra_ca(pem: &[u8]) -> Result<(), BuildError> {
         )));
     }
     Ok(())
-}
-
-/// Not reversible and never logged: groups connections that share a key into one Stripe budget.
-fn key_fingerprint(key: &str) -> String {
-    format!("key:{}", crate::engine::paging::fingerprint(&[key]))
 }
 
 #[cfg(test)]

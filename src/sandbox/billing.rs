@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::api::{self, Call, Ctx};
 use super::error::ApiError;
+use super::execute::{self, Call, Ctx};
 use super::objects;
 use super::payments;
 use super::store::{Store, unix_now};
@@ -187,7 +187,7 @@ pub(crate) fn update_item(
             set_unit_and_period(&mut after);
         }
     }
-    let updated = api::commit_update(ctx, &before, after);
+    let updated = execute::commit_update(ctx, &before, after);
     if let Some(invoice) = updated
         .get("invoice")
         .and_then(Value::as_str)
@@ -210,7 +210,7 @@ pub(crate) fn delete_item(
             "Invoice items on finalized invoices cannot be deleted.",
         ));
     }
-    let result = api::delete(ctx, entity, call)?;
+    let result = execute::delete(ctx, entity, call)?;
     if let Some(invoice) = item.get("invoice").and_then(Value::as_str) {
         recompute(ctx, invoice);
     }
@@ -304,7 +304,7 @@ fn new_invoice(
     let mut invoice = ctx.new_object("invoice");
     objects::apply(
         &mut invoice,
-        api::entity_by_object(ctx.spec, "invoice"),
+        execute::entity_by_object(ctx.spec, "invoice"),
         params,
     );
     let defaults = json!({
@@ -393,7 +393,7 @@ pub(crate) fn update_invoice(
             "Finalized invoices can't be updated in this way.",
         ));
     }
-    api::update(ctx, entity, call)
+    execute::update(ctx, entity, call)
 }
 
 pub(crate) fn delete_invoice(
@@ -406,7 +406,7 @@ pub(crate) fn delete_invoice(
     if str_of(&invoice, "status") != "draft" {
         return Err(not_editable("You can only delete draft invoices."));
     }
-    api::delete(ctx, entity, call)
+    execute::delete(ctx, entity, call)
 }
 
 fn mark_paid(ctx: &mut Ctx<'_>, invoice: &mut Map<String, Value>) {
@@ -669,7 +669,11 @@ pub(crate) fn create_quote(ctx: &mut Ctx<'_>, call: &Call) -> Result<Value, ApiE
     let mut quote = ctx.new_object("quote");
     let mut rest = call.params.clone();
     rest.remove("line_items");
-    objects::apply(&mut quote, api::entity_by_object(ctx.spec, "quote"), &rest);
+    objects::apply(
+        &mut quote,
+        execute::entity_by_object(ctx.spec, "quote"),
+        &rest,
+    );
     let id = str_of(&quote, "id").to_owned();
     let no_discounts = json!({"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0});
     let values = json!({

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::api::Ctx;
+use super::execute::Ctx;
 use super::store::unix_now;
 use crate::spec::model::ConnectorSpec;
 

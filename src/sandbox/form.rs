@@ -5,7 +5,7 @@
 use indexmap::IndexMap;
 use serde_json::{Map, Number, Value};
 
-use super::schema::{self, Child};
+use super::json_schema::{self, Child};
 
 /// Why a form could not be decoded; each names the parameter at fault in Stripe's notation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -155,13 +155,13 @@ fn convert(node: Node, schema: &Value, path: &str) -> Result<Value, FormError> {
     match node {
         Node::Leaf(text) => coerce(text, schema, path),
         Node::Branch(children) => {
-            let types = schema::types(schema);
+            let types = json_schema::types(schema);
             let all_indices = children
                 .keys()
                 .all(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()));
             let wants_array = types.contains(&"array") || (types.is_empty() && all_indices);
             if all_indices && wants_array {
-                let item_schema = schema::items(schema).unwrap_or(&Value::Null);
+                let item_schema = json_schema::items(schema).unwrap_or(&Value::Null);
                 let mut indexed: Vec<(usize, Node)> = children
                     .into_iter()
                     .map(|(k, v)| (k.parse::<usize>().unwrap_or(usize::MAX), v))
@@ -179,7 +179,7 @@ fn convert(node: Node, schema: &Value, path: &str) -> Result<Value, FormError> {
                 let child_schema = if schema.is_null() {
                     &Value::Null
                 } else {
-                    match schema::child(schema, &key) {
+                    match json_schema::child(schema, &key) {
                         Child::Known(found) => found,
                         Child::Free => &Value::Null,
                         Child::Unknown => return Err(FormError::Unknown(child_path)),
@@ -193,7 +193,7 @@ fn convert(node: Node, schema: &Value, path: &str) -> Result<Value, FormError> {
 }
 
 fn coerce(text: String, schema: &Value, path: &str) -> Result<Value, FormError> {
-    let types = schema::types(schema);
+    let types = json_schema::types(schema);
     if types.is_empty() {
         return Ok(Value::String(text));
     }
@@ -201,7 +201,7 @@ fn coerce(text: String, schema: &Value, path: &str) -> Result<Value, FormError> 
     if text.is_empty() {
         let structured =
             has("object") || has("array") || has("integer") || has("number") || has("boolean");
-        return Ok(if schema::is_emptyable(schema) || structured {
+        return Ok(if json_schema::is_emptyable(schema) || structured {
             Value::Null
         } else {
             Value::String(text)
@@ -381,9 +381,9 @@ mod tests {
             let original = Value::Object(original);
             let mut pairs = Vec::new();
             for (key, value) in original.as_object().into_iter().flatten() {
-                crate::stripe::form::flatten_into(key, value, &mut pairs);
+                crate::upstream::form::flatten_into(key, value, &mut pairs);
             }
-            let encoded = crate::stripe::form::encode(&pairs);
+            let encoded = crate::upstream::form::encode(&pairs);
             let decoded = decode(encoded.as_bytes(), |_| Declared::Schema(&Value::Null)).unwrap();
             assert_eq!(Value::Object(decoded), original, "{encoded}");
         }

@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::schema;
+use super::json_schema;
 use super::store::Store;
 use crate::spec::model::{DataType, EntitySpec, FieldSpec};
 
@@ -110,13 +110,13 @@ fn shaped_default(object_type: &str, field: &FieldSpec, base: &str) -> Value {
 }
 
 fn default_value(field: &FieldSpec, base: &str) -> Value {
-    if schema::is_list_object(&field.json_schema) {
+    if json_schema::is_list_object(&field.json_schema) {
         return empty_list(&format!("{base}/{}", field.source));
     }
     if field.nullable {
         return Value::Null;
     }
-    if schema::types(&field.json_schema).is_empty() {
+    if json_schema::types(&field.json_schema).is_empty() {
         return match field.data_type {
             DataType::Boolean => Value::Bool(false),
             DataType::Bigint
@@ -138,21 +138,21 @@ fn schema_default(schema: &Value, depth: usize) -> Value {
     if schema.get("nullable").and_then(Value::as_bool) == Some(true) {
         return Value::Null;
     }
-    if schema::is_list_object(schema) {
+    if json_schema::is_list_object(schema) {
         return empty_list("");
     }
-    let first_enum = schema::branches(schema).into_iter().find_map(|b| {
+    let first_enum = json_schema::branches(schema).into_iter().find_map(|b| {
         b.get("enum")
             .and_then(Value::as_array)
             .and_then(|v| v.first().cloned())
     });
-    match schema::types(schema).first().copied() {
+    match json_schema::types(schema).first().copied() {
         Some("boolean") => Value::Bool(false),
         Some("integer") | Some("number") => json!(0),
         Some("array") => json!([]),
         Some("object") => {
             let mut object = Map::new();
-            let properties = schema::branches(schema)
+            let properties = json_schema::branches(schema)
                 .into_iter()
                 .find_map(|b| b.get("properties").and_then(Value::as_object));
             if let Some(properties) = properties.filter(|_| depth < 2) {

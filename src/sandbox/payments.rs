@@ -4,11 +4,11 @@
 
 use serde_json::{Map, Value, json};
 
-use super::api::{self, Call, Ctx};
 use super::cards::{
     brand_of, card_behaviour, decline, luhn_valid, magic_payment_method, token_card,
 };
 use super::error::ApiError;
+use super::execute::{self, Call, Ctx};
 use super::store::{CardBehaviour, unix_now};
 use super::{currency, objects};
 use crate::spec::model::EntitySpec;
@@ -60,7 +60,7 @@ fn store_card_method(
     params: &Map<String, Value>,
 ) -> Map<String, Value> {
     let mut method = ctx.new_object("payment_method");
-    let entity = api::entity_by_object(ctx.spec, "payment_method");
+    let entity = execute::entity_by_object(ctx.spec, "payment_method");
     let mut rest = params.clone();
     rest.remove("card");
     objects::apply(&mut method, entity, &rest);
@@ -115,7 +115,7 @@ pub(crate) fn create_method(
     call: &Call,
 ) -> Result<Value, ApiError> {
     let Some(Value::Object(card)) = call.params.get("card") else {
-        return Ok(Value::Object(api::create(ctx, entity, call)?));
+        return Ok(Value::Object(execute::create(ctx, entity, call)?));
     };
     if let Some(token) = card.get("token").and_then(Value::as_str) {
         let test = token_card(token)
@@ -436,7 +436,7 @@ pub(crate) fn update_intent(
         }
     }
     objects::apply(&mut after, Some(entity), &rest);
-    Ok(Value::Object(api::commit_update(ctx, &before, after)))
+    Ok(Value::Object(execute::commit_update(ctx, &before, after)))
 }
 
 fn unexpected_state(message: &str, intent: &Map<String, Value>) -> ApiError {
@@ -615,7 +615,7 @@ pub(crate) fn confirm(
     }
     objects::apply(
         &mut intent,
-        api::entity_by_object(ctx.spec, "payment_intent"),
+        execute::entity_by_object(ctx.spec, "payment_intent"),
         &rest,
     );
     let Some(method_id) = intent
@@ -805,7 +805,7 @@ pub(crate) fn capture(
     rest.remove("amount_to_capture");
     objects::apply(
         &mut intent,
-        api::entity_by_object(ctx.spec, "payment_intent"),
+        execute::entity_by_object(ctx.spec, "payment_intent"),
         &rest,
     );
     let charge_id = intent
@@ -1117,7 +1117,7 @@ fn refund(
     let mut refund = ctx.new_object("refund");
     objects::apply(
         &mut refund,
-        api::entity_by_object(ctx.spec, "refund"),
+        execute::entity_by_object(ctx.spec, "refund"),
         params,
     );
     let currency = charge.get("currency").cloned().unwrap_or(Value::Null);

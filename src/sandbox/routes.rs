@@ -197,6 +197,7 @@ mod tests {
             path: path.into(),
             operation_id: String::new(),
             params: Vec::new(),
+            body: Default::default(),
         })
     }
 
@@ -207,6 +208,7 @@ mod tests {
                 version: "1".into(),
                 api_version: "2023-08-16".into(),
                 default_base_url: "https://api.stripe.com".into(),
+                dialect: "stripe".into(),
             },
             entities: vec![EntitySpec {
                 name: "Customer".into(),

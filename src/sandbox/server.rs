@@ -24,9 +24,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
-use super::api::{self, Call, Ctx};
 use super::config::{SandboxConfig, SimulatedClock};
 use super::error::ApiError;
+use super::execute::{self, Call, Ctx};
 use super::faults::{Fault, FaultInjector};
 use super::form::{self, Declared, FormError};
 use super::idempotency::{Begin, IdempotencyStore};
@@ -442,7 +442,7 @@ impl Sandbox {
             base_url: request.base_url,
             clock: request.clock,
         };
-        match api::execute(&mut ctx, call) {
+        match execute::execute(&mut ctx, call) {
             Ok(mut value) => {
                 let spec = &self.spec;
                 let (mark, faults) = (mark.as_deref(), &faults);

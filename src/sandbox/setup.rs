@@ -6,8 +6,8 @@
 
 use serde_json::{Map, Value, json};
 
-use super::api::{self, Call, Ctx};
 use super::error::ApiError;
+use super::execute::{self, Call, Ctx};
 use super::objects;
 use super::store::CardBehaviour;
 use super::{cards, payments};
@@ -112,7 +112,7 @@ pub(crate) fn update_intent(
         after.insert("status".into(), json!("requires_confirmation"));
     }
     objects::apply(&mut after, Some(entity), &rest);
-    Ok(Value::Object(api::commit_update(ctx, &before, after)))
+    Ok(Value::Object(execute::commit_update(ctx, &before, after)))
 }
 
 /// `POST /v1/setup_intents/{id}/confirm` (also `confirm=true` on create).

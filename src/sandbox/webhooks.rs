@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::api::Call;
+use super::execute::Call;
 use super::routes::Target;
 use super::server::lock;
 use super::store::{Store, unix_now};
@@ -116,7 +116,7 @@ struct Delivery {
 
 impl Webhooks {
     pub fn new(seed: u64) -> Self {
-        crate::engine::client::ensure_crypto_provider();
+        crate::upstream::client::ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(10))

@@ -1,4 +1,6 @@
-//! The generator: derives a connector spec from Stripe's OpenAPI description plus the overlay.
+//! The generator: derives a connector spec from an OpenAPI description (Stripe's, or any API
+//! shaped like it) plus the overlay, whose `[connector]` section also says which request bodies
+//! and list responses to read.
 //!
 //! Reads the two input files, then works on data only. The rules (which paths are entity
 //! collections, how names are formed, which POSTs are actions) are documented in
@@ -11,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::SpecError;
 use super::model::{
-    ActionSpec, ConnectorMeta, ConnectorSpec, DataType, EntitySpec, FieldSpec, HttpMethod,
-    OperationSpec, Operations, ParamLocation, ParamSpec, ParentKey, ResultShape,
+    ActionSpec, BodyEncoding, ConnectorMeta, ConnectorSpec, DataType, EntitySpec, FieldSpec,
+    HttpMethod, OperationSpec, Operations, ParamLocation, ParamSpec, ParentKey, ResultShape,
 };
 use super::naming::{display_name, pascal_case, path_shape, placeholders, singular};
 use super::openapi::{ApiParam, OpenApi, Operation, expansion_targets, truncate_schema};
@@ -90,6 +92,7 @@ pub fn generate_from(
             version: overlay.connector.version.clone(),
             api_version: api_version.to_owned(),
             default_base_url: overlay.connector.default_base_url.clone(),
+            dialect: overlay.connector.dialect.clone(),
         },
         entities,
         actions,
@@ -169,6 +172,11 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// The request bodies this API takes.
+    fn body(&self) -> BodyEncoding {
+        self.overlay.connector.body
+    }
+
     fn has_id(&self, schema: &str) -> bool {
         self.api
             .schema(schema)
@@ -189,7 +197,7 @@ impl<'a> Generator<'a> {
             if let Some(Ok(schema)) = self
                 .api
                 .operation(path, HttpMethod::Get)
-                .and_then(|op| op.list_item_ref())
+                .and_then(|op| op.list_item_ref(self.api, &self.overlay.connector.list_items))
             {
                 candidates.insert(path_shape(path), (path.to_owned(), schema));
             }
@@ -353,7 +361,7 @@ impl<'a> Generator<'a> {
     ) -> Option<Operation<'a>> {
         let op = self
             .operation(path?, method)
-            .filter(Operation::is_form_encoded)?;
+            .filter(|op| op.has_body_in(self.body()))?;
         match method {
             HttpMethod::Delete => Some(op),
             _ if op.returns(self.api, schema) => Some(op),
@@ -376,7 +384,10 @@ impl<'a> Generator<'a> {
 
         let list = self
             .operation(&collection.path, HttpMethod::Get)
-            .filter(|op| op.list_item_ref() == Some(Ok(schema_name)));
+            .filter(|op| {
+                op.list_item_ref(self.api, &self.overlay.connector.list_items)
+                    == Some(Ok(schema_name))
+            });
         let create = self.resource_operation(Some(&collection.path), HttpMethod::Post, schema_name);
         let item = collection.item_path.as_deref();
         let get = self.resource_operation(item, HttpMethod::Get, schema_name);
@@ -421,7 +432,7 @@ impl<'a> Generator<'a> {
         let writable: BTreeSet<&str> = [create, update]
             .iter()
             .flatten()
-            .flat_map(|op| op.body_params().map(|param| param.name))
+            .flat_map(|op| op.body_params_in(self.body()).map(|param| param.name))
             .collect();
         let fields = self.fields(&properties, &writable, references, parent_fields);
 
@@ -633,7 +644,10 @@ impl<'a> Generator<'a> {
         let others = op
             .parameters()
             .filter(|param| param.location == ParamLocation::Query)
-            .chain(op.body_params().filter(|_| op.method != HttpMethod::Get));
+            .chain(
+                op.body_params_in(self.body())
+                    .filter(|_| op.method != HttpMethod::Get),
+            );
         for param in others {
             if param.name == EXPAND && !keep_expand {
                 continue;
@@ -648,6 +662,7 @@ impl<'a> Generator<'a> {
             path: op.path.to_owned(),
             operation_id: operation_id.to_owned(),
             params,
+            body: self.body(),
         })
     }
 
@@ -680,7 +695,7 @@ impl<'a> Generator<'a> {
             }
             let Some(op) = self
                 .operation(path, HttpMethod::Post)
-                .filter(Operation::is_form_encoded)
+                .filter(|op| op.has_body_in(self.body()))
             else {
                 continue;
             };

@@ -32,8 +32,12 @@ pub struct ConnectorMeta {
     pub version: String,
     /// Upstream API version (sent as `Stripe-Version`), e.g. `2023-08-16`.
     pub api_version: String,
-    /// Default upstream base URL, e.g. `https://api.stripe.com`.
+    /// Default upstream base URL, e.g. `https://api.stripe.com`: what a connection uses unless
+    /// it names its own `api_base_url`.
     pub default_base_url: String,
+    /// The upstream dialect the engine speaks to this connector's API, by name (`stripe`); see
+    /// `upstream::dialect` and `crate::dialects`.
+    pub dialect: String,
 }
 
 /// JDBC-style data types, as in Google Integration Connectors.
@@ -207,6 +211,34 @@ pub struct OperationSpec {
     pub operation_id: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub params: Vec<ParamSpec>,
+    /// How the body parameters of a POST travel (the request body's content type).
+    #[serde(default, skip_serializing_if = "BodyEncoding::is_form")]
+    pub body: BodyEncoding,
+}
+
+/// The content type of an operation's request body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyEncoding {
+    /// `application/x-www-form-urlencoded` with bracketed keys (`metadata[k]=v`).
+    #[default]
+    Form,
+    /// `application/json`, one object of the body parameters.
+    Json,
+}
+
+impl BodyEncoding {
+    pub fn is_form(&self) -> bool {
+        *self == Self::Form
+    }
+
+    /// The request body's media type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Form => "application/x-www-form-urlencoded",
+            Self::Json => "application/json",
+        }
+    }
 }
 
 /// One parameter of an upstream operation or action.

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::{Map, Value, json};
 
 use super::SpecError;
-use super::model::{DataType, HttpMethod, ParamLocation};
+use super::model::{BodyEncoding, DataType, HttpMethod, ParamLocation};
 
 /// Stripe's `maxLength` on nearly every string: noise, so compact schemas drop it.
 const DEFAULT_MAX_LENGTH: u64 = 5000;
@@ -173,11 +173,11 @@ impl<'a> Operation<'a> {
         (!text.is_empty()).then(|| shorten(&text, DESCRIPTION_LIMIT))
     }
 
-    /// Whether the request travels as Stripe's usual form encoding (or has no body). File
-    /// uploads (`POST /v1/files`) are multipart to another host, which the engine does not speak.
-    pub fn is_form_encoded(&self) -> bool {
+    /// Whether the request body travels in `encoding` (or there is none). Other bodies (Stripe's
+    /// file uploads, `POST /v1/files`, are multipart to another host) the engine does not speak.
+    pub fn has_body_in(&self, encoding: BodyEncoding) -> bool {
         match self.value.pointer("/requestBody/content") {
-            Some(content) => content.get("application/x-www-form-urlencoded").is_some(),
+            Some(content) => content.get(encoding.content_type()).is_some(),
             None => true,
         }
     }
@@ -209,9 +209,17 @@ impl<'a> Operation<'a> {
 
     /// Top-level form fields of the request body, in the document's order.
     pub fn body_params(&self) -> impl Iterator<Item = ApiParam<'a>> {
+        self.body_params_in(BodyEncoding::Form)
+    }
+
+    /// Top-level members of the request body in `encoding`, in the document's order.
+    pub fn body_params_in(&self, encoding: BodyEncoding) -> impl Iterator<Item = ApiParam<'a>> {
         let schema = self
             .value
-            .pointer("/requestBody/content/application~1x-www-form-urlencoded/schema");
+            .get("requestBody")
+            .and_then(|body| body.get("content"))
+            .and_then(|content| content.get(encoding.content_type()))
+            .and_then(|media| media.get("schema"));
         let required: Vec<&str> = schema
             .and_then(|schema| schema.get("required"))
             .and_then(Value::as_array)
@@ -256,12 +264,13 @@ impl<'a> Operation<'a> {
             .is_some_and(|response| union_contains(api, response, schema, 3))
     }
 
-    /// For list responses (`{object: "list", data: [...]}`): the schema name of the items, or
-    /// `Err(())` when the items are a union of several types.
+    /// For list responses (inline or a `$ref`) whose items are the array property `items`
+    /// (Stripe's `{object: "list", data: [...]}`: `data`): the schema name of the items, or `Err(())` when
+    /// the items are a union of several types.
     #[allow(clippy::result_unit_err)]
-    pub fn list_item_ref(&self) -> Option<Result<&'a str, ()>> {
-        let schema = self.response_schema()?;
-        let data = schema.get("properties")?.get("data")?;
+    pub fn list_item_ref(&self, api: &'a OpenApi, items: &str) -> Option<Result<&'a str, ()>> {
+        let schema = api.resolve(self.response_schema()?);
+        let data = schema.get("properties")?.get(items)?;
         let items = data.get("items")?;
         Some(ref_name(items).ok_or(()))
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::SpecError;
-use super::model::{ParamSpec, ResultShape};
+use super::model::{BodyEncoding, ParamSpec, ResultShape};
 
 /// The whole overlay file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -31,13 +31,26 @@ pub struct Overlay {
     pub actions: BTreeMap<String, ActionOverlay>,
 }
 
-/// Connector metadata that the description does not carry.
+/// Connector metadata that the description does not carry, and how to read the description.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorOverlay {
     pub name: String,
     pub version: String,
     pub default_base_url: String,
+    /// The upstream dialect the engine speaks to this API (`stripe`), written to `connector.json`.
+    pub dialect: String,
+    /// The request bodies the generator reads (`form`, the default, or `json`); operations whose
+    /// body travels otherwise are left out.
+    #[serde(default)]
+    pub body: BodyEncoding,
+    /// The array property of a list response that holds the items (default `data`, Stripe's).
+    #[serde(default = "default_list_items")]
+    pub list_items: String,
+}
+
+fn default_list_items() -> String {
+    "data".to_owned()
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -22,6 +22,7 @@ pub fn validate(spec: &ConnectorSpec, root: &str) -> Result<(), SpecError> {
         ("version", &meta.version),
         ("api_version", &meta.api_version),
         ("default_base_url", &meta.default_base_url),
+        ("dialect", &meta.dialect),
     ] {
         if value.trim().is_empty() {
             return Err(SpecError::invalid(

@@ -1,7 +1,5 @@
 //! Request headers Stripe expects, and the response headers that carry its hints.
 
-use std::time::Duration;
-
 use http::HeaderMap;
 
 /// The API version whose shapes the connector spec describes.
@@ -37,18 +35,6 @@ pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
     }
 }
 
-/// `Retry-After` in seconds, when present and sane (Stripe's SDKs ignore values over 60 s).
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: f64 = headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (secs.is_finite() && (0.0..=60.0).contains(&secs)).then(|| Duration::from_secs_f64(secs))
-}
-
 /// True for Stripe test-mode keys, whose account rate limit is lower.
 pub fn is_test_key(key: &str) -> bool {
     key.starts_with("sk_test_") || key.starts_with("rk_test_")
@@ -62,11 +48,9 @@ mod tests {
     fn reads_retry_hints() {
         let mut headers = HeaderMap::new();
         headers.insert(HEADER_SHOULD_RETRY, "false".parse().unwrap());
-        headers.insert(http::header::RETRY_AFTER, "2".parse().unwrap());
         assert_eq!(should_retry(&headers), Some(false));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert(http::header::RETRY_AFTER, "3600".parse().unwrap());
-        assert_eq!(retry_after(&headers), None);
+        headers.insert(HEADER_SHOULD_RETRY, "maybe".parse().unwrap());
+        assert_eq!(should_retry(&headers), None);
     }
 
     #[test]

@@ -12,21 +12,13 @@ use serde_json::Value;
 
 use crate::engine::conditions::{Comparison, Condition, Op};
 use crate::engine::request::UpstreamRequest;
+use crate::engine::tier::SearchQuery;
 use crate::spec::model::{EntitySpec, HttpMethod};
 
 /// Clauses Stripe accepts in one query.
 const MAX_SEARCH_CLAUSES: usize = 10;
 /// Shortest substring `~` matches.
 const MIN_SUBSTRING: usize = 3;
-
-/// A query for an entity type's search endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SearchQuery {
-    /// The query text, e.g. `email~'rosen' AND metadata['plan']:'pro'`.
-    pub text: String,
-    /// Clauses in the query (at least one).
-    pub clauses: usize,
-}
 
 /// One translated part of a clause: a flat run of search clauses joined by AND or by OR.
 #[derive(Debug, Clone)]
@@ -210,6 +202,7 @@ pub fn request(
         path,
         query: pairs,
         form: Vec::new(),
+        json: None,
         operation_id: format!("Get{}Search", entity.name),
     })
 }

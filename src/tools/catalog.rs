@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::schema;
+use super::io_schemas;
 use crate::spec::model::{ActionSpec, ConnectorSpec, EntitySpec, OperationKind};
 use crate::stripe::verbs::{ActionEffect, action_effect};
 
@@ -172,13 +172,13 @@ fn entity_tool(
     let fallback = format!("{title} ({}).", entity.name);
     let mut description = stripe_text.map_or(fallback, str::to_owned);
     description.push(' ');
-    description.push_str(&schema::usage(entity, kind));
+    description.push_str(&io_schemas::usage(entity, kind));
     ToolDefinition {
         name,
         title,
         description,
-        input_schema: Arc::new(schema::entity_input(entity, kind)),
-        output_schema: Arc::new(schema::entity_output(entity, kind)),
+        input_schema: Arc::new(io_schemas::entity_input(entity, kind)),
+        output_schema: Arc::new(io_schemas::entity_output(entity, kind)),
         hints,
         operation: ToolOperation::Entity {
             entity: entity.name.clone(),
@@ -191,13 +191,13 @@ fn action_tool(action: &ActionSpec, stripe_text: Option<&str>) -> ToolDefinition
     let fallback = format!("{}.", action.display_name);
     let mut description = stripe_text.map_or(fallback, str::to_owned);
     description.push(' ');
-    description.push_str(schema::REQUEST_ID_USAGE);
+    description.push_str(io_schemas::REQUEST_ID_USAGE);
     ToolDefinition {
         name: snake_case(&action.name),
         title: action.display_name.clone(),
         description,
-        input_schema: Arc::new(schema::action_input(action)),
-        output_schema: Arc::new(schema::action_output(action)),
+        input_schema: Arc::new(io_schemas::action_input(action)),
+        output_schema: Arc::new(io_schemas::action_output(action)),
         hints: ToolHints {
             read_only: false,
             destructive: action_effect(&action.name) == ActionEffect::Destructive,

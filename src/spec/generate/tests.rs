@@ -119,7 +119,7 @@ fn sample_api() -> OpenApi {
 
 fn overlay(extra: &str) -> Overlay {
     let text = format!(
-        "{extra}\n[connector]\nname = \"stripe\"\nversion = \"1\"\ndefault_base_url = \"https://api.stripe.com\"\n"
+        "{extra}\n[connector]\nname = \"stripe\"\nversion = \"1\"\ndefault_base_url = \"https://api.stripe.com\"\ndialect = \"stripe\"\n"
     );
     Overlay::parse(&text).unwrap()
 }

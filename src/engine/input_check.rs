@@ -3,13 +3,13 @@
 //! Understands the subset the spec uses: `type`, `enum`, `anyOf`, `items`, `properties`,
 //! `required` and `additionalProperties`. Numbers given for integer parameters must be integral
 //! (`1500.0` is accepted as `1500`). Values that would travel as an empty form (`null`, `{}`,
-//! `[]`) pass only where the schema accepts one (see `stripe::form`). Error texts stay short:
+//! `[]`) pass only where the schema accepts one (see `upstream::form`). Error texts stay short:
 //! long enums are summarised, never listed in full.
 
 use serde_json::{Map, Value};
 
 use super::error::FieldViolation;
-use crate::stripe::form;
+use crate::upstream::form;
 
 /// Appends a violation for every way `value` fails `schema`, naming fields by `path`.
 pub fn check(path: &str, schema: &Value, value: &Value, out: &mut Vec<FieldViolation>) {
@@ -249,6 +249,25 @@ fn check_one(
     }
 }
 
+/// The members of a range object, `{gt, gte, lt, lte}` (e.g. Stripe's `created[gte]=…`).
+const RANGE_MEMBERS: [&str; 4] = ["gt", "gte", "lt", "lte"];
+
+/// Whether a parameter takes a range object (alone or as a branch of a union), so range
+/// comparisons (`>`, `>=`, `<`, `<=`) can be pushed into it.
+pub fn accepts_range(schema: &Value) -> bool {
+    if let Some(branches) = schema
+        .get("anyOf")
+        .or_else(|| schema.get("oneOf"))
+        .and_then(Value::as_array)
+    {
+        return branches.iter().any(accepts_range);
+    }
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .is_some_and(|members| RANGE_MEMBERS.iter().any(|m| members.contains_key(*m)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,5 +384,17 @@ mod tests {
             violations(schema, json!({"k": 1})),
             vec!["X.k: expected a string, got integer"]
         );
+    }
+
+    #[test]
+    fn range_objects_are_told_from_objects_that_nest_one() {
+        let created = json!({"anyOf": [
+            {"type": "object", "properties": {"gt": {"type": "integer"}, "gte": {"type": "integer"}}},
+            {"type": "integer"}
+        ]});
+        assert!(accepts_range(&created));
+        let nested = json!({"type": "object", "properties": {"posted_at": created}});
+        assert!(!accepts_range(&nested));
+        assert!(!accepts_range(&json!({"type": "string"})));
     }
 }

@@ -1,10 +1,12 @@
-//! Stripe's `application/x-www-form-urlencoded` encoding with nested brackets. Pure, no I/O.
+//! The bracketed `application/x-www-form-urlencoded` encoding of query strings and form bodies
+//! (OpenAPI's `deepObject` style, arrays indexed), as Stripe and Rails-style APIs read it. Pure,
+//! no I/O.
 //!
 //! `{"metadata": {"k": "v"}, "items": [{"price": "p"}], "expand": ["customer"]}` becomes
 //! `metadata[k]=v&items[0][price]=p&expand[0]=customer`, the way Stripe's own SDKs encode it.
 //!
 //! A form has no way to say "null", "empty object" or "empty array": all three travel as `key=`,
-//! an empty string, which Stripe reads as "unset this value". Stripe's request schemas say where
+//! an empty string, which such APIs read as "unset this value". The request schemas say where
 //! that is allowed: a parameter that can be unset has an `anyOf` branch `{"enum": [""]}` (plain
 //! strings take any string, the empty one included). [`accepts_empty_form`] answers that question
 //! for a (compact) request schema, so the engine can refuse an empty value everywhere else before
@@ -12,7 +14,7 @@
 
 use serde_json::Value;
 
-/// Whether a JSON value travels as Stripe's empty form `key=`: `null`, `{}` or `[]`.
+/// Whether a JSON value travels as the empty form `key=`: `null`, `{}` or `[]`.
 pub fn encodes_as_empty(value: &Value) -> bool {
     match value {
         Value::Null => true,

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use super::error::ApiError;
 use super::routes::{Matched, Target};
 use super::store::{Store, unix_now};
-use super::{billing, currency, defaults, events, objects, payments, schema, search, setup};
+use super::{billing, currency, defaults, events, json_schema, objects, payments, search, setup};
 use crate::spec::model::{ConnectorSpec, EntitySpec, OperationKind};
 
 /// Parameters a list endpoint always understands, besides its filters.
@@ -443,7 +443,7 @@ fn embed_objects(
     object: &mut Map<String, Value>,
 ) -> Result<(), ApiError> {
     for field in &entity.fields {
-        let types = schema::types(&field.json_schema);
+        let types = json_schema::types(&field.json_schema);
         if !types.contains(&"object") || types.contains(&"string") {
             continue;
         }

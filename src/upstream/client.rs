@@ -1,10 +1,10 @@
-//! The upstream HTTP client: one pooled reqwest client per connection's settings, Stripe's headers,
-//! deadlines, and retries with exponential backoff and full jitter.
+//! The upstream HTTP client: one pooled reqwest client per connection's settings, the headers its
+//! dialect adds, deadlines, and retries with exponential backoff and full jitter.
 //!
 //! Secrets (the API key, proxy passwords) live here only as `Redacted` values and in request
 //! headers; they never reach a log line or an error.
 
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -14,13 +14,14 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use zeroize::Zeroizing;
 
-use super::error::EngineError;
-use super::request::UpstreamRequest;
-use super::retry::{self, Decision, Outcome};
+use super::dialect::{Credentials, Dialect};
+use super::error::UpstreamError;
+use super::form;
+use super::retry::{self, Decision};
 use crate::connections::model::LogLevel;
+use crate::engine::error::EngineError;
+use crate::engine::request::UpstreamRequest;
 use crate::spec::model::HttpMethod;
-use crate::stripe::error::StripeError;
-use crate::stripe::{form, headers};
 
 /// A secret string whose Debug and Display never show the value, wiped from memory on drop.
 #[derive(Clone, PartialEq, Eq)]
@@ -41,13 +42,15 @@ impl From<&crate::secrets::Secret> for Redacted {
     }
 }
 
-/// `Authorization: Bearer <key>`, marked sensitive so the HTTP stack never logs it; the text it
-/// is made from is wiped as soon as the header holds it.
-fn bearer_header(key: &Redacted) -> Result<HeaderValue, ClientBuildError> {
-    let text = Zeroizing::new(format!("Bearer {}", key.expose()));
-    let mut value = HeaderValue::from_str(&text).map_err(|_| ClientBuildError::ApiKey)?;
+/// A header value carrying a secret (`prefix` + `secret`, e.g. `Bearer sk_…`), marked sensitive
+/// so the HTTP stack never logs it; the text it is made from is wiped as soon as the header holds
+/// it. `None` when the secret holds characters a header cannot carry (refused when the client is
+/// built, see [`UpstreamClient::new`]).
+pub fn secret_header_value(prefix: &str, secret: &str) -> Option<HeaderValue> {
+    let text = Zeroizing::new(format!("{prefix}{secret}"));
+    let mut value = HeaderValue::from_str(&text).ok()?;
     value.set_sensitive(true);
-    Ok(value)
+    Some(value)
 }
 
 impl std::fmt::Debug for Redacted {
@@ -69,7 +72,9 @@ pub struct ProxyOptions {
 pub struct ClientOptions {
     pub base_url: String,
     pub api_key: Redacted,
+    /// The account acted on, for upstreams where one key reaches several (sent by the dialect).
     pub account_id: Option<String>,
+    /// The API version the connector spec describes (sent by dialects that pin one).
     pub api_version: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
@@ -90,7 +95,7 @@ pub struct ClientOptions {
 /// Per-call options.
 #[derive(Debug, Clone, Default)]
 pub struct CallOptions {
-    /// Sent as `Idempotency-Key` on POST, the same on every retry of this call.
+    /// Sent in the dialect's idempotency header on POST, the same on every retry of this call.
     pub idempotency_key: Option<String>,
     /// The caller's deadline; no attempt or backoff runs past it.
     pub deadline: Option<Instant>,
@@ -102,7 +107,7 @@ pub struct UpstreamResponse {
     pub status: u16,
     pub body: Value,
     pub request_id: Option<String>,
-    /// Stripe replayed a stored response for the idempotency key.
+    /// The upstream replayed a stored response for the idempotency key.
     pub replayed: bool,
     /// Attempts made (1 = no retry).
     pub attempts: u32,
@@ -121,9 +126,8 @@ pub fn ensure_crypto_provider() {
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     http: reqwest::Client,
-    /// Built once from the key: the key never passes through a plain `String` per request.
-    authorization: HeaderValue,
     options: ClientOptions,
+    dialect: Arc<dyn Dialect>,
 }
 
 /// Error building a client from its options.
@@ -140,7 +144,11 @@ pub enum ClientBuildError {
 }
 
 impl UpstreamClient {
-    pub fn new(options: ClientOptions) -> Result<Self, ClientBuildError> {
+    /// A client speaking `dialect` (the connector spec's) to the upstream.
+    pub fn new(
+        options: ClientOptions,
+        dialect: Arc<dyn Dialect>,
+    ) -> Result<Self, ClientBuildError> {
         ensure_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
@@ -166,12 +174,19 @@ impl UpstreamClient {
         let http = builder
             .build()
             .map_err(|e| ClientBuildError::Build(e.to_string()))?;
-        let authorization = bearer_header(&options.api_key)?;
+        if secret_header_value("", options.api_key.expose()).is_none() {
+            return Err(ClientBuildError::ApiKey);
+        }
         Ok(Self {
             http,
-            authorization,
             options,
+            dialect,
         })
+    }
+
+    /// The upstream's rules this client follows.
+    pub fn dialect(&self) -> &dyn Dialect {
+        self.dialect.as_ref()
     }
 
     /// True when the connection's log level lets lines of `level` through.
@@ -222,28 +237,19 @@ impl UpstreamClient {
                 r.min(self.options.request_timeout)
             });
             let result = self.observed_attempt(request, call, timeout, attempt).await;
-            let (outcome, error) = match result {
+            let (decision, error) = match result {
                 Ok(Attempt::Success(mut response)) => {
                     response.attempts = attempt;
                     return Ok(response);
                 }
-                Ok(Attempt::Failure {
-                    error,
-                    should_retry,
-                    retry_after,
-                }) => (
-                    Outcome::Response {
-                        status: error.http_status,
-                        should_retry,
-                        retry_after,
-                    },
-                    EngineError::Upstream(Box::new(error)),
-                ),
+                Ok(Attempt::Failure { error, decision }) => {
+                    (decision, EngineError::Upstream(Box::new(error)))
+                }
                 // Wrong proxy credentials do not get better by trying again.
                 Err(error @ EngineError::ProxyAuthentication(_)) => return Err(error),
-                Err(error) => (Outcome::Transport, error),
+                Err(error) => (retry::decide(retry::Outcome::Transport), error),
             };
-            let Decision::Retry { at_least } = retry::decide(outcome) else {
+            let Decision::Retry { at_least } = decision else {
                 return Err(error);
             };
             if !may_retry || attempt > self.options.max_retries {
@@ -279,7 +285,7 @@ impl UpstreamClient {
     }
 
     /// One attempt inside its `upstream` span (method, path template — never ids —, status,
-    /// Stripe's request id, attempt number), recorded in the upstream metrics.
+    /// the upstream's request id, attempt number), recorded in the upstream metrics.
     async fn observed_attempt(
         &self,
         request: &UpstreamRequest,
@@ -350,28 +356,32 @@ impl UpstreamClient {
             HttpMethod::Post => reqwest::Method::POST,
             HttpMethod::Delete => reqwest::Method::DELETE,
         };
-        let mut builder = self
-            .http
-            .request(method, &url)
-            .timeout(timeout)
-            .header(http::header::AUTHORIZATION, self.authorization.clone())
-            .header(headers::HEADER_STRIPE_VERSION, &self.options.api_version);
+        let mut builder = self.dialect.authorise(
+            self.http.request(method, &url).timeout(timeout),
+            &Credentials {
+                api_key: self.options.api_key.expose(),
+                account_id: self.options.account_id.as_deref(),
+                api_version: &self.options.api_version,
+            },
+        );
         if !request.query.is_empty() {
             builder = builder.query(&request.query);
         }
-        if let Some(account) = &self.options.account_id {
-            builder = builder.header(headers::HEADER_STRIPE_ACCOUNT, account);
-        }
         if request.method == HttpMethod::Post {
-            // Always send the form content type, even with an empty body: strict servers reject none.
-            builder = builder
-                .header(
-                    http::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
-                .body(form::encode(&request.form));
-            if let Some(key) = &call.idempotency_key {
-                builder = builder.header(headers::HEADER_IDEMPOTENCY_KEY, key);
+            // Always send a content type, even with an empty body: strict servers reject none.
+            builder = match &request.json {
+                Some(object) => builder.json(object),
+                None => builder
+                    .header(
+                        http::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(form::encode(&request.form)),
+            };
+            if let (Some(key), Some(idempotency)) =
+                (&call.idempotency_key, self.dialect.idempotency())
+            {
+                builder = builder.header(idempotency.header, key);
             }
         }
         if self.options.verbosity >= 3 && self.logs(LogLevel::Info) {
@@ -389,64 +399,58 @@ impl UpstreamClient {
                 operation = %request.operation_id,
                 query = %redact_pairs(&request.query),
                 form = %redact_pairs(&request.form),
+                json = %request.json.as_ref().map_or_else(String::new, redact_object),
                 "upstream request detail"
             );
         }
         let response = builder.send().await.map_err(|e| transport_error(&e))?;
         let status = response.status().as_u16();
-        let request_id = headers::request_id(response.headers());
-        let replayed = response
-            .headers()
-            .get(headers::HEADER_IDEMPOTENT_REPLAYED)
-            .is_some();
-        let should_retry = headers::should_retry(response.headers());
-        let retry_after = headers::retry_after(response.headers());
+        let meta = self.dialect.response_meta(response.headers());
+        let request_id = meta.request_id;
+        let decision = (!(200..300).contains(&status))
+            .then(|| self.dialect.classify(status, response.headers()));
         let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
         if self.options.verbosity >= 5 && self.logs(LogLevel::Debug) {
             tracing::debug!(connection = %self.options.connection, status, request_id = ?request_id, body = %redact_body(&bytes), "upstream response detail");
         }
-        if self.options.proxy.is_some()
-            && (status == 407 || status == 401)
-            && !is_stripe_error(&bytes)
-        {
-            // Forwarded through the proxy, and the proxy itself answered: Stripe's own 401 always
-            // carries its JSON error body. (Some proxies answer 401 instead of 407.)
+        if self.options.proxy.is_some() && self.dialect.answered_by_proxy(status, &bytes) {
+            // Forwarded through the proxy, and the proxy itself answered, not the upstream.
             return Err(EngineError::ProxyAuthentication(format!(
                 "HTTP {status} from the proxy"
             )));
         }
-        if (200..300).contains(&status) {
-            let body = serde_json::from_slice(&bytes).map_err(|e| {
-                EngineError::BadResponse(format!("HTTP {status} body is not JSON: {e}"))
-            })?;
-            Ok(Attempt::Success(UpstreamResponse {
-                status,
-                body,
-                request_id,
-                replayed,
-                attempts: 1,
-            }))
-        } else {
-            Ok(Attempt::Failure {
-                error: StripeError::from_response(status, &bytes, request_id),
-                should_retry,
-                retry_after,
-            })
+        match decision {
+            None => {
+                // An empty answer (204 No Content to a DELETE) is an empty body, not a bad one.
+                let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&bytes).map_err(|e| {
+                        EngineError::BadResponse(format!("HTTP {status} body is not JSON: {e}"))
+                    })?
+                };
+                Ok(Attempt::Success(UpstreamResponse {
+                    status,
+                    body,
+                    request_id,
+                    replayed: meta.replayed,
+                    attempts: 1,
+                }))
+            }
+            Some(decision) => Ok(Attempt::Failure {
+                error: self.dialect.error(status, &bytes, request_id),
+                decision,
+            }),
         }
     }
-}
-
-fn is_stripe_error(body: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(body)
-        .is_ok_and(|v| v.get("error").is_some_and(Value::is_object))
 }
 
 enum Attempt {
     Success(UpstreamResponse),
     Failure {
-        error: StripeError,
-        should_retry: Option<bool>,
-        retry_after: Option<Duration>,
+        error: UpstreamError,
+        /// Whether the dialect says it is worth trying again.
+        decision: Decision,
     },
 }
 
@@ -539,6 +543,13 @@ fn redact_value(value: &mut Value) {
     }
 }
 
+/// A JSON request body for logs, with sensitive values replaced.
+pub fn redact_object(object: &serde_json::Map<String, Value>) -> String {
+    let mut value = Value::Object(object.clone());
+    redact_value(&mut value);
+    value.to_string()
+}
+
 /// A response body for logs, with sensitive values replaced.
 pub fn redact_body(bytes: &[u8]) -> String {
     match serde_json::from_slice::<Value>(bytes) {
@@ -582,13 +593,10 @@ mod tests {
 
     #[test]
     fn the_authorization_header_is_sensitive_and_does_not_print() {
-        let header = bearer_header(&Redacted::new("sk_test_very_secret")).unwrap();
+        let header = secret_header_value("Bearer ", "sk_test_very_secret").unwrap();
         assert!(header.is_sensitive());
         assert_eq!(header.as_bytes(), b"Bearer sk_test_very_secret");
         assert!(!format!("{header:?}").contains("sk_test"));
-        assert!(matches!(
-            bearer_header(&Redacted::new("sk_test_\n")),
-            Err(ClientBuildError::ApiKey)
-        ));
+        assert!(secret_header_value("Bearer ", "sk_test_\n").is_none());
     }
 }

@@ -6,10 +6,9 @@ use std::time::Duration;
 /// What an attempt produced, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// An HTTP response with this status and Stripe's hints.
+    /// An HTTP response with this status and its `Retry-After`, if any.
     Response {
         status: u16,
-        should_retry: Option<bool>,
         retry_after: Option<Duration>,
     },
     /// No response: connection refused or reset, TLS failure, or timeout.
@@ -25,22 +24,12 @@ pub enum Decision {
     Retry { at_least: Option<Duration> },
 }
 
-/// Stripe's rules, plus retrying 429 (which Stripe's SDKs do not, a common complaint).
-/// `Stripe-Should-Retry` decides when present.
+/// The generic rules: transport failures, conflicts, rate limits (429, which some vendors' SDKs do
+/// not retry, a common complaint) and server errors are retried; other answers are final.
+/// Dialects add their upstream's explicit advice on top (`Dialect::classify`).
 pub fn decide(outcome: Outcome) -> Decision {
     match outcome {
         Outcome::Transport => Decision::Retry { at_least: None },
-        Outcome::Response {
-            should_retry: Some(false),
-            ..
-        } => Decision::Done,
-        Outcome::Response {
-            should_retry: Some(true),
-            retry_after,
-            ..
-        } => Decision::Retry {
-            at_least: retry_after,
-        },
         Outcome::Response {
             status,
             retry_after,
@@ -68,6 +57,23 @@ pub fn backoff(
     at_least.map_or(jittered, |floor| jittered.max(floor))
 }
 
+/// Longest `Retry-After` honoured; longer ones are ignored (as Stripe's SDKs do), so that one odd
+/// header cannot park a call for an hour.
+const MAX_RETRY_AFTER_SECS: f64 = 60.0;
+
+/// `Retry-After` in seconds, when present and sane (at most a minute).
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (secs.is_finite() && (0.0..=MAX_RETRY_AFTER_SECS).contains(&secs))
+        .then(|| Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,7 +81,6 @@ mod tests {
     fn response(status: u16) -> Outcome {
         Outcome::Response {
             status,
-            should_retry: None,
             retry_after: None,
         }
     }
@@ -103,24 +108,12 @@ mod tests {
     }
 
     #[test]
-    fn stripe_should_retry_overrides_everything() {
-        let no = Outcome::Response {
-            status: 503,
-            should_retry: Some(false),
-            retry_after: None,
-        };
-        assert_eq!(decide(no), Decision::Done);
-        let yes = Outcome::Response {
-            status: 400,
-            should_retry: Some(true),
-            retry_after: Some(Duration::from_secs(1)),
-        };
-        assert_eq!(
-            decide(yes),
-            Decision::Retry {
-                at_least: Some(Duration::from_secs(1))
-            }
-        );
+    fn reads_a_sane_retry_after_and_ignores_long_ones() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(http::header::RETRY_AFTER, "3600".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
     }
 
     #[test]
