@@ -85,9 +85,9 @@ fn in_process(rounds: usize) {
         catalog.len()
     );
     println!("|---|---:|---|");
-    row("build the catalog (once at start-up)", build, "");
+    row("build the catalog (once, on first use)", build, "");
     row(
-        "build the gRPC messages (once at start-up)",
+        "build and encode the gRPC messages (once, on first ListTools)",
         messages_build,
         "",
     );

@@ -250,7 +250,8 @@ impl Registry {
         if self.read().contains_key(&spec.id) {
             return Err(RegistryError::AlreadyExists(spec.id));
         }
-        validate::validate(&spec, &self.secrets).map_err(RegistryError::Invalid)?;
+        validate::validate(&spec, &self.secrets, self.options.dialect.as_ref())
+            .map_err(RegistryError::Invalid)?;
         let stored = self.store.create(spec)?;
         let view = self.build(stored, None);
         self.write()
@@ -266,10 +267,12 @@ impl Registry {
             if !only_operational_changes(&previous.stored.spec, &spec) {
                 return Err(RegistryError::ReadOnly(spec.id));
             }
-            validate::validate_embedded(&spec, &self.secrets).map_err(RegistryError::Invalid)?;
+            validate::validate_embedded(&spec, &self.secrets, self.options.dialect.as_ref())
+                .map_err(RegistryError::Invalid)?;
             self.store.update_embedded(spec)?
         } else {
-            validate::validate(&spec, &self.secrets).map_err(RegistryError::Invalid)?;
+            validate::validate(&spec, &self.secrets, self.options.dialect.as_ref())
+                .map_err(RegistryError::Invalid)?;
             self.store.update(spec)?
         };
         let pool = previous.runtime.as_ref().ok().map(|r| r.pool.clone());

@@ -10,6 +10,7 @@ use connector_runtime::connections::model::{ConnectionSpec, Origin, SecretRef};
 use connector_runtime::connections::store::ConnectionStore;
 use connector_runtime::connections::validate::validate;
 use connector_runtime::secrets::SecretResolver;
+use connector_runtime::stripe::dialect::StripeDialect;
 
 const FILE: &str = r#"
 [[connections]]
@@ -54,11 +55,11 @@ fn api_changes_and_deletes_survive_restarts_and_win_over_the_file() {
         secret: "stripe-key".to_owned(),
         version: "1".to_owned(),
     });
-    validate(&created, &secrets).unwrap();
+    validate(&created, &secrets, &StripeDialect).unwrap();
     store.create(created.clone()).unwrap();
     let mut changed = store.get("edited-later").unwrap().spec.clone();
     changed.verbosity = 5;
-    validate(&changed, &secrets).unwrap();
+    validate(&changed, &secrets, &StripeDialect).unwrap();
     store.update(changed.clone()).unwrap();
     store.delete("from-file").unwrap();
     drop(store);

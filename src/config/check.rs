@@ -363,7 +363,32 @@ fn check_settings(parsed: &Parsed, secrets: &SecretResolver, problems: &mut Vec<
     for (key, message) in settings.mcp.problems() {
         problems.push(Problem::new(key, message));
     }
-    check_connections(parsed, secrets, problems);
+    if let Some(dialect) = served_dialect(settings, problems) {
+        check_connections(parsed, secrets, dialect.as_ref(), problems);
+    }
+}
+
+/// The dialect of the connector spec the runtime would serve (`spec_dir`, or the built-in Stripe
+/// spec); a spec that does not load is a problem of `spec_dir`.
+fn served_dialect(
+    settings: &Settings,
+    problems: &mut Vec<Problem>,
+) -> Option<std::sync::Arc<dyn crate::upstream::dialect::Dialect>> {
+    let spec = match &settings.spec_dir {
+        Some(dir) if dir.is_dir() => crate::spec::load_dir(dir).map(std::sync::Arc::new),
+        Some(_) => return None,
+        None => crate::spec::stripe_shared(),
+    };
+    let dialect = spec
+        .map_err(|e| e.to_string())
+        .and_then(|spec| crate::dialects::for_spec(&spec).map_err(|e| e.to_string()));
+    match dialect {
+        Ok(dialect) => Some(dialect),
+        Err(message) => {
+            problems.push(Problem::new("spec_dir", message));
+            None
+        }
+    }
 }
 
 fn check_server(settings: &Settings, problems: &mut Vec<Problem>) {
@@ -549,7 +574,12 @@ fn check_upstream(settings: &Settings, problems: &mut Vec<Problem>) {
     }
 }
 
-fn check_connections(parsed: &Parsed, secrets: &SecretResolver, problems: &mut Vec<Problem>) {
+fn check_connections(
+    parsed: &Parsed,
+    secrets: &SecretResolver,
+    dialect: &dyn crate::upstream::dialect::Dialect,
+    problems: &mut Vec<Problem>,
+) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (spec, &i) in parsed
         .settings
@@ -558,7 +588,7 @@ fn check_connections(parsed: &Parsed, secrets: &SecretResolver, problems: &mut V
         .zip(&parsed.connection_index)
     {
         let prefix = format!("connections[{i}]");
-        if let Err(violations) = validate(spec, secrets) {
+        if let Err(violations) = validate(spec, secrets, dialect) {
             for v in violations {
                 // The file calls the connection's name `id`; every other path is the same.
                 let field = if v.field == "name" {

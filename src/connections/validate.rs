@@ -7,6 +7,7 @@
 
 use crate::connections::model::{ConnectionSpec, ProxyAuthScheme, ProxySslType, SecretRef};
 use crate::secrets::SecretResolver;
+use crate::upstream::dialect::Dialect;
 use crate::violation::FieldViolation;
 
 /// Longest connection name (Google's limit).
@@ -26,14 +27,15 @@ pub const MAX_LABELS: usize = 64;
 /// Longest description, in characters.
 pub const MAX_DESCRIPTION_LEN: usize = 2048;
 
-/// Checks a connection that must carry its own Stripe key (every connection from the
+/// Checks a connection that must carry its own key (every connection from the
 /// configuration file or the API). Returns every violation found.
 pub fn validate(
     spec: &ConnectionSpec,
     secrets: &SecretResolver,
+    dialect: &dyn Dialect,
 ) -> Result<(), Vec<FieldViolation>> {
     let mut out = Vec::new();
-    check_all(spec, secrets, true, &mut out);
+    check_all(spec, secrets, dialect, true, &mut out);
     if out.is_empty() { Ok(()) } else { Err(out) }
 }
 
@@ -42,9 +44,10 @@ pub fn validate(
 pub fn validate_embedded(
     spec: &ConnectionSpec,
     secrets: &SecretResolver,
+    dialect: &dyn Dialect,
 ) -> Result<(), Vec<FieldViolation>> {
     let mut out = Vec::new();
-    check_all(spec, secrets, false, &mut out);
+    check_all(spec, secrets, dialect, false, &mut out);
     if out.is_empty() { Ok(()) } else { Err(out) }
 }
 
@@ -59,6 +62,7 @@ pub fn validate_name(field: &str, name: &str) -> Vec<FieldViolation> {
 fn check_all(
     spec: &ConnectionSpec,
     secrets: &SecretResolver,
+    dialect: &dyn Dialect,
     require_key: bool,
     out: &mut Vec<FieldViolation>,
 ) {
@@ -71,8 +75,8 @@ fn check_all(
         ));
     }
     check_connector(spec, out);
-    check_account_id(spec.account_id.as_deref(), out);
-    check_api_key(spec.api_key.as_ref(), secrets, require_key, out);
+    check_account_id(spec.account_id.as_deref(), dialect, out);
+    check_api_key(spec.api_key.as_ref(), secrets, dialect, require_key, out);
     if !VERBOSITY_RANGE.contains(&spec.verbosity) {
         out.push(FieldViolation::of_rule(
             "verbosity",
@@ -164,23 +168,18 @@ fn check_connector(spec: &ConnectionSpec, out: &mut Vec<FieldViolation>) {
     }
 }
 
-fn check_account_id(account_id: Option<&str>, out: &mut Vec<FieldViolation>) {
-    let Some(id) = account_id else { return };
-    let valid = id.strip_prefix("acct_").is_some_and(|rest| {
-        !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-    });
-    if !valid {
-        out.push(FieldViolation::of_rule(
-            "account_id",
-            "INVALID_ACCOUNT_ID",
-            "a Stripe account ID looks like `acct_` followed by letters and digits; leave it unset for the key's own account",
-        ));
-    }
+fn check_account_id(
+    account_id: Option<&str>,
+    dialect: &dyn Dialect,
+    out: &mut Vec<FieldViolation>,
+) {
+    out.extend(account_id.and_then(|id| dialect.check_account_id(id)));
 }
 
 fn check_api_key(
     key: Option<&SecretRef>,
     secrets: &SecretResolver,
+    dialect: &dyn Dialect,
     require: bool,
     out: &mut Vec<FieldViolation>,
 ) {
@@ -198,12 +197,8 @@ fn check_api_key(
         return;
     };
     let value = value.expose();
-    if value.starts_with("pk_") {
-        out.push(FieldViolation::of_rule(
-            "api_key",
-            "PUBLISHABLE_API_KEY",
-            format!("{key} holds a publishable key (`pk_…`); use a secret (`sk_…`) or restricted (`rk_…`) key"),
-        ));
+    if let Some(refused) = dialect.check_api_key(&key.to_string(), value) {
+        out.push(refused);
     } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         out.push(FieldViolation::of_rule(
             "api_key",

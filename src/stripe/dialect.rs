@@ -17,6 +17,7 @@ use crate::upstream::dialect::{
 };
 use crate::upstream::error::UpstreamError;
 use crate::upstream::retry::{self, Decision};
+use crate::violation::FieldViolation;
 
 /// The name connector specs give (`"dialect": "stripe"`).
 pub const NAME: &str = "stripe";
@@ -54,6 +55,31 @@ impl Dialect for StripeDialect {
             Some(account) => request.header(headers::HEADER_STRIPE_ACCOUNT, account),
             None => request,
         }
+    }
+
+    fn check_api_key(&self, reference: &str, value: &str) -> Option<FieldViolation> {
+        value.starts_with("pk_").then(|| {
+            FieldViolation::of_rule(
+                "api_key",
+                "PUBLISHABLE_API_KEY",
+                format!(
+                    "{reference} holds a publishable key (`pk_…`); use a secret (`sk_…`) or restricted (`rk_…`) key"
+                ),
+            )
+        })
+    }
+
+    fn check_account_id(&self, id: &str) -> Option<FieldViolation> {
+        let valid = id.strip_prefix("acct_").is_some_and(|rest| {
+            !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        (!valid).then(|| {
+            FieldViolation::of_rule(
+                "account_id",
+                "INVALID_ACCOUNT_ID",
+                "a Stripe account ID looks like `acct_` followed by letters and digits; leave it unset for the key's own account",
+            )
+        })
     }
 
     fn idempotency(&self) -> Option<Idempotency> {

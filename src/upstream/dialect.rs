@@ -21,6 +21,7 @@ use crate::engine::conditions::Condition;
 use crate::engine::request::UpstreamRequest;
 use crate::engine::tier::SearchQuery;
 use crate::spec::model::{EntitySpec, OperationSpec};
+use crate::violation::FieldViolation;
 
 /// What authorises a connection's requests. The key is a secret: a dialect marks the header
 /// carrying it sensitive and never puts it anywhere else.
@@ -120,6 +121,17 @@ pub trait Dialect: Send + Sync + Debug {
     /// rather than the upstream answering. The default: HTTP 407 only.
     fn answered_by_proxy(&self, status: u16, _body: &[u8]) -> bool {
         status == 407
+    }
+
+    /// What the upstream's own rules say about a connection's key (its secret reference
+    /// `reference`, for the message, and its value), e.g. a key kind it refuses. Default: nothing.
+    fn check_api_key(&self, _reference: &str, _value: &str) -> Option<FieldViolation> {
+        None
+    }
+
+    /// What the upstream's own rules say about a connection's account id. Default: nothing.
+    fn check_account_id(&self, _account_id: &str) -> Option<FieldViolation> {
+        None
     }
 
     /// The largest page a list call may ask for.

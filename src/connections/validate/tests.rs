@@ -2,6 +2,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::connections::model::{ProxySettings, ProxySslType};
+use crate::stripe::dialect::StripeDialect;
 
 const KEY: &str = "sk_test_51ValueThatMustNeverBePrinted";
 
@@ -30,12 +31,14 @@ fn valid() -> ConnectionSpec {
 }
 
 fn violations(spec: &ConnectionSpec) -> Vec<FieldViolation> {
-    validate(spec, &secrets()).err().unwrap_or_default()
+    validate(spec, &secrets(), &StripeDialect)
+        .err()
+        .unwrap_or_default()
 }
 
 #[test]
 fn a_default_connection_with_a_key_is_valid() {
-    assert_eq!(validate(&valid(), &secrets()), Ok(()));
+    assert_eq!(validate(&valid(), &secrets(), &StripeDialect), Ok(()));
 }
 
 #[test]
@@ -57,7 +60,7 @@ fn a_full_connection_with_proxy_and_labels_is_valid() {
     spec.api_base_url = "http://127.0.0.1:12111/stripe".to_owned();
     spec.nodes.min_node_count = 1;
     spec.nodes.max_node_count = 100;
-    assert_eq!(validate(&spec, &secrets()), Ok(()));
+    assert_eq!(validate(&spec, &secrets(), &StripeDialect), Ok(()));
 }
 
 /// Each rule, named by its reason: the broken spec yields exactly that one violation on that field.
@@ -253,7 +256,7 @@ fn reports_every_violation_at_once() {
 fn a_name_of_exactly_49_characters_is_accepted() {
     let mut spec = valid();
     spec.id = format!("a{}", "b".repeat(48));
-    assert_eq!(validate(&spec, &secrets()), Ok(()));
+    assert_eq!(validate(&spec, &secrets(), &StripeDialect), Ok(()));
 }
 
 #[test]
@@ -261,16 +264,16 @@ fn proxy_settings_are_not_checked_while_the_proxy_is_disabled() {
     let mut spec = valid();
     spec.proxy.auth_scheme = ProxyAuthScheme::Basic;
     spec.proxy.password = Some(env_ref("MISSING_PROXY_SECRET"));
-    assert_eq!(validate(&spec, &secrets()), Ok(()));
+    assert_eq!(validate(&spec, &secrets(), &StripeDialect), Ok(()));
 }
 
 #[test]
 fn embedded_connections_may_omit_the_key_but_other_rules_apply() {
     let mut spec = valid();
     spec.api_key = None;
-    assert_eq!(validate_embedded(&spec, &secrets()), Ok(()));
+    assert_eq!(validate_embedded(&spec, &secrets(), &StripeDialect), Ok(()));
     spec.verbosity = 0;
-    let found = validate_embedded(&spec, &secrets()).unwrap_err();
+    let found = validate_embedded(&spec, &secrets(), &StripeDialect).unwrap_err();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].reason, "INVALID_VERBOSITY");
 }
