@@ -369,26 +369,28 @@ fn check_settings(parsed: &Parsed, secrets: &SecretResolver, problems: &mut Vec<
 }
 
 /// The dialect of the connector spec the runtime would serve (`spec_dir`, or the built-in Stripe
-/// spec); a spec that does not load is a problem of `spec_dir`.
+/// spec). A `spec_dir` that does not load is a problem of its own; the connections are then
+/// checked by the built-in spec's rules.
 fn served_dialect(
     settings: &Settings,
     problems: &mut Vec<Problem>,
 ) -> Option<std::sync::Arc<dyn crate::upstream::dialect::Dialect>> {
-    let spec = match &settings.spec_dir {
-        Some(dir) if dir.is_dir() => crate::spec::load_dir(dir).map(std::sync::Arc::new),
-        Some(_) => return None,
-        None => crate::spec::stripe_shared(),
+    let built_in = || {
+        crate::spec::stripe_shared()
+            .map_err(|e| e.to_string())
+            .and_then(|spec| crate::dialects::for_spec(&spec).map_err(|e| e.to_string()))
     };
-    let dialect = spec
-        .map_err(|e| e.to_string())
-        .and_then(|spec| crate::dialects::for_spec(&spec).map_err(|e| e.to_string()));
-    match dialect {
-        Ok(dialect) => Some(dialect),
-        Err(message) => {
-            problems.push(Problem::new("spec_dir", message));
-            None
-        }
-    }
+    let dialect = match &settings.spec_dir {
+        Some(dir) if dir.is_dir() => crate::spec::load_dir(dir)
+            .map_err(|e| e.to_string())
+            .and_then(|spec| crate::dialects::for_spec(&spec).map_err(|e| e.to_string()))
+            .or_else(|message| {
+                problems.push(Problem::new("spec_dir", message));
+                built_in()
+            }),
+        _ => built_in(),
+    };
+    dialect.ok()
 }
 
 fn check_server(settings: &Settings, problems: &mut Vec<Problem>) {
