@@ -19,6 +19,31 @@ pub fn to_proto_value(value: &Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
+/// JSON value → protobuf Value, moving strings and keys instead of copying them.
+pub fn into_proto_value(value: Value) -> prost_types::Value {
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(b),
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => Kind::StringValue(s),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.into_iter().map(into_proto_value).collect(),
+        }),
+        Value::Object(map) => Kind::StructValue(into_proto_struct(map)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+/// JSON object → protobuf Struct, moved.
+pub fn into_proto_struct(map: Map<String, Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: map
+            .into_iter()
+            .map(|(k, v)| (k, into_proto_value(v)))
+            .collect(),
+    }
+}
+
 /// JSON object → protobuf Struct.
 pub fn to_proto_struct(map: &Map<String, Value>) -> prost_types::Struct {
     prost_types::Struct {

@@ -63,7 +63,7 @@ pub fn export_entities(
                     entity: Some(super::services::entity_message(
                         &connection,
                         &entity_type,
-                        &record,
+                        *record,
                     )),
                     partition,
                 })

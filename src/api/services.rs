@@ -69,19 +69,21 @@ pub(crate) fn offset_page<T: Clone>(
 pub(crate) fn entity_message(
     connection: &str,
     entity_type: &str,
-    record: &EntityRecord,
+    record: EntityRecord,
 ) -> pb::Entity {
-    let mut metadata = serde_json::Map::new();
-    if let Some(request_id) = &record.request_id {
-        metadata.insert(
+    let mut metadata = prost_types::Struct::default();
+    if let Some(request_id) = record.request_id {
+        metadata.fields.insert(
             "RequestId".to_owned(),
-            serde_json::Value::String(request_id.clone()),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::StringValue(request_id)),
+            },
         );
     }
     pb::Entity {
         name: names::entity_name(connection, entity_type, &record.id.to_string()),
-        fields: Some(to_proto_struct(&record.fields)),
-        metadata: Some(to_proto_struct(&metadata)),
+        fields: Some(convert::into_proto_struct(record.fields)),
+        metadata: Some(metadata),
     }
 }
 
@@ -194,7 +196,7 @@ impl EntityService for ApiState {
         Ok(Response::new(pb::ListEntitiesResponse {
             entities: page
                 .entities
-                .iter()
+                .into_iter()
                 .map(|e| entity_message(&connection, &entity_type, e))
                 .collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -217,7 +219,7 @@ impl EntityService for ApiState {
         Ok(Response::new(entity_message(
             &connection,
             &entity_type,
-            &record,
+            record,
         )))
     }
 
@@ -244,7 +246,7 @@ impl EntityService for ApiState {
         Ok(Response::new(entity_message(
             &connection,
             &entity_type,
-            &record,
+            record,
         )))
     }
 
@@ -275,7 +277,7 @@ impl EntityService for ApiState {
         Ok(Response::new(entity_message(
             &connection,
             &entity_type,
-            &record,
+            record,
         )))
     }
 

@@ -126,7 +126,7 @@ impl Engine {
         }
         let ranged = op
             .param_by_source(ParamLocation::Query, "created")
-            .is_some_and(|p| p.json_schema.to_string().contains("\"gte\""));
+            .is_some_and(|p| super::input_check::accepts_range(&p.json_schema));
         let parallelism = match request.max_parallelism {
             0 => DEFAULT_PARALLELISM,
             n => n.min(MAX_PARALLELISM),
