@@ -51,7 +51,9 @@ fn everything() -> ToolPolicy {
 
 fn in_process(rounds: usize) {
     let spec = connector_runtime::spec::stripe().expect("embedded spec");
-    let (build, catalog) = time(rounds, || ToolCatalog::new(spec));
+    let (build, catalog) = time(rounds, || {
+        ToolCatalog::new(spec, &connector_runtime::stripe::dialect::StripeDialect)
+    });
     let all = everything();
     let default = ToolPolicy::default();
     let check = |policy| ToolPolicyCheck {

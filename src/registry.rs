@@ -179,6 +179,11 @@ impl Registry {
         ids
     }
 
+    /// The upstream dialect every connection speaks.
+    pub fn dialect(&self) -> &dyn Dialect {
+        self.options.dialect.as_ref()
+    }
+
     pub fn secrets(&self) -> &SecretResolver {
         &self.secrets
     }

@@ -92,9 +92,9 @@ impl ToolApi {
 
     /// Every tool of the engine's spec.
     pub fn catalog(&self) -> &ToolCatalog {
-        self.built
-            .catalog
-            .get_or_init(|| ToolCatalog::new(self.state.engine.spec()))
+        self.built.catalog.get_or_init(|| {
+            ToolCatalog::new(self.state.engine.spec(), self.state.registry.dialect())
+        })
     }
 
     fn messages(&self) -> &ToolMessages {

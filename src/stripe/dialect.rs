@@ -6,14 +6,14 @@
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::{error, gated, headers, search};
+use super::{error, gated, headers, search, verbs};
 use crate::engine::conditions::Condition;
 use crate::engine::request::UpstreamRequest;
 use crate::engine::tier::SearchQuery;
 use crate::spec::model::{EntitySpec, HttpMethod, OperationSpec, ParamLocation};
 use crate::upstream::client::secret_header_value;
 use crate::upstream::dialect::{
-    Credentials, Dialect, Idempotency, ListPage, Paging, RateAccount, ResponseMeta,
+    ActionEffect, Credentials, Dialect, Idempotency, ListPage, Paging, RateAccount, ResponseMeta,
 };
 use crate::upstream::error::UpstreamError;
 use crate::upstream::retry::{self, Decision};
@@ -55,6 +55,10 @@ impl Dialect for StripeDialect {
             Some(account) => request.header(headers::HEADER_STRIPE_ACCOUNT, account),
             None => request,
         }
+    }
+
+    fn action_effect(&self, action: &str) -> ActionEffect {
+        verbs::action_effect(action)
     }
 
     fn check_api_key(&self, reference: &str, value: &str) -> Option<FieldViolation> {

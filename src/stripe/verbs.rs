@@ -1,16 +1,9 @@
 //! What Stripe's verbs do to an account, for agent tool hints and guard rails: which actions move
-//! money or cannot be undone. Pure data about Stripe; the tool catalog stays generic.
+//! money or cannot be undone (attaching, verifying and refreshing do neither; confirm, capture,
+//! refund, pay, void, finalize, cancel, … do). Pure data about Stripe, served through its dialect;
+//! the tool catalog stays generic.
 
-/// How far an action's effect reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActionEffect {
-    /// Changes an object in a way that can be redone or undone and moves no money
-    /// (attaching a payment method, verifying a bank account, refreshing an account).
-    Reversible,
-    /// Moves money, commits a document or ends an object's life (confirm, capture, refund, pay,
-    /// void, finalize, cancel, …): a guard rail must enable it explicitly.
-    Destructive,
-}
+pub use crate::upstream::dialect::ActionEffect;
 
 /// Verbs (the leading word of an action name) whose effect is reversible and moves no money.
 /// Every other verb counts as destructive, so a verb Stripe adds later is guarded by default.

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::io_schemas;
 use crate::spec::model::{ActionSpec, ConnectorSpec, EntitySpec, OperationKind};
-use crate::stripe::verbs::{ActionEffect, action_effect};
+use crate::upstream::dialect::{ActionEffect, Dialect};
 
 /// What calling a tool runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +59,8 @@ pub struct ToolCatalog {
 
 impl ToolCatalog {
     /// Builds the catalog of `spec`. A name that two operations would share goes to the first.
-    pub fn new(spec: &ConnectorSpec) -> Self {
+    /// The tools of `spec`; `dialect` says which of its actions are destructive.
+    pub fn new(spec: &ConnectorSpec, dialect: &dyn Dialect) -> Self {
         let mut catalog = Self::default();
         for entity in &spec.entities {
             for (kind, operation) in entity.operations.iter() {
@@ -69,7 +70,7 @@ impl ToolCatalog {
         }
         for action in &spec.actions {
             let description = spec.description(&action.operation);
-            catalog.push(action_tool(action, description));
+            catalog.push(action_tool(action, description, dialect));
         }
         catalog
     }
@@ -187,7 +188,11 @@ fn entity_tool(
     }
 }
 
-fn action_tool(action: &ActionSpec, stripe_text: Option<&str>) -> ToolDefinition {
+fn action_tool(
+    action: &ActionSpec,
+    stripe_text: Option<&str>,
+    dialect: &dyn Dialect,
+) -> ToolDefinition {
     let fallback = format!("{}.", action.display_name);
     let mut description = stripe_text.map_or(fallback, str::to_owned);
     description.push(' ');
@@ -200,7 +205,7 @@ fn action_tool(action: &ActionSpec, stripe_text: Option<&str>) -> ToolDefinition
         output_schema: Arc::new(io_schemas::action_output(action)),
         hints: ToolHints {
             read_only: false,
-            destructive: action_effect(&action.name) == ActionEffect::Destructive,
+            destructive: dialect.action_effect(&action.name) == ActionEffect::Destructive,
             idempotent: true,
             open_world: true,
         },
@@ -227,7 +232,7 @@ mod tests {
     #[test]
     fn the_stripe_spec_gives_one_tool_per_operation_and_action() {
         let spec = crate::spec::stripe().unwrap();
-        let catalog = ToolCatalog::new(spec);
+        let catalog = ToolCatalog::new(spec, &crate::stripe::dialect::StripeDialect);
         let operations: usize = spec
             .entities
             .iter()

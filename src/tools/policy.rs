@@ -153,7 +153,10 @@ mod tests {
     use crate::tools::ToolCatalog;
 
     fn catalog() -> ToolCatalog {
-        ToolCatalog::new(crate::spec::stripe().unwrap())
+        ToolCatalog::new(
+            crate::spec::stripe().unwrap(),
+            &crate::stripe::dialect::StripeDialect,
+        )
     }
 
     fn check(policy: &ToolPolicy, live_mode: bool, tool: &str) -> Result<(), PolicyRefusal> {

@@ -83,6 +83,16 @@ pub struct RateAccount {
 }
 
 /// A vendor's rules, called by the generic engine and client.
+/// How far an action's effect reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionEffect {
+    /// Changes an object in a way that can be redone or undone and moves no money.
+    Reversible,
+    /// Moves money, commits a document or ends an object's life: a guard rail must enable it
+    /// explicitly.
+    Destructive,
+}
+
 pub trait Dialect: Send + Sync + Debug {
     /// The name a connector spec gives (`connector.json`'s `dialect`), e.g. `stripe`.
     fn name(&self) -> &'static str;
@@ -132,6 +142,12 @@ pub trait Dialect: Send + Sync + Debug {
     /// What the upstream's own rules say about a connection's account id. Default: nothing.
     fn check_account_id(&self, _account_id: &str) -> Option<FieldViolation> {
         None
+    }
+
+    /// How far the action named `action` reaches, for agent tools' hints and guard rails.
+    /// Default: destructive, so an upstream whose verbs are unknown is guarded.
+    fn action_effect(&self, _action: &str) -> ActionEffect {
+        ActionEffect::Destructive
     }
 
     /// The largest page a list call may ask for.
