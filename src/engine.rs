@@ -1180,7 +1180,7 @@ fn push_member(
         return false;
     };
     // The upstream's names of the members, checked against the parameter's schema first.
-    let mut schema = &param.json_schema;
+    let mut schema: &Value = &param.json_schema;
     let mut names = Vec::new();
     for part in member.split('.') {
         let Some((name, member_schema)) = schema

@@ -71,7 +71,7 @@ pub fn entity_type(connection: &str, entity: &EntitySpec, full: bool) -> pb::Ent
     let mut properties = Map::new();
     let mut required = Vec::new();
     for f in &entity.fields {
-        properties.insert(f.name.clone(), f.json_schema.clone());
+        properties.insert(f.name.clone(), (*f.json_schema).clone());
         if f.key {
             required.push(Value::String(f.name.clone()));
         }
@@ -168,7 +168,7 @@ pub fn action(connection: &str, action: &ActionSpec, full: bool) -> pb::Action {
         .collect();
     let mut properties = Map::new();
     for p in params {
-        properties.insert(p.name.clone(), p.json_schema.clone());
+        properties.insert(p.name.clone(), (*p.json_schema).clone());
     }
     let required: Vec<Value> = params
         .iter()

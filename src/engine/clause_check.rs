@@ -108,7 +108,7 @@ fn resolve<'a>(entity: &'a EntitySpec, path: &str) -> Result<(String, &'a Value)
         .iter()
         .find(|f| f.name.eq_ignore_ascii_case(head) || f.source.eq_ignore_ascii_case(head));
     let (name, mut schema) = match field {
-        Some(field) => (field.name.clone(), &field.json_schema),
+        Some(field) => (field.name.clone(), &*field.json_schema),
         None => match entity
             .parents
             .iter()

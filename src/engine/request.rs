@@ -200,7 +200,7 @@ mod tests {
             location,
             required,
             data_type: DataType::Varchar,
-            json_schema: schema,
+            json_schema: schema.into(),
         }
     }
 

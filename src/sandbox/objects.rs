@@ -349,7 +349,7 @@ mod tests {
             nullable,
             read_only: false,
             reference: None,
-            json_schema: schema,
+            json_schema: schema.into(),
         }
     }
 

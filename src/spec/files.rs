@@ -312,13 +312,14 @@ fn load(files: &dyn SpecFiles, root: &str) -> Result<ConnectorSpec, SpecError> {
     } else {
         Default::default()
     };
-    let spec = ConnectorSpec {
+    let mut spec = ConnectorSpec {
         connector,
         entities,
         actions,
         descriptions,
     };
     validate(&spec, root)?;
+    spec.share_schemas();
     Ok(spec)
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -524,7 +525,7 @@ impl<'a> Generator<'a> {
                 nullable: false,
                 read_only: !has_create,
                 reference: Some(parent.name.clone()),
-                json_schema: json!({"type": "string"}),
+                json_schema: json!({"type": "string"}).into(),
             }
             .with_nullable(schema),
             None if properties.contains_key(param) => {
@@ -541,7 +542,7 @@ impl<'a> Generator<'a> {
                 nullable: false,
                 read_only: !has_create,
                 reference: Some(parent.name.clone()),
-                json_schema: json!({"type": "string"}),
+                json_schema: json!({"type": "string"}).into(),
             },
         };
         Ok(field)
@@ -597,7 +598,10 @@ impl<'a> Generator<'a> {
             nullable: is_nullable(schema),
             read_only: !writable.contains(source),
             reference,
-            json_schema: self.api.compact_schema(schema, FIELD_SCHEMA_DEPTH, false),
+            json_schema: self
+                .api
+                .compact_schema(schema, FIELD_SCHEMA_DEPTH, false)
+                .into(),
         }
     }
 
@@ -675,7 +679,8 @@ impl<'a> Generator<'a> {
             data_type: self.api.data_type(param.schema),
             json_schema: self
                 .api
-                .compact_schema(param.schema, PARAM_SCHEMA_DEPTH, true),
+                .compact_schema(param.schema, PARAM_SCHEMA_DEPTH, true)
+                .into(),
         }
     }
 
@@ -797,7 +802,7 @@ impl<'a> Generator<'a> {
             .iter()
             .filter(|field| properties.contains(field.source.as_str()))
             .map(|field| FieldSpec {
-                json_schema: truncate_schema(&field.json_schema, RESULT_SCHEMA_DEPTH),
+                json_schema: truncate_schema(&field.json_schema, RESULT_SCHEMA_DEPTH).into(),
                 ..field.clone()
             })
             .collect();
@@ -868,7 +873,7 @@ impl WithNullable for FieldSpec {
     fn with_nullable(mut self, schema: &Value) -> Self {
         self.nullable = is_nullable(schema);
         if self.nullable
-            && let Some(map) = self.json_schema.as_object_mut()
+            && let Some(map) = Arc::make_mut(&mut self.json_schema).as_object_mut()
         {
             map.insert("nullable".into(), Value::Bool(true));
         }

@@ -4,7 +4,8 @@
 //! them, the engine executes them and the sandbox serves them. Field and parameter names facing users
 //! are PascalCase (`Id`, `Email`, `PaymentIntentId`); `source` keeps Stripe's own snake_case name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -156,7 +157,7 @@ pub struct FieldSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
     /// JSON schema of the value (types, enums, nested properties; no prose).
-    pub json_schema: Value,
+    pub json_schema: Arc<Value>,
 }
 
 /// The upstream operations behind an entity type's standard operations.
@@ -175,7 +176,54 @@ pub struct Operations {
     pub delete: Option<OperationSpec>,
 }
 
+impl ConnectorSpec {
+    /// Makes equal JSON schemas one shared value. Stripe's spec repeats many (metadata, address,
+    /// `expand`, currency, …): about half of its schema text is repeats, held once afterwards.
+    pub fn share_schemas(&mut self) {
+        let mut seen: HashMap<String, Arc<Value>> = HashMap::new();
+        let mut share = |schema: &mut Arc<Value>| {
+            let shared = seen
+                .entry(schema.to_string())
+                .or_insert_with(|| Arc::clone(schema));
+            *schema = Arc::clone(shared);
+        };
+        for entity in &mut self.entities {
+            entity
+                .fields
+                .iter_mut()
+                .for_each(|f| share(&mut f.json_schema));
+            for op in entity.operations.iter_mut() {
+                op.params.iter_mut().for_each(|p| share(&mut p.json_schema));
+            }
+        }
+        for action in &mut self.actions {
+            action
+                .operation
+                .params
+                .iter_mut()
+                .for_each(|p| share(&mut p.json_schema));
+            action
+                .result_fields
+                .iter_mut()
+                .for_each(|f| share(&mut f.json_schema));
+        }
+    }
+}
+
 impl Operations {
+    /// The supported operations, mutable.
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut OperationSpec> {
+        [
+            self.list.as_mut(),
+            self.get.as_mut(),
+            self.create.as_mut(),
+            self.update.as_mut(),
+            self.delete.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// The supported operations with their specs, in LIST, GET, CREATE, UPDATE, DELETE order.
     pub fn iter(&self) -> impl Iterator<Item = (OperationKind, &OperationSpec)> {
         [
@@ -253,7 +301,7 @@ pub struct ParamSpec {
     #[serde(default)]
     pub required: bool,
     pub data_type: DataType,
-    pub json_schema: Value,
+    pub json_schema: Arc<Value>,
 }
 
 /// How an action's upstream response becomes its result row.
@@ -404,5 +452,37 @@ impl ActionSpec {
     /// The input parameter named `name` (PascalCase).
     pub fn param(&self, name: &str) -> Option<&ParamSpec> {
         self.operation.param(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    #[test]
+    fn equal_schemas_of_the_loaded_spec_are_one_shared_value() {
+        let spec = crate::spec::stripe().unwrap();
+        let schemas: Vec<&super::Arc<super::Value>> = spec
+            .entities
+            .iter()
+            .flat_map(|e| e.fields.iter().map(|f| &f.json_schema))
+            .chain(
+                spec.actions
+                    .iter()
+                    .flat_map(|a| a.operation.params.iter().map(|p| &p.json_schema)),
+            )
+            .collect();
+        let allocations: HashSet<*const super::Value> =
+            schemas.iter().map(|s| super::Arc::as_ptr(s)).collect();
+        let texts: HashSet<String> = schemas.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            allocations.len(),
+            texts.len(),
+            "one allocation per distinct schema"
+        );
+        assert!(
+            allocations.len() < schemas.len() / 2,
+            "Stripe repeats schemas"
+        );
     }
 }

@@ -71,7 +71,7 @@ fn param_properties<'a>(
     required: &mut Vec<String>,
 ) {
     for param in params {
-        properties.insert(param.name.clone(), param.json_schema.clone());
+        properties.insert(param.name.clone(), (*param.json_schema).clone());
         if param.required && !required.contains(&param.name) {
             required.push(param.name.clone());
         }
@@ -256,7 +256,7 @@ pub fn required_filters(entity: &EntitySpec) -> Vec<(String, String)> {
                     format!("{field}.{member}"),
                     param.json_schema.pointer(&format!("/properties/{member}")),
                 ),
-                None => (field.to_owned(), Some(&param.json_schema)),
+                None => (field.to_owned(), Some(&*param.json_schema)),
             };
             let example = schema
                 .and_then(|s| s.pointer("/enum/0"))

@@ -164,7 +164,7 @@ fn a_top_level_entity_gets_its_operations_search_and_field_rules() {
     assert!(!email.read_only && email.nullable);
     assert_eq!(
         email.json_schema,
-        json!({"type": "string", "nullable": true})
+        json!({"type": "string", "nullable": true}).into()
     );
     let created = customer.field("Created").unwrap();
     assert!(created.read_only);
@@ -175,7 +175,7 @@ fn a_top_level_entity_gets_its_operations_search_and_field_rules() {
     let create = customer.operations.create.as_ref().unwrap();
     assert_eq!(
         create.param("Email").unwrap().json_schema,
-        json!({"type": "string", "maxLength": 512})
+        json!({"type": "string", "maxLength": 512}).into()
     );
 }
 
