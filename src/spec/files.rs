@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::SpecError;
-use super::model::{ActionSpec, ConnectorMeta, ConnectorSpec, EntitySpec};
+use super::model::{ActionSpec, ConnectorMeta, ConnectorSpec, EntitySpec, SchemaPool};
 use super::validate::validate;
 
 pub const CONNECTOR_FILE: &str = "connector.json";
@@ -293,33 +293,37 @@ fn parse<T: DeserializeOwned>(
 
 fn load(files: &dyn SpecFiles, root: &str) -> Result<ConnectorSpec, SpecError> {
     let connector: ConnectorMeta = parse(files, root, CONNECTOR_FILE)?;
+    // Equal schemas are shared as each file is read, so repeats never pile up.
+    let mut schemas = SchemaPool::default();
     let mut entities = Vec::new();
     for name in files.json_files(ENTITIES_DIR)? {
         let relative = format!("{ENTITIES_DIR}/{name}");
-        let entity: EntitySpec = parse(files, root, &relative)?;
+        let mut entity: EntitySpec = parse(files, root, &relative)?;
         check_file_name(root, &relative, &name, &entity.name)?;
+        schemas.share_entity(&mut entity);
         entities.push(entity);
     }
     let mut actions = Vec::new();
     for name in files.json_files(ACTIONS_DIR)? {
         let relative = format!("{ACTIONS_DIR}/{name}");
-        let action: ActionSpec = parse(files, root, &relative)?;
+        let mut action: ActionSpec = parse(files, root, &relative)?;
         check_file_name(root, &relative, &name, &action.name)?;
+        schemas.share_action(&mut action);
         actions.push(action);
     }
+    drop(schemas);
     let descriptions = if files.exists(DESCRIPTIONS_FILE) {
         parse(files, root, DESCRIPTIONS_FILE)?
     } else {
         Default::default()
     };
-    let mut spec = ConnectorSpec {
+    let spec = ConnectorSpec {
         connector,
         entities,
         actions,
         descriptions,
     };
     validate(&spec, root)?;
-    spec.share_schemas();
     Ok(spec)
 }
 

@@ -176,36 +176,43 @@ pub struct Operations {
     pub delete: Option<OperationSpec>,
 }
 
-impl ConnectorSpec {
-    /// Makes equal JSON schemas one shared value. Stripe's spec repeats many (metadata, address,
-    /// `expand`, currency, …): about half of its schema text is repeats, held once afterwards.
-    pub fn share_schemas(&mut self) {
-        let mut seen: HashMap<String, Arc<Value>> = HashMap::new();
-        let mut share = |schema: &mut Arc<Value>| {
-            let shared = seen
-                .entry(schema.to_string())
-                .or_insert_with(|| Arc::clone(schema));
-            *schema = Arc::clone(shared);
-        };
-        for entity in &mut self.entities {
-            entity
-                .fields
-                .iter_mut()
-                .for_each(|f| share(&mut f.json_schema));
-            for op in entity.operations.iter_mut() {
-                op.params.iter_mut().for_each(|p| share(&mut p.json_schema));
-            }
+/// The distinct JSON schemas seen so far, for sharing equal ones: Stripe's spec repeats many
+/// (metadata, address, `expand`, currency, …), about half of its schema text. The loader shares
+/// each file's schemas as soon as it is parsed, so repeats are dropped before the next file is
+/// read.
+#[derive(Debug, Default)]
+pub struct SchemaPool {
+    by_text_hash: HashMap<u64, Vec<Arc<Value>>>,
+}
+
+impl SchemaPool {
+    fn share(&mut self, schema: &mut Arc<Value>) {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(schema.to_string());
+        let same = self.by_text_hash.entry(hash).or_default();
+        match same.iter().find(|known| ***known == **schema) {
+            Some(known) => *schema = Arc::clone(known),
+            None => same.push(Arc::clone(schema)),
         }
-        for action in &mut self.actions {
-            action
-                .operation
-                .params
+    }
+
+    pub fn share_entity(&mut self, entity: &mut EntitySpec) {
+        for field in &mut entity.fields {
+            self.share(&mut field.json_schema);
+        }
+        for op in entity.operations.iter_mut() {
+            op.params
                 .iter_mut()
-                .for_each(|p| share(&mut p.json_schema));
-            action
-                .result_fields
-                .iter_mut()
-                .for_each(|f| share(&mut f.json_schema));
+                .for_each(|p| self.share(&mut p.json_schema));
+        }
+    }
+
+    pub fn share_action(&mut self, action: &mut ActionSpec) {
+        for param in &mut action.operation.params {
+            self.share(&mut param.json_schema);
+        }
+        for field in &mut action.result_fields {
+            self.share(&mut field.json_schema);
         }
     }
 }
