@@ -121,6 +121,8 @@ async fn spawn_service(dir: &std::path::Path, name: &str, extra: &str) -> (Servi
         .args(["serve", "--config"])
         .arg(&config)
         .env("BENCH_STRIPE_KEY", "sk_test_bench_0123456789")
+        // Exporting services flush their spans within their own phase, not during the next one.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -703,6 +705,8 @@ async fn telemetry_overhead(dir: &std::path::Path, sandbox: &str, duration: Dura
     for _round in 0..ROUNDS {
         for (i, channel) in channels.into_iter().enumerate() {
             let f = get_entity_phase(channel, &names[i], phase).await;
+            // Let the service just measured finish its exports before the next one is timed.
+            tokio::time::sleep(Duration::from_millis(500)).await;
             p50s[i].push(f.p50.as_secs_f64() * 1e6);
             rates[i].push(f.calls as f64 / f.seconds);
         }
