@@ -98,11 +98,6 @@ pub fn traceparent_trace_id(value: &str) -> Option<&str> {
     traceparent(value).map(|(trace, _)| trace)
 }
 
-/// The trace flags of a valid W3C `traceparent`.
-pub(super) fn traceparent_flags(value: &str) -> Option<u8> {
-    traceparent(value).and_then(|(_, flags)| u8::from_str_radix(flags, 16).ok())
-}
-
 /// `(trace id, flags)` of a valid W3C `traceparent`.
 fn traceparent(value: &str) -> Option<(&str, &str)> {
     let mut parts = value.trim().split('-');
@@ -175,7 +170,15 @@ where
         let start = Instant::now();
         let (service, method) = operation(request.uri().path());
         let (service, method) = (service.to_owned(), method.to_owned());
-        let sampled = otel::sample_call(request.headers());
+        // The caller's W3C trace context, read once: its trace id for log lines, its flags for
+        // sampling.
+        let parent = request
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(traceparent);
+        let sampled =
+            otel::sample_call(parent.and_then(|(_, flags)| u8::from_str_radix(flags, 16).ok()));
         let span = otel::starting_call(sampled, || {
             tracing::info_span!(
                 "grpc.call",
@@ -198,14 +201,7 @@ where
         } else {
             None
         };
-        let trace_id = exported_trace.or_else(|| {
-            request
-                .headers()
-                .get("traceparent")
-                .and_then(|v| v.to_str().ok())
-                .and_then(traceparent_trace_id)
-                .map(str::to_owned)
-        });
+        let trace_id = exported_trace.or_else(|| parent.map(|(trace, _)| trace.to_owned()));
         if let Some(id) = &trace_id {
             span.record("trace_id", id.as_str());
         }

@@ -346,18 +346,14 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// Head sampling of a new call: the sampled flag of the caller's valid `traceparent`, else
-/// `trace_sample_ratio`. Always false when export is off. Deciding before any span is built means
-/// an unsampled call costs the exporter nothing.
-pub fn sample_call(headers: &http::HeaderMap) -> bool {
+/// Head sampling of a new call: the sampled flag of the caller's valid `traceparent` (its trace
+/// flags, `parent_flags`), else `trace_sample_ratio`. Always false when export is off. Deciding
+/// before any span is built means an unsampled call costs the exporter nothing.
+pub fn sample_call(parent_flags: Option<u8>) -> bool {
     if !active() {
         return false;
     }
-    let parent = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(super::call::traceparent_flags);
-    match parent {
+    match parent_flags {
         Some(flags) => flags & 1 == 1,
         None => sample_new_trace(),
     }
