@@ -34,6 +34,7 @@ use connector_runtime::registry::{Registry, RuntimeOptions};
 use connector_runtime::secrets::SecretResolver;
 use connector_runtime::spec::model::{BodyEncoding, ConnectorSpec, HttpMethod, OperationSpec};
 use connector_runtime::throttle::{BudgetSettings, PoolSettings};
+use connector_runtime::upstream::client::secret_header_value;
 use connector_runtime::upstream::dialect::{
     Credentials, Dialect, Idempotency, ListPage, Paging, RateAccount, ResponseMeta,
 };
@@ -68,14 +69,10 @@ impl Dialect for WidgetsDialect {
         "Widgets"
     }
 
-    fn authorise(
-        &self,
-        request: reqwest::RequestBuilder,
-        credentials: &Credentials<'_>,
-    ) -> reqwest::RequestBuilder {
-        let mut key = HeaderValue::from_str(credentials.api_key).expect("a header-safe key");
-        key.set_sensitive(true);
-        request.header("X-Api-Key", key)
+    fn auth_headers(&self, credentials: &Credentials<'_>) -> Option<HeaderMap> {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", secret_header_value("", credentials.api_key)?);
+        Some(headers)
     }
 
     fn idempotency(&self) -> Option<Idempotency> {

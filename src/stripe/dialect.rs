@@ -41,20 +41,24 @@ impl Dialect for StripeDialect {
         error::UPSTREAM
     }
 
-    fn authorise(
-        &self,
-        request: reqwest::RequestBuilder,
-        credentials: &Credentials<'_>,
-    ) -> reqwest::RequestBuilder {
-        let request = match secret_header_value("Bearer ", credentials.api_key) {
-            Some(value) => request.header(http::header::AUTHORIZATION, value),
-            None => request,
+    fn auth_headers(&self, credentials: &Credentials<'_>) -> Option<HeaderMap> {
+        let header = |name: &str| name.parse::<http::HeaderName>().ok();
+        let mut auth = HeaderMap::new();
+        auth.insert(
+            http::header::AUTHORIZATION,
+            secret_header_value("Bearer ", credentials.api_key)?,
+        );
+        auth.insert(
+            header(headers::HEADER_STRIPE_VERSION)?,
+            credentials.api_version.parse().ok()?,
+        );
+        if let Some(account) = credentials.account_id {
+            auth.insert(
+                header(headers::HEADER_STRIPE_ACCOUNT)?,
+                account.parse().ok()?,
+            );
         }
-        .header(headers::HEADER_STRIPE_VERSION, credentials.api_version);
-        match credentials.account_id {
-            Some(account) => request.header(headers::HEADER_STRIPE_ACCOUNT, account),
-            None => request,
-        }
+        Some(auth)
     }
 
     fn action_effect(&self, action: &str) -> ActionEffect {

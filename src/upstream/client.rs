@@ -126,6 +126,8 @@ pub fn ensure_crypto_provider() {
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     http: reqwest::Client,
+    /// The dialect's authorising headers, built once from the key (secret values sensitive).
+    auth_headers: http::HeaderMap,
     options: ClientOptions,
     dialect: Arc<dyn Dialect>,
 }
@@ -174,11 +176,16 @@ impl UpstreamClient {
         let http = builder
             .build()
             .map_err(|e| ClientBuildError::Build(e.to_string()))?;
-        if secret_header_value("", options.api_key.expose()).is_none() {
-            return Err(ClientBuildError::ApiKey);
-        }
+        let auth_headers = dialect
+            .auth_headers(&Credentials {
+                api_key: options.api_key.expose(),
+                account_id: options.account_id.as_deref(),
+                api_version: &options.api_version,
+            })
+            .ok_or(ClientBuildError::ApiKey)?;
         Ok(Self {
             http,
+            auth_headers,
             options,
             dialect,
         })
@@ -356,14 +363,11 @@ impl UpstreamClient {
             HttpMethod::Post => reqwest::Method::POST,
             HttpMethod::Delete => reqwest::Method::DELETE,
         };
-        let mut builder = self.dialect.authorise(
-            self.http.request(method, &url).timeout(timeout),
-            &Credentials {
-                api_key: self.options.api_key.expose(),
-                account_id: self.options.account_id.as_deref(),
-                api_version: &self.options.api_version,
-            },
-        );
+        let mut builder = self
+            .http
+            .request(method, &url)
+            .timeout(timeout)
+            .headers(self.auth_headers.clone());
         if !request.query.is_empty() {
             builder = builder.query(&request.query);
         }

@@ -100,12 +100,11 @@ pub trait Dialect: Send + Sync + Debug {
     /// The upstream's name in messages, e.g. `Stripe`.
     fn display_name(&self) -> &'static str;
 
-    /// Adds what authorises and scopes a request: the key, the pinned version, the account.
-    fn authorise(
-        &self,
-        request: reqwest::RequestBuilder,
-        credentials: &Credentials<'_>,
-    ) -> reqwest::RequestBuilder;
+    /// The headers that authorise and scope every request (the key, the pinned version, the
+    /// account), built once per client; header values holding a secret are marked sensitive
+    /// (see `upstream::client::secret_header_value`). `None` when a credential cannot be carried
+    /// in a header.
+    fn auth_headers(&self, credentials: &Credentials<'_>) -> Option<HeaderMap>;
 
     /// How writes carry an idempotency key; `None` when the upstream has none (a write is then
     /// never retried).
