@@ -49,6 +49,36 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (user + system) the process has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): state is
+    // field 3, utime 14 and stime 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+}
+
+/// The kernel's clock tick rate of /proc's CPU times (`getconf CLK_TCK`, almost always 100).
+fn clock_ticks_per_second() -> f64 {
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -696,15 +726,23 @@ async fn telemetry_overhead(dir: &std::path::Path, sandbox: &str, duration: Dura
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = pids.map(rss_kib);
-    // Many short alternating rounds, so drift on the shared machine hits every side alike; the
-    // added latency is the median of each round's difference to "off" in the same round.
-    const ROUNDS: u32 = 9;
-    let phase = duration * 3 / ROUNDS;
+    // Many short alternating rounds, so drift on the shared machine hits every side alike (each
+    // round starts with the next service, so none always follows the same one); the added
+    // latency is the median of each round's difference to "off" in the same round. The CPU time
+    // each service uses per call is read from /proc around its phases.
+    const ROUNDS: usize = 9;
+    let phase = duration * 3 / ROUNDS as u32;
     let mut p50s: [Vec<f64>; 5] = Default::default();
     let mut rates: [Vec<f64>; 5] = Default::default();
-    for _round in 0..ROUNDS {
-        for (i, channel) in channels.into_iter().enumerate() {
-            let f = get_entity_phase(channel, &names[i], phase).await;
+    let mut cpu = [0f64; 5];
+    let mut calls = [0usize; 5];
+    for round in 0..ROUNDS {
+        for turn in 0..channels.len() {
+            let i = (round + turn) % channels.len();
+            let before = cpu_seconds(pids[i]);
+            let f = get_entity_phase(channels[i], &names[i], phase).await;
+            cpu[i] += cpu_seconds(pids[i]) - before;
+            calls[i] += f.calls;
             // Let the service just measured finish its exports before the next one is timed.
             tokio::time::sleep(Duration::from_millis(500)).await;
             p50s[i].push(f.p50.as_secs_f64() * 1e6);
@@ -725,8 +763,10 @@ async fn telemetry_overhead(dir: &std::path::Path, sandbox: &str, duration: Dura
         "Telemetry overhead: GetEntity at 1 caller, {ROUNDS} alternating rounds of {:.1}s per service",
         phase.as_secs_f64()
     );
-    println!("| telemetry | calls/s | p50 (median of rounds) | idle memory | memory after load |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| telemetry | calls/s | p50 (median of rounds) | service CPU per call | idle memory | memory after load |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
     for (i, label) in [
         "off",
         "metrics port only",
@@ -738,9 +778,10 @@ async fn telemetry_overhead(dir: &std::path::Path, sandbox: &str, duration: Dura
     .enumerate()
     {
         println!(
-            "| {label} | {:.0} | {:.0} µs | {:.1} MB | {:.1} MB |",
+            "| {label} | {:.0} | {:.0} µs | {:.1} µs | {:.1} MB | {:.1} MB |",
             median(&rates[i]),
             median(&p50s[i]),
+            cpu[i] / calls[i].max(1) as f64 * 1e6,
             idle[i] as f64 / 1024.0,
             loaded[i] as f64 / 1024.0
         );

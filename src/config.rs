@@ -187,6 +187,12 @@ pub struct ServerSettings {
     pub drain_timeout: Duration,
     /// Largest gRPC message accepted or sent, in bytes. Default: 10 MiB (Google's payload limit).
     pub max_message_bytes: usize,
+    /// Threads that run the service's tasks (`serve` and `mcp`); `0` means one per CPU the
+    /// process may use. Default: `1`. The work is I/O: one thread serves thousands of calls a
+    /// second, far above what node pools admit, and keeps a call's hand-offs (gRPC in, request
+    /// upstream, response out) on one core instead of waking threads on others. Raise it for
+    /// many large exports at once.
+    pub worker_threads: usize,
 }
 
 impl Default for ServerSettings {
@@ -197,9 +203,18 @@ impl Default for ServerSettings {
             tls: TlsSettings::default(),
             drain_timeout: default_drain_timeout(),
             max_message_bytes: default_max_message_bytes(),
+            worker_threads: default_worker_threads(),
         }
     }
 }
+
+/// One thread.
+pub const fn default_worker_threads() -> usize {
+    1
+}
+
+/// Most `server.worker_threads` accepted.
+pub const MAX_WORKER_THREADS: usize = 256;
 
 /// `127.0.0.1:50051`.
 pub fn default_listen() -> SocketAddr {

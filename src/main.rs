@@ -134,11 +134,11 @@ fn init_logging(settings: Option<&config::Settings>) -> anyhow::Result<telemetry
 }
 
 async fn serve(
-    config_path: Option<PathBuf>,
+    settings: Result<config::Settings, config::ConfigError>,
     listen: Option<SocketAddr>,
     insecure: bool,
 ) -> anyhow::Result<()> {
-    let mut settings = match config::load(config_path.as_deref()) {
+    let mut settings = match settings {
         Ok(settings) => settings,
         Err(error) => {
             init_logging(None)?;
@@ -156,18 +156,21 @@ async fn serve(
     running.wait().await.map(|_| ())
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// `serve` and `mcp` read their settings before the runtime starts (`server.worker_threads`
+/// sizes it); a load error is reported once logging is up.
+type Loaded = Option<Result<config::Settings, config::ConfigError>>;
+
+async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<ExitCode> {
+    let settings = || loaded.ok_or_else(|| anyhow!("settings were not loaded"));
     match cli.command {
         Command::Serve {
-            config,
-            listen,
-            insecure,
+            listen, insecure, ..
         } => {
-            serve(config, listen, insecure).await?;
+            serve(settings()?, listen, insecure).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Mcp { config, connection } => {
-            let settings = match config::load(config.as_deref()) {
+        Command::Mcp { connection, .. } => {
+            let settings = match settings()? {
                 Ok(settings) => settings,
                 Err(error) => {
                     init_logging(None)?;
@@ -268,9 +271,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+/// The tokio runtime: `workers` threads, `0` for one per CPU.
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded: Loaded = match &cli.command {
+        Command::Serve { config, .. } | Command::Mcp { config, .. } => {
+            Some(config::load(config.as_deref()))
+        }
+        _ => None,
+    };
+    let workers = match &loaded {
+        Some(Ok(settings)) => settings.server.worker_threads,
+        _ => 0,
+    };
+    let outcome = runtime(workers)
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(run(cli, loaded)));
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");

@@ -82,7 +82,9 @@ pub fn init(
             let exported = Targets::new()
                 .with_target("connector_runtime", LevelFilter::INFO)
                 .with_target(SPAN_EVENTS, LevelFilter::DEBUG);
-            let sampled = tracing_subscriber::filter::dynamic_filter_fn(otel::exports);
+            // The level hint keeps callsites above DEBUG statically off, as without export.
+            let sampled = tracing_subscriber::filter::dynamic_filter_fn(otel::exports)
+                .with_max_level_hint(LevelFilter::DEBUG);
             (
                 Some(layer.with_filter(exported.and(sampled))),
                 Some((guard, endpoint)),

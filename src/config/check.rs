@@ -418,6 +418,15 @@ fn check_server(settings: &Settings, problems: &mut Vec<Problem>) {
             format!("must be at least {MIN_MESSAGE_BYTES}"),
         ));
     }
+    if settings.server.worker_threads > super::MAX_WORKER_THREADS {
+        problems.push(Problem::new(
+            "server.worker_threads",
+            format!(
+                "must be at most {} (0 means one per CPU)",
+                super::MAX_WORKER_THREADS
+            ),
+        ));
+    }
 }
 
 fn check_tokens(parsed: &Parsed, secrets: &SecretResolver, problems: &mut Vec<Problem>) {

@@ -31,6 +31,7 @@ fn no_file_means_every_default() {
     assert!(!settings.server.allow_insecure);
     assert_eq!(settings.server.drain_timeout, Duration::from_secs(30));
     assert_eq!(settings.server.max_message_bytes, 10 * 1024 * 1024);
+    assert_eq!(settings.server.worker_threads, 1);
     assert_eq!(settings.data_dir, PathBuf::from("./data"));
     assert_eq!(
         (settings.sandbox.enabled, settings.sandbox.rate_limit),
@@ -261,6 +262,7 @@ spec_dir = "{missing}/spec"
 [server]
 listen = "0.0.0.0:50051"
 max_message_bytes = 10
+worker_threads = 100000
 tls = {{ cert_file = "{cert}" }}
 [secrets]
 dir = "{missing}"
@@ -326,6 +328,7 @@ nodez = {{}}
             "secrets.dir",
             "server.max_message_bytes",
             "server.tls.key_file",
+            "server.worker_threads",
             "spec_dir",
             "upstream.extra_ca_file",
             "upstream.request_timeout",
