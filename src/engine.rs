@@ -31,6 +31,7 @@ use conditions::{Condition, Op};
 pub use error::{EngineError, FieldViolation};
 use paging::PageToken;
 use request::UpstreamRequest;
+pub use result::FieldValue;
 use sorting::Sort;
 use tier::{Consistency, Read, Tier};
 
@@ -92,6 +93,16 @@ pub struct EntityRecord {
     pub id: EntityId,
     /// PascalCase fields with native JSON values.
     pub fields: Map<String, Value>,
+    /// The upstream's request id of the call that produced it.
+    pub request_id: Option<String>,
+}
+
+/// One entity from [`Engine::get_decoded`]: its fields decoded as the caller's value type.
+#[derive(Debug, Clone)]
+pub struct DecodedRecord<V> {
+    pub id: EntityId,
+    /// Fields by name (the names [`EntityRecord`] has).
+    pub fields: std::collections::BTreeMap<String, V>,
     /// The upstream's request id of the call that produced it.
     pub request_id: Option<String>,
 }
@@ -237,7 +248,7 @@ pub struct Engine {
 fn object_of(
     response: UpstreamResponse,
 ) -> Result<(Map<String, Value>, Option<String>), EngineError> {
-    match response.body {
+    match response.json()? {
         Value::Object(map) => Ok((map, response.request_id)),
         other => Err(EngineError::BadResponse(format!(
             "expected a JSON object, got {other}"
@@ -314,32 +325,87 @@ impl Engine {
         deadline: Option<Instant>,
     ) -> Result<EntityRecord, EngineError> {
         let entity = self.entity(entity_name)?;
-        let op = Self::operation(entity, OperationKind::Get)?;
         let id = EntityId::parse(entity, id)?;
+        let (object, request_id) = object_of(Self::fetch(conn, entity, &id, deadline).await?)?;
+        let stub = conn.dialect().deleted_stub_field();
+        if stub.is_some_and(|field| object.get(field) == Some(&Value::Bool(true))) {
+            return Err(Self::deleted(conn, entity, &id, request_id));
+        }
+        Self::record(entity, id.parents, object, request_id)
+    }
+
+    /// [`Engine::get`] with the fields decoded as `V` straight from the upstream's JSON text,
+    /// for a caller that hands the entity on in another representation: no JSON tree is built.
+    pub async fn get_decoded<V: FieldValue>(
+        &self,
+        conn: &ConnectionRuntime,
+        entity_name: &str,
+        id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<DecodedRecord<V>, EngineError> {
+        let entity = self.entity(entity_name)?;
+        let id = EntityId::parse(entity, id)?;
+        let response = Self::fetch(conn, entity, &id, deadline).await?;
+        let decoded = result::decode_entity_fields::<V>(
+            entity,
+            &response.body,
+            conn.dialect().deleted_stub_field(),
+        )
+        .map_err(|e| response.not_json(&e))?;
+        if decoded.stub {
+            return Err(Self::deleted(conn, entity, &id, response.request_id));
+        }
+        if decoded.id.is_none() {
+            return Err(EngineError::BadResponse(format!(
+                "{} object without an id",
+                entity.name
+            )));
+        }
+        let mut fields = decoded.fields;
+        for (parent, value) in entity.parents.iter().zip(&id.parents) {
+            fields
+                .entry(parent.field.clone())
+                .or_insert_with(|| V::string(value.clone()));
+        }
+        Ok(DecodedRecord {
+            id,
+            fields,
+            request_id: response.request_id,
+        })
+    }
+
+    /// The upstream's answer to an entity's Get operation.
+    async fn fetch(
+        conn: &ConnectionRuntime,
+        entity: &EntitySpec,
+        id: &EntityId,
+        deadline: Option<Instant>,
+    ) -> Result<UpstreamResponse, EngineError> {
+        let op = Self::operation(entity, OperationKind::Get)?;
         let request = conn.request(
             op,
             &Map::new(),
             &op.path_values(entity, &id.parents, Some(&id.id)),
         )?;
-        let (object, request_id) = object_of(
-            conn.call(
-                &request,
-                &CallOptions {
-                    idempotency_key: None,
-                    deadline,
-                },
-            )
-            .await?,
-        )?;
-        // Some upstreams answer a deleted object with a stub; for a connector it no longer exists.
-        if let Some(error) = conn.dialect().deleted_stub(
-            &object,
-            &format!("{} {}", entity.name, id),
-            request_id.clone(),
-        ) {
-            return Err(EngineError::Upstream(Box::new(error)));
-        }
-        Self::record(entity, id.parents, object, request_id)
+        conn.call(
+            &request,
+            &CallOptions {
+                idempotency_key: None,
+                deadline,
+            },
+        )
+        .await
+    }
+
+    /// Some upstreams answer a deleted object with a stub; for a connector it no longer exists.
+    fn deleted(
+        conn: &ConnectionRuntime,
+        entity: &EntitySpec,
+        id: &EntityId,
+        request_id: Option<String>,
+    ) -> EngineError {
+        let what = format!("{} {}", entity.name, id);
+        EngineError::Upstream(Box::new(conn.dialect().deleted_error(&what, request_id)))
     }
 
     pub async fn create(

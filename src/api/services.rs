@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, struct_or_empty, to_proto_struct};
+use super::convert::{self, ProtoValue, struct_or_empty, to_proto_struct};
 use super::pb::action_service_server::ActionService;
 use super::pb::entity_service_server::EntityService;
 use super::{deadline, names, pb, spec_view, status};
 use crate::engine::paging::{PageToken, fingerprint};
-use crate::engine::{Engine, EntityRecord, ListQuery};
+use crate::engine::{Engine, EntityId, EntityRecord, ListQuery};
 use crate::registry::Registry;
 use crate::telemetry;
 
@@ -71,8 +71,24 @@ pub(crate) fn entity_message(
     entity_type: &str,
     record: EntityRecord,
 ) -> pb::Entity {
+    message(
+        connection,
+        entity_type,
+        &record.id,
+        convert::into_proto_struct(record.fields),
+        record.request_id,
+    )
+}
+
+fn message(
+    connection: &str,
+    entity_type: &str,
+    id: &EntityId,
+    fields: prost_types::Struct,
+    request_id: Option<String>,
+) -> pb::Entity {
     let mut metadata = prost_types::Struct::default();
-    if let Some(request_id) = record.request_id {
+    if let Some(request_id) = request_id {
         metadata.fields.insert(
             "RequestId".to_owned(),
             prost_types::Value {
@@ -81,8 +97,8 @@ pub(crate) fn entity_message(
         );
     }
     pb::Entity {
-        name: names::entity_name(connection, entity_type, &record.id.to_string()),
-        fields: Some(convert::into_proto_struct(record.fields)),
+        name: names::entity_name(connection, entity_type, &id.to_string()),
+        fields: Some(fields),
         metadata: Some(metadata),
     }
 }
@@ -212,14 +228,17 @@ impl EntityService for ApiState {
         let (connection, entity_type, id) = names::entity(&r.name, "name")?;
         telemetry::note_entity_type(&entity_type);
         let runtime = self.runtime(&connection)?;
+        // Decoded from the upstream's JSON straight into protobuf values.
         let record = self
             .engine
-            .get(&runtime, &entity_type, &id, deadline)
+            .get_decoded::<ProtoValue>(&runtime, &entity_type, &id, deadline)
             .await?;
-        Ok(Response::new(entity_message(
+        Ok(Response::new(message(
             &connection,
             &entity_type,
-            record,
+            &record.id,
+            convert::decoded_struct(record.fields),
+            record.request_id,
         )))
     }
 

@@ -1,5 +1,11 @@
 //! Turns Stripe objects into entity fields and action result rows. Pure, no I/O.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::spec::model::{EntitySpec, ResultShape};
@@ -20,6 +26,144 @@ pub fn entity_fields(entity: &EntitySpec, mut object: Map<String, Value>) -> Map
         fields.entry(pascal_case(&key)).or_insert(value);
     }
     fields
+}
+
+/// A value type an entity's fields can be decoded into straight from the upstream's JSON text
+/// (see [`decode_entity_fields`]): a caller that hands entities on in another representation
+/// (protobuf) skips the JSON tree.
+pub trait FieldValue: DeserializeOwned {
+    /// A string value (a parent id added to the fields).
+    fn string(text: String) -> Self;
+    /// The text of a string value.
+    fn as_str(&self) -> Option<&str>;
+    /// Whether this is the boolean `true`.
+    fn is_true(&self) -> bool;
+}
+
+impl FieldValue for Value {
+    fn string(text: String) -> Self {
+        Value::String(text)
+    }
+    fn as_str(&self) -> Option<&str> {
+        Value::as_str(self)
+    }
+    fn is_true(&self) -> bool {
+        *self == Value::Bool(true)
+    }
+}
+
+/// An object's members decoded by [`decode_entity_fields`].
+#[derive(Debug)]
+pub struct DecodedFields<V> {
+    /// Fields under the names [`entity_fields`] gives them.
+    pub fields: BTreeMap<String, V>,
+    /// The object's `id`, when it is a string.
+    pub id: Option<String>,
+    /// The member named `stub_field` was `true`.
+    pub stub: bool,
+}
+
+/// [`entity_fields`] applied while the JSON text of one object is parsed: each member is
+/// decoded as `V` and filed under its field name, with no intermediate JSON tree. `stub_field`
+/// names the member whose `true` marks a deleted stub (the dialect's).
+pub fn decode_entity_fields<V: FieldValue>(
+    entity: &EntitySpec,
+    json: &[u8],
+    stub_field: Option<&str>,
+) -> Result<DecodedFields<V>, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let decoded = EntityObject {
+        entity,
+        stub_field,
+        value: PhantomData,
+    }
+    .deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(decoded)
+}
+
+struct EntityObject<'a, V> {
+    entity: &'a EntitySpec,
+    stub_field: Option<&'a str>,
+    value: PhantomData<V>,
+}
+
+impl<'de, V: FieldValue> DeserializeSeed<'de> for EntityObject<'_, V> {
+    type Value = DecodedFields<V>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, V: FieldValue> Visitor<'de> for EntityObject<'_, V> {
+    type Value = DecodedFields<V>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut members: A) -> Result<Self::Value, A::Error> {
+        let known = &self.entity.fields;
+        let mut fields = BTreeMap::new();
+        let (mut id, mut stub) = (None, false);
+        // Upstream objects list their members mostly in the spec's order: each search starts
+        // after the last match, so a lookup is usually one comparison.
+        let mut next = 0;
+        while let Some(Key(key)) = members.next_key::<Key<'de>>()? {
+            let value: V = members.next_value()?;
+            if key == "id" {
+                id = value.as_str().map(str::to_owned);
+            }
+            if self.stub_field == Some(key.as_ref()) && value.is_true() {
+                stub = true;
+            }
+            let found = (0..known.len())
+                .map(|i| (next + i) % known.len())
+                .find(|&i| known[i].source == key);
+            match found {
+                Some(i) => {
+                    next = i + 1;
+                    fields.insert(known[i].name.clone(), value);
+                }
+                None => {
+                    fields.entry(pascal_case(&key)).or_insert(value);
+                }
+            }
+        }
+        Ok(DecodedFields { fields, id, stub })
+    }
+}
+
+/// An object key, borrowed from the JSON text when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "an object key")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                key: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, key: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(key)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
 /// Google's connector shape: nested keys joined with dots, scalars as strings, nulls kept.

@@ -168,7 +168,7 @@ pub async fn catch_up_connection(
             deadline: Some(Instant::now() + CALL_DEADLINE),
         };
         let response = runtime.call(&request, &options).await?;
-        let Value::Object(body) = response.body else {
+        let Value::Object(body) = response.json()? else {
             return Err(
                 EngineError::BadResponse("the event list is not a JSON object".into()).into(),
             );

@@ -56,6 +56,9 @@ pub enum BuildError {
     /// The node counts do not make a pool.
     #[error("node_config: {0}")]
     Nodes(String),
+    /// The base URL is not an absolute URL requests can be sent under.
+    #[error("api_base_url: not an absolute URL: {0}")]
+    BaseUrl(String),
 }
 
 /// What every connection's runtime is built from, borrowed from the registry.
@@ -188,6 +191,7 @@ impl RuntimeBuilder<'_> {
             ClientBuildError::Certificate(why) => BuildError::ExtraCa(why),
             ClientBuildError::Build(why) => BuildError::Client(why),
             ClientBuildError::ApiKey => BuildError::ApiKeyNotAHeader,
+            ClientBuildError::BaseUrl(url) => BuildError::BaseUrl(url),
         })
     }
 

@@ -178,14 +178,14 @@ impl Dialect for StripeDialect {
     }
 
     /// Stripe still answers some deleted objects (a deleted customer) with a stub
-    /// `{id, object, deleted: true}`; for a connector the entity no longer exists.
-    fn deleted_stub(
-        &self,
-        object: &Map<String, Value>,
-        what: &str,
-        request_id: Option<String>,
-    ) -> Option<UpstreamError> {
-        (object.get("deleted") == Some(&Value::Bool(true))).then(|| UpstreamError {
+    /// `{id, object, deleted: true}`.
+    fn deleted_stub_field(&self) -> Option<&'static str> {
+        Some("deleted")
+    }
+
+    /// Stripe's answer for a missing object.
+    fn deleted_error(&self, what: &str, request_id: Option<String>) -> UpstreamError {
+        UpstreamError {
             upstream: error::UPSTREAM.to_owned(),
             http_status: 404,
             error_type: "invalid_request_error".to_owned(),
@@ -193,7 +193,7 @@ impl Dialect for StripeDialect {
             message: format!("{what} was deleted"),
             request_id,
             ..UpstreamError::default()
-        })
+        }
     }
 
     /// Newest first.
@@ -322,20 +322,13 @@ mod tests {
 
     #[test]
     fn deleted_stubs_are_missing_objects() {
-        let stub = serde_json::json!({"id": "cus_1", "object": "customer", "deleted": true});
-        let error = StripeDialect
-            .deleted_stub(stub.as_object().unwrap(), "Customer cus_1", None)
-            .unwrap();
+        assert_eq!(StripeDialect.deleted_stub_field(), Some("deleted"));
+        let error = StripeDialect.deleted_error("Customer cus_1", None);
         assert_eq!(
             (error.http_status, error.code.as_deref()),
             (404, Some("resource_missing"))
         );
-        let live = serde_json::json!({"id": "cus_2", "object": "customer"});
-        assert!(
-            StripeDialect
-                .deleted_stub(live.as_object().unwrap(), "Customer cus_2", None)
-                .is_none()
-        );
+        assert_eq!(error.message, "Customer cus_1 was deleted");
     }
 
     #[test]

@@ -105,12 +105,29 @@ pub struct CallOptions {
 #[derive(Debug, Clone)]
 pub struct UpstreamResponse {
     pub status: u16,
-    pub body: Value,
+    /// The body as received: JSON text, or empty (a 204). Read it with [`Self::json`] or decode
+    /// it straight into another type.
+    pub body: bytes::Bytes,
     pub request_id: Option<String>,
     /// The upstream replayed a stored response for the idempotency key.
     pub replayed: bool,
     /// Attempts made (1 = no retry).
     pub attempts: u32,
+}
+
+impl UpstreamResponse {
+    /// The body as JSON; an empty body (204 No Content to a DELETE) is `null`, not a bad one.
+    pub fn json(&self) -> Result<Value, EngineError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&self.body).map_err(|e| self.not_json(&e))
+    }
+
+    /// The error for a body that does not parse as what was expected.
+    pub fn not_json(&self, error: &serde_json::Error) -> EngineError {
+        EngineError::BadResponse(format!("HTTP {} body is not JSON: {error}", self.status))
+    }
 }
 
 /// Installs rustls' ring provider once per process (reqwest is built without a default provider).
@@ -126,6 +143,8 @@ pub fn ensure_crypto_provider() {
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
     http: reqwest::Client,
+    /// `base_url` parsed once; a request's URL is this with its path appended.
+    base: reqwest::Url,
     /// The dialect's authorising headers, built once from the key (secret values sensitive).
     auth_headers: http::HeaderMap,
     options: ClientOptions,
@@ -143,6 +162,8 @@ pub enum ClientBuildError {
     Build(String),
     #[error("the API key holds characters an HTTP header cannot carry")]
     ApiKey,
+    #[error("invalid base URL: {0}")]
+    BaseUrl(String),
 }
 
 impl UpstreamClient {
@@ -152,8 +173,15 @@ impl UpstreamClient {
         dialect: Arc<dyn Dialect>,
     ) -> Result<Self, ClientBuildError> {
         ensure_crypto_provider();
+        let base = reqwest::Url::parse(&options.base_url)
+            .ok()
+            .filter(|url| !url.cannot_be_a_base())
+            .ok_or_else(|| ClientBuildError::BaseUrl(options.base_url.clone()))?;
         let mut builder = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
+            // An API answers where it is asked; a redirect is an error, not a hop to follow with
+            // the key.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
             .user_agent(concat!("connector-runtime/", env!("CARGO_PKG_VERSION")));
@@ -185,6 +213,7 @@ impl UpstreamClient {
             .ok_or(ClientBuildError::ApiKey)?;
         Ok(Self {
             http,
+            base,
             auth_headers,
             options,
             dialect,
@@ -353,11 +382,12 @@ impl UpstreamClient {
         call: &CallOptions,
         timeout: Duration,
     ) -> Result<Attempt, EngineError> {
-        let url = format!(
+        let mut url = self.base.clone();
+        url.set_path(&format!(
             "{}{}",
-            self.options.base_url.trim_end_matches('/'),
+            self.base.path().trim_end_matches('/'),
             request.path
-        );
+        ));
         let method = match request.method {
             HttpMethod::Get => reqwest::Method::GET,
             HttpMethod::Post => reqwest::Method::POST,
@@ -365,7 +395,7 @@ impl UpstreamClient {
         };
         let mut builder = self
             .http
-            .request(method, &url)
+            .request(method, url)
             .timeout(timeout)
             .headers(self.auth_headers.clone());
         if !request.query.is_empty() {
@@ -424,23 +454,13 @@ impl UpstreamClient {
             )));
         }
         match decision {
-            None => {
-                // An empty answer (204 No Content to a DELETE) is an empty body, not a bad one.
-                let body = if bytes.iter().all(u8::is_ascii_whitespace) {
-                    Value::Null
-                } else {
-                    serde_json::from_slice(&bytes).map_err(|e| {
-                        EngineError::BadResponse(format!("HTTP {status} body is not JSON: {e}"))
-                    })?
-                };
-                Ok(Attempt::Success(UpstreamResponse {
-                    status,
-                    body,
-                    request_id,
-                    replayed: meta.replayed,
-                    attempts: 1,
-                }))
-            }
+            None => Ok(Attempt::Success(UpstreamResponse {
+                status,
+                body: bytes,
+                request_id,
+                replayed: meta.replayed,
+                attempts: 1,
+            })),
             Some(decision) => Ok(Attempt::Failure {
                 error: self.dialect.error(status, &bytes, request_id),
                 decision,

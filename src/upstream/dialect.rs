@@ -170,16 +170,23 @@ pub trait Dialect: Send + Sync + Debug {
     /// was made with.
     fn list_page(&self, body: Map<String, Value>, cursor: Option<&str>) -> ListPage;
 
-    /// The error for an object the upstream answered as a deleted stub rather than a 404
-    /// (`what` names it, e.g. `Customer cus_1`); `None` for a live object. The default: none
-    /// are stubs.
-    fn deleted_stub(
-        &self,
-        _object: &Map<String, Value>,
-        _what: &str,
-        _request_id: Option<String>,
-    ) -> Option<UpstreamError> {
+    /// The top-level field whose `true` marks an object the upstream answered as a deleted stub
+    /// rather than a 404. The default: none are stubs.
+    fn deleted_stub_field(&self) -> Option<&'static str> {
         None
+    }
+
+    /// The error for a deleted stub (`what` names it, e.g. `Customer cus_1`): for a connector the
+    /// object no longer exists.
+    fn deleted_error(&self, what: &str, request_id: Option<String>) -> UpstreamError {
+        UpstreamError {
+            upstream: self.display_name().to_owned(),
+            http_status: 404,
+            error_type: "not_found".to_owned(),
+            message: format!("{what} was deleted"),
+            request_id,
+            ..UpstreamError::default()
+        }
     }
 
     /// The upstream's own order of a list, as `(field source, descending)`, when it has one the
