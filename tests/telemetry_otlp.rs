@@ -611,13 +611,30 @@ async fn calls_are_sampled_on_arrival_and_a_sampled_traceparent_is_followed() {
         .await
         .unwrap_err();
     assert_eq!(followed.code(), tonic::Code::NotFound);
+    // Calls after a sampled one are decided afresh: nothing of the sampled call lingers.
+    for _ in 0..5 {
+        let after = entities
+            .get_entity(get_request("otlp", "cus_after"))
+            .await
+            .unwrap_err();
+        assert_eq!(after.code(), tonic::Code::NotFound);
+    }
+    const LAST_TRACE: &str = "5b8efff798038103d269b633813fc60c";
+    let last = entities
+        .get_entity(with_trace_flags(
+            get_request("otlp", "cus_last"),
+            LAST_TRACE,
+            "01",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(last.code(), tonic::Code::NotFound);
 
     let mut received = Received::default();
     let arrived = tokio::time::timeout(Duration::from_secs(60), async {
-        while received
-            .span("connectors.v1.EntityService/GetEntity", |_| true)
-            .is_none()
-        {
+        while !received.spans.iter().any(|s| {
+            s.name == "connectors.v1.EntityService/GetEntity" && hex(&s.trace_id) == LAST_TRACE
+        }) {
             match exports.recv().await {
                 Some(export) => received.take(export),
                 None => break,
@@ -628,11 +645,13 @@ async fn calls_are_sampled_on_arrival_and_a_sampled_traceparent_is_followed() {
     assert!(arrived.is_ok(), "the sampled call's span never arrived");
     let traces: Vec<String> = received.spans.iter().map(|s| hex(&s.trace_id)).collect();
     assert!(
-        traces.iter().all(|t| t == TRACE_ID),
-        "only the sampled caller's trace is exported, got {traces:?}"
+        traces.iter().all(|t| t == TRACE_ID || t == LAST_TRACE),
+        "only the sampled callers' traces are exported, got {traces:?}"
     );
     let call = received
-        .span("connectors.v1.EntityService/GetEntity", |_| true)
+        .span("connectors.v1.EntityService/GetEntity", |s| {
+            hex(&s.trace_id) == TRACE_ID
+        })
         .unwrap();
     assert_eq!(hex(&call.parent_span_id), PARENT_SPAN_ID);
     let upstream = received
