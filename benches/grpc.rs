@@ -708,48 +708,61 @@ async fn telemetry_overhead(dir: &std::path::Path, sandbox: &str, duration: Dura
         "[metrics]\nenabled = true\nlisten = \"127.0.0.1:{}\"\n{ample}",
         free_port()
     );
-    let (_off, off_pid, off) = spawn_service(dir, "telemetry-off", &ample).await;
-    let (_metrics, metrics_pid, metrics) = spawn_service(dir, "metrics-only", &metrics_only).await;
     let receiver_url = format!("http://{receiver_addr}");
-    let (_on, on_pid, on) =
-        spawn_service(dir, "telemetry-on", &exporting(receiver_url.clone(), 1.0)).await;
-    let (_sampled, sampled_pid, sampled) =
-        spawn_service(dir, "telemetry-sampled", &exporting(receiver_url, 0.01)).await;
     let down_endpoint = format!("http://127.0.0.1:{}", free_port());
-    let (_down, down_pid, down) =
-        spawn_service(dir, "collector-down", &exporting(down_endpoint, 1.0)).await;
-    let channels = [&off, &metrics, &on, &sampled, &down];
-    let pids = [off_pid, metrics_pid, on_pid, sampled_pid, down_pid];
-    let mut names = Vec::new();
-    for channel in channels {
-        names.push(bench_customer(channel).await);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = pids.map(rss_kib);
-    // Many short alternating rounds, so drift on the shared machine hits every side alike (each
-    // round starts with the next service, so none always follows the same one); the added
-    // latency is the median of each round's difference to "off" in the same round. The CPU time
-    // each service uses per call is read from /proc around its phases.
-    const ROUNDS: usize = 9;
-    let phase = duration * 3 / ROUNDS as u32;
+    let configs = [
+        ("telemetry-off", ample.clone()),
+        ("metrics-only", metrics_only),
+        ("telemetry-on", exporting(receiver_url.clone(), 1.0)),
+        ("telemetry-sampled", exporting(receiver_url, 0.01)),
+        ("collector-down", exporting(down_endpoint, 1.0)),
+    ];
+    // The five services are started afresh for each of three runs, so whatever one process
+    // happens to get (its threads' placement beside the client's and the sandbox's on the two
+    // cores) does not bias one side. Within a run, short alternating rounds (each starting with
+    // the next service) let drift hit every side alike. The added latency is the median of each
+    // round's difference to "off" in the same round; the CPU time each service uses per call is
+    // read from /proc around its phases.
+    const RUNS: usize = 3;
+    const ROUNDS: usize = 3;
+    let phase = duration * 3 / (RUNS * ROUNDS) as u32;
     let mut p50s: [Vec<f64>; 5] = Default::default();
     let mut rates: [Vec<f64>; 5] = Default::default();
     let mut cpu = [0f64; 5];
     let mut calls = [0usize; 5];
-    for round in 0..ROUNDS {
-        for turn in 0..channels.len() {
-            let i = (round + turn) % channels.len();
-            let before = cpu_seconds(pids[i]);
-            let f = get_entity_phase(channels[i], &names[i], phase).await;
-            cpu[i] += cpu_seconds(pids[i]) - before;
-            calls[i] += f.calls;
-            // Let the service just measured finish its exports before the next one is timed.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            p50s[i].push(f.p50.as_secs_f64() * 1e6);
-            rates[i].push(f.calls as f64 / f.seconds);
+    let mut idle = [0u64; 5];
+    let mut loaded = [0u64; 5];
+    for run in 0..RUNS {
+        let mut services = Vec::new();
+        for (name, config) in &configs {
+            services.push(spawn_service(dir, &format!("{name}-{run}"), config).await);
+        }
+        let mut names = Vec::new();
+        for (_, _, channel) in &services {
+            names.push(bench_customer(channel).await);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (i, (_, pid, _)) in services.iter().enumerate() {
+            idle[i] = idle[i].max(rss_kib(*pid));
+        }
+        for round in 0..ROUNDS {
+            for turn in 0..services.len() {
+                let i = (round + turn) % services.len();
+                let (_, pid, channel) = &services[i];
+                let before = cpu_seconds(*pid);
+                let f = get_entity_phase(channel, &names[i], phase).await;
+                cpu[i] += cpu_seconds(*pid) - before;
+                calls[i] += f.calls;
+                // Let the service just measured finish its exports before the next one is timed.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                p50s[i].push(f.p50.as_secs_f64() * 1e6);
+                rates[i].push(f.calls as f64 / f.seconds);
+            }
+        }
+        for (i, (_, pid, _)) in services.iter().enumerate() {
+            loaded[i] = loaded[i].max(rss_kib(*pid));
         }
     }
-    let loaded = pids.map(rss_kib);
     let median = |v: &Vec<f64>| {
         let mut v = v.clone();
         v.sort_by(f64::total_cmp);
@@ -760,7 +773,7 @@ async fn telemetry_overhead(dir: &std::path::Path, sandbox: &str, duration: Dura
         median(&differences)
     };
     println!(
-        "Telemetry overhead: GetEntity at 1 caller, {ROUNDS} alternating rounds of {:.1}s per service",
+        "Telemetry overhead: GetEntity at 1 caller, {RUNS} runs of {ROUNDS} alternating rounds of {:.1}s per service",
         phase.as_secs_f64()
     );
     println!(
