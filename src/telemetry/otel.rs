@@ -48,12 +48,55 @@ pub enum OtelError {
 pub struct OtelGuard {
     tracer: SdkTracerProvider,
     meter: SdkMeterProvider,
+    io: ExportIo,
 }
 
 impl Drop for OtelGuard {
     fn drop(&mut self) {
         let _ = self.tracer.shutdown_with_timeout(EXPORT_TIMEOUT);
         let _ = self.meter.shutdown_with_timeout(EXPORT_TIMEOUT);
+        self.io.stop();
+    }
+}
+
+/// The exporters' network I/O: a thread of its own with a one-thread runtime, so sending spans
+/// and metrics (or failing to reach a collector) never takes turns with calls on the service's
+/// worker threads.
+#[derive(Debug)]
+struct ExportIo {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ExportIo {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("otlp-export".to_owned())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -75,9 +118,8 @@ thread_local! {
     static STARTING_CALL: Cell<Option<bool>> = const { Cell::new(None) };
 }
 
-/// Builds the exporters for `endpoint` (inside a tokio runtime: tonic's channel needs one) and
-/// returns the `tracing` layer. Metrics are registered at once; spans flow once the layer is
-/// installed.
+/// Builds the exporters for `endpoint` (their channels on a thread of their own) and returns the
+/// `tracing` layer. Metrics are registered at once; spans flow once the layer is installed.
 pub fn start<S>(
     settings: &TelemetrySettings,
     endpoint: &str,
@@ -90,6 +132,9 @@ where
         message: e.to_string(),
     };
     let resource = resource(settings);
+    let io = ExportIo::start().map_err(|e| failed(&e))?;
+    // tonic's channels spawn their connection tasks on the runtime they are built in.
+    let entered = io.handle.enter();
     let spans = SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
@@ -116,6 +161,7 @@ where
         .with_timeout(EXPORT_TIMEOUT)
         .build()
         .map_err(|e| failed(&e))?;
+    drop(entered);
     let reader = PeriodicReader::builder(exported)
         .with_interval(settings.metrics_interval)
         .build();
@@ -134,7 +180,7 @@ where
         .with_context_activation(false)
         .with_threads(false)
         .with_target(false);
-    Ok((layer, OtelGuard { tracer, meter }))
+    Ok((layer, OtelGuard { tracer, meter, io }))
 }
 
 fn resource(settings: &TelemetrySettings) -> Resource {
