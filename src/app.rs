@@ -355,7 +355,8 @@ pub async fn start(
         timeout: settings.server.drain_timeout,
     };
     let task = serve(router, listener, drain);
-    tracing::info!(%addr, auth = !tokens.is_empty(), tls = settings.server.tls.files().is_some(), "connector-runtime serving gRPC");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(%addr, auth = !tokens.is_empty(), tls = settings.server.tls.files().is_some(), worker_threads = workers, "connector-runtime serving gRPC");
     Ok(Running {
         addr,
         sandbox_url: sandbox.as_ref().map(SandboxHandle::base_url),

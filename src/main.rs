@@ -303,3 +303,16 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::runtime;
+
+    #[test]
+    fn the_runtime_has_the_configured_worker_threads() {
+        assert_eq!(runtime(1).unwrap().metrics().num_workers(), 1);
+        assert_eq!(runtime(3).unwrap().metrics().num_workers(), 3);
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(runtime(0).unwrap().metrics().num_workers(), cpus);
+    }
+}
