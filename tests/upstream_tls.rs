@@ -1,6 +1,7 @@
 //! An HTTPS upstream with a private CA: trusted through `upstream.extra_ca_file`, refused without
-//! it; and CheckStatus tells a key the upstream rejects (AUTH_ERROR) from a healthy one (ACTIVE)
-//! and from settings that cannot be used (ERROR, naming the setting).
+//! it; CheckStatus tells a key the upstream rejects (AUTH_ERROR) from a healthy one (ACTIVE)
+//! and from settings that cannot be used (ERROR, naming the setting); and a redirect from the
+//! upstream is an error, never followed with the key.
 
 mod common;
 
@@ -196,6 +197,69 @@ async fn check_status_blames_an_unusable_ca_file_on_the_settings_and_a_rejected_
         rejected.description.contains("rejected the key"),
         "{}",
         rejected.description
+    );
+    service.shutdown().await;
+}
+
+/// A plain HTTP endpoint that answers every request with `response` and counts the requests.
+async fn canned_upstream(response: String) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let response = response.clone();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 8192];
+                if matches!(socket.read(&mut buffer).await, Ok(n) if n > 0) {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                }
+            });
+        }
+    });
+    (port, requests)
+}
+
+#[tokio::test]
+async fn a_redirect_from_the_upstream_is_an_error_and_is_not_followed() {
+    let body = r#"{"id":"cus_1","object":"customer","created":1700000000,"livemode":false}"#;
+    let (target, target_requests) = canned_upstream(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+    .await;
+    let (redirecting, requests) = canned_upstream(format!(
+        "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{target}/v1/customers/cus_1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    ))
+    .await;
+    let home = Box::leak(Box::new(Home::new()));
+    home.put_secret("redirected-key", "1", "sk_test_redirected_0123456789");
+    let service = start(home.settings(false)).await;
+    service
+        .add_connection(Service::connection_to(
+            "redirected",
+            "redirected-key",
+            &format!("http://127.0.0.1:{redirecting}"),
+        ))
+        .await;
+    let error = service
+        .get("redirected", "Customer", "cus_1")
+        .await
+        .expect_err("a redirect is not an answer");
+    assert_ne!(error.code(), Code::Ok);
+    assert!(
+        error.message().contains("302"),
+        "the error names the upstream's status: {error:?}"
+    );
+    assert!(requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert_eq!(
+        target_requests.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect's target was never called"
     );
     service.shutdown().await;
 }
