@@ -337,7 +337,10 @@ pub async fn start(
             hub: events.hub.clone(),
             registry: registry.clone(),
         },
-        connections: ConnectionApi { registry },
+        connections: ConnectionApi {
+            registry,
+            events: events.hub.clone(),
+        },
         tools,
         state,
     };

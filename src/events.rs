@@ -287,6 +287,24 @@ impl EventHub {
         Ok(())
     }
 
+    /// Deletes every subscription of `connection` (the connection itself was deleted), with
+    /// their cursors and dead letters; returns how many there were. A connection created later
+    /// under the same id starts with none.
+    pub fn delete_connection(&self, connection: &str) -> Result<usize, EventsError> {
+        let mut all = write(&self.subscriptions);
+        let names: Vec<String> = all
+            .values()
+            .filter(|s| s.connection == connection)
+            .map(Subscription::name)
+            .collect();
+        for name in &names {
+            self.workers.stop(name);
+            self.store.delete_subscription(name)?;
+            all.remove(name);
+        }
+        Ok(names.len())
+    }
+
     /// Redelivers an HTTP subscription's dead letters; returns how many there are.
     pub fn retry(&self, name: &str) -> Result<usize, EventsError> {
         let subscription = self.get(name)?;

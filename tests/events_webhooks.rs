@@ -775,6 +775,51 @@ async fn subscriptions_are_validated_listed_updated_and_deleted() {
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     assert_eq!(common::reason(&gone), "EVENT_SUBSCRIPTION_NOT_FOUND");
+
+    // Deleting the connection deletes its subscriptions: a connection created again under the
+    // same id starts with none, and none come back after a restart.
+    service
+        .connections()
+        .delete_connection(pb::DeleteConnectionRequest {
+            name: format!("connections/{CONNECTION}"),
+        })
+        .await
+        .unwrap();
+    service
+        .add_connection(Service::connection_to(
+            CONNECTION,
+            "stripe-key",
+            &sandbox.base_url(),
+        ))
+        .await;
+    let listed = client
+        .list_event_subscriptions(pb::ListEventSubscriptionsRequest {
+            parent: format!("connections/{CONNECTION}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed.event_subscriptions.is_empty(),
+        "{:?}",
+        listed.event_subscriptions
+    );
+    service.shutdown().await;
+    let service = common::start(settings(&home, "127.0.0.1:0".parse().unwrap())).await;
+    let listed = subscriptions(&service)
+        .list_event_subscriptions(pb::ListEventSubscriptionsRequest {
+            parent: format!("connections/{CONNECTION}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listed.event_subscriptions.is_empty(),
+        "{:?}",
+        listed.event_subscriptions
+    );
     service.shutdown().await;
     sandbox.shutdown().await;
 }

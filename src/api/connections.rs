@@ -25,6 +25,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct ConnectionApi {
     pub registry: Arc<Registry>,
+    /// Event subscriptions, which go with their connection.
+    pub events: Arc<crate::events::EventHub>,
 }
 
 impl ConnectionApi {
@@ -133,7 +135,8 @@ impl ConnectionService for ConnectionApi {
     ) -> Result<Response<()>, Status> {
         let id = names::connection(&request.get_ref().name, "name")?;
         self.registry.delete(&id).await?;
-        tracing::info!(connection = %id, "connection deleted");
+        let subscriptions = self.events.delete_connection(&id)?;
+        tracing::info!(connection = %id, subscriptions, "connection deleted with its event subscriptions");
         Ok(Response::new(()))
     }
 
