@@ -339,7 +339,7 @@ pub async fn start(
         },
         connections: ConnectionApi {
             registry,
-            events: events.hub.clone(),
+            events: Some(events.hub.clone()),
         },
         tools,
         state,

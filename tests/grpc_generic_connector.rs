@@ -433,7 +433,10 @@ async fn start_runtime(dir: &Path, spec: Arc<ConnectorSpec>, upstream: &str) -> 
     let addr = listener.local_addr().unwrap();
     let router = tonic::transport::Server::builder()
         .add_service(EntityServiceServer::new(state))
-        .add_service(ConnectionServiceServer::new(ConnectionApi { registry }));
+        .add_service(ConnectionServiceServer::new(ConnectionApi {
+            registry,
+            events: None,
+        }));
     tokio::spawn(
         router.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );

@@ -25,8 +25,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct ConnectionApi {
     pub registry: Arc<Registry>,
-    /// Event subscriptions, which go with their connection.
-    pub events: Arc<crate::events::EventHub>,
+    /// Event subscriptions, which go with their connection (`None` where no events run).
+    pub events: Option<Arc<crate::events::EventHub>>,
 }
 
 impl ConnectionApi {
@@ -135,7 +135,10 @@ impl ConnectionService for ConnectionApi {
     ) -> Result<Response<()>, Status> {
         let id = names::connection(&request.get_ref().name, "name")?;
         self.registry.delete(&id).await?;
-        let subscriptions = self.events.delete_connection(&id)?;
+        let subscriptions = match &self.events {
+            Some(events) => events.delete_connection(&id)?,
+            None => 0,
+        };
         tracing::info!(connection = %id, subscriptions, "connection deleted with its event subscriptions");
         Ok(Response::new(()))
     }
