@@ -14,20 +14,12 @@ use connector_runtime::api::convert::to_proto_struct;
 use connector_runtime::api::pb;
 use connector_runtime::api::pb::connection_service_client::ConnectionServiceClient;
 use connector_runtime::api::pb::entity_service_client::EntityServiceClient;
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use serde_json::json;
 use tonic::transport::Channel;
+
+#[path = "common/otlp_receiver.rs"]
+mod otlp_receiver;
+use otlp_receiver::CountingReceiver;
 
 struct Service(Child);
 
@@ -609,44 +601,6 @@ async fn admitted_on(channel: &Channel, id: &str) -> u64 {
         .map_or(0, |n| n.admitted)
 }
 
-/// An OTLP/gRPC receiver that counts what it gets and keeps nothing.
-#[derive(Clone, Default)]
-struct CountingReceiver {
-    spans: Arc<std::sync::atomic::AtomicUsize>,
-    metric_exports: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-#[tonic::async_trait]
-impl TraceService for CountingReceiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let spans: usize = request
-            .into_inner()
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
-        self.spans
-            .fetch_add(spans, std::sync::atomic::Ordering::Relaxed);
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for CountingReceiver {
-    async fn export(
-        &self,
-        _request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.metric_exports
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
-    }
-}
-
 /// Creates a customer through `channel` and returns its entity name.
 async fn bench_customer(channel: &Channel) -> String {
     EntityServiceClient::new(channel.clone())
@@ -688,12 +642,7 @@ async fn telemetry_overhead(dir: &std::path::Path, sandbox: &str, duration: Dura
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let receiver_addr = listener.local_addr().unwrap();
     let receiver = CountingReceiver::default();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(receiver.clone()))
-            .add_service(MetricsServiceServer::new(receiver.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    tokio::spawn(receiver.clone().serve(listener));
     let ample = format!(
         "[nodes]\nnode_rate = 1000000\nnode_burst = 1000000\n[nodes.stripe_budget]\ntest = 1000000\nlive = 1000000\n\
          [[connections]]\nid = \"bench\"\napi_key = {{ secret = \"env:BENCH_STRIPE_KEY\" }}\napi_base_url = \"{sandbox}\"\n"

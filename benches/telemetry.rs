@@ -11,64 +11,20 @@
 
 use std::convert::Infallible;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use connector_runtime::config::LogSettings;
 use connector_runtime::telemetry::{self, CallLayer, TelemetrySettings};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
+
+#[path = "common/otlp_receiver.rs"]
+mod otlp_receiver;
+use otlp_receiver::CountingReceiver;
 
 const WARMUP: usize = 20_000;
 const CALLS: usize = 200_000;
 const REPETITIONS: usize = 5;
-
-/// Counts spans and discards them.
-#[derive(Clone, Default)]
-struct Receiver {
-    spans: Arc<AtomicU64>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let spans: usize = request
-            .get_ref()
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
-        self.spans.fetch_add(spans as u64, Ordering::Relaxed);
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-#[tonic::async_trait]
-impl MetricsService for Receiver {
-    async fn export(
-        &self,
-        _request: tonic::Request<ExportMetricsServiceRequest>,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
-    }
-}
 
 /// The receiver on a thread and runtime of its own; its endpoint.
 fn start_receiver() -> String {
@@ -82,13 +38,7 @@ fn start_receiver() -> String {
             .unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let receiver = Receiver::default();
-            tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(receiver.clone()))
-                .add_service(MetricsServiceServer::new(receiver))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-                .await
-                .unwrap();
+            CountingReceiver::default().serve(listener).await;
         });
     });
     format!("http://{addr}")
@@ -128,25 +78,20 @@ async fn measure() -> f64 {
             .body(())
             .unwrap()
     };
-    for _ in 0..WARMUP {
-        service
-            .ready()
-            .await
-            .unwrap()
-            .call(request())
-            .await
-            .unwrap();
-    }
+    let mut calls = async |count: usize| {
+        for _ in 0..count {
+            service
+                .ready()
+                .await
+                .unwrap()
+                .call(request())
+                .await
+                .unwrap();
+        }
+    };
+    calls(WARMUP).await;
     let start = Instant::now();
-    for _ in 0..CALLS {
-        service
-            .ready()
-            .await
-            .unwrap()
-            .call(request())
-            .await
-            .unwrap();
-    }
+    calls(CALLS).await;
     start.elapsed().as_nanos() as f64 / CALLS as f64
 }
 

@@ -300,9 +300,7 @@ impl Engine {
         let id = object
             .get("id")
             .and_then(Value::as_str)
-            .ok_or_else(|| {
-                EngineError::BadResponse(format!("{} object without an id", entity.name))
-            })?
+            .ok_or_else(|| Self::without_id(entity))?
             .to_owned();
         let mut fields = result::entity_fields(entity, object);
         for (parent, value) in entity.parents.iter().zip(&parents) {
@@ -355,12 +353,8 @@ impl Engine {
         if decoded.stub {
             return Err(Self::deleted(conn, entity, &id, response.request_id));
         }
-        if decoded.id.is_none() {
-            return Err(EngineError::BadResponse(format!(
-                "{} object without an id",
-                entity.name
-            )));
-        }
+        // As in [`Engine::record`]: the id is the one the upstream answered with.
+        let own_id = decoded.id.ok_or_else(|| Self::without_id(entity))?;
         let mut fields = decoded.fields;
         for (parent, value) in entity.parents.iter().zip(&id.parents) {
             fields
@@ -368,10 +362,17 @@ impl Engine {
                 .or_insert_with(|| V::string(value.clone()));
         }
         Ok(DecodedRecord {
-            id,
+            id: EntityId {
+                parents: id.parents,
+                id: own_id,
+            },
             fields,
             request_id: response.request_id,
         })
+    }
+
+    fn without_id(entity: &EntitySpec) -> EngineError {
+        EngineError::BadResponse(format!("{} object without an id", entity.name))
     }
 
     /// The upstream's answer to an entity's Get operation.

@@ -141,6 +141,19 @@ async fn subscribe(service: &Service, id: &str, types: &[&str]) -> String {
         .name
 }
 
+/// The first page of the test connection's subscriptions.
+async fn listed_subscriptions(service: &Service) -> Vec<pb::EventSubscription> {
+    subscriptions(service)
+        .list_event_subscriptions(pb::ListEventSubscriptionsRequest {
+            parent: format!("connections/{CONNECTION}"),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .event_subscriptions
+}
+
 /// Reads a stream into a channel until it ends.
 async fn consume(
     service: &Service,
@@ -792,34 +805,12 @@ async fn subscriptions_are_validated_listed_updated_and_deleted() {
             &sandbox.base_url(),
         ))
         .await;
-    let listed = client
-        .list_event_subscriptions(pb::ListEventSubscriptionsRequest {
-            parent: format!("connections/{CONNECTION}"),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        listed.event_subscriptions.is_empty(),
-        "{:?}",
-        listed.event_subscriptions
-    );
+    let listed = listed_subscriptions(&service).await;
+    assert!(listed.is_empty(), "{listed:?}");
     service.shutdown().await;
     let service = common::start(settings(&home, "127.0.0.1:0".parse().unwrap())).await;
-    let listed = subscriptions(&service)
-        .list_event_subscriptions(pb::ListEventSubscriptionsRequest {
-            parent: format!("connections/{CONNECTION}"),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        listed.event_subscriptions.is_empty(),
-        "{:?}",
-        listed.event_subscriptions
-    );
+    let listed = listed_subscriptions(&service).await;
+    assert!(listed.is_empty(), "{listed:?}");
     service.shutdown().await;
     sandbox.shutdown().await;
 }

@@ -200,6 +200,15 @@ fn with_trace_flags<T>(message: T, trace_id: &str, flags: &str) -> Request<T> {
     request
 }
 
+/// GetEntity of an id the sandbox does not have: NOT_FOUND, whatever the trace context.
+async fn get_missing(
+    entities: &mut EntityServiceClient<Channel>,
+    request: impl tonic::IntoRequest<pb::GetEntityRequest>,
+) {
+    let missing = entities.get_entity(request).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+}
+
 fn get_request(connection: &str, id: &str) -> pb::GetEntityRequest {
     pb::GetEntityRequest {
         name: format!("connections/{connection}/entityTypes/Customer/entities/{id}"),
@@ -586,49 +595,30 @@ async fn calls_are_sampled_on_arrival_and_a_sampled_traceparent_is_followed() {
     let service = start_service(dir.path(), &endpoint, "trace_sample_ratio = 0.0").await;
     let mut entities = EntityServiceClient::new(service.channel.clone());
     for _ in 0..5 {
-        let missing = entities
-            .get_entity(get_request("otlp", "cus_unsampled"))
-            .await
-            .unwrap_err();
-        assert_eq!(missing.code(), tonic::Code::NotFound);
+        get_missing(&mut entities, get_request("otlp", "cus_unsampled")).await;
     }
-    let declined = entities
-        .get_entity(with_trace_flags(
-            get_request("otlp", "cus_declined"),
-            UNSAMPLED_TRACE,
-            "00",
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(declined.code(), tonic::Code::NotFound);
-    // Last: the batch processor exports spans in the order they end, so once this call's span
-    // has arrived, every span of the calls before it would have too.
-    let followed = entities
-        .get_entity(with_traceparent(
-            get_request("otlp", "cus_followed"),
-            TRACE_ID,
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(followed.code(), tonic::Code::NotFound);
+    get_missing(
+        &mut entities,
+        with_trace_flags(get_request("otlp", "cus_declined"), UNSAMPLED_TRACE, "00"),
+    )
+    .await;
+    get_missing(
+        &mut entities,
+        with_traceparent(get_request("otlp", "cus_followed"), TRACE_ID),
+    )
+    .await;
     // Calls after a sampled one are decided afresh: nothing of the sampled call lingers.
     for _ in 0..5 {
-        let after = entities
-            .get_entity(get_request("otlp", "cus_after"))
-            .await
-            .unwrap_err();
-        assert_eq!(after.code(), tonic::Code::NotFound);
+        get_missing(&mut entities, get_request("otlp", "cus_after")).await;
     }
+    // Last: the batch processor exports spans in the order they end, so once this call's span
+    // has arrived, every span of the calls before it would have too.
     const LAST_TRACE: &str = "5b8efff798038103d269b633813fc60c";
-    let last = entities
-        .get_entity(with_trace_flags(
-            get_request("otlp", "cus_last"),
-            LAST_TRACE,
-            "01",
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(last.code(), tonic::Code::NotFound);
+    get_missing(
+        &mut entities,
+        with_trace_flags(get_request("otlp", "cus_last"), LAST_TRACE, "01"),
+    )
+    .await;
 
     let mut received = Received::default();
     let arrived = tokio::time::timeout(Duration::from_secs(60), async {
