@@ -24,9 +24,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 pub use board::{Board, HISTORY_POINTS, Point, SAMPLE_INTERVAL};
-pub use call::{
-    CallLayer, call_traced, note_action, note_connection, note_entity_type, traceparent_trace_id,
-};
+pub use call::{CallLayer, note_action, note_connection, note_entity_type, traceparent_trace_id};
 pub use figures::{BudgetFigures, CallFigures, ConnectionFigures, NodeFigures, UpstreamFigures};
 pub use http::{ConnectionStatus, MetricsServer, StatusDocument};
 pub use metrics::{MAX_SERIES, metrics, record_retry, record_upstream};
@@ -55,15 +53,6 @@ impl Telemetry {
     }
 }
 
-/// Whether log lines may show calls' spans as their context: false only when the installed log
-/// filter shows nothing at INFO or below (e.g. `warn`); true when no subscriber was installed
-/// here.
-static LOGS_SHOW_CALLS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
-fn logs_show_calls() -> bool {
-    LOGS_SHOW_CALLS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// Whether this process exports traces and metrics over OTLP.
 pub fn exporting() -> bool {
     otel::active()
@@ -78,10 +67,30 @@ pub fn init(
     telemetry: Option<&TelemetrySettings>,
 ) -> Result<Telemetry, OtelError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
-    // Calls' spans are INFO: below that level no log line shows them.
-    let shows_calls = filter
-        .max_level_hint()
-        .is_none_or(|level| level >= LevelFilter::INFO);
+    let (layers, exporter) = layers(log, filter, telemetry)?;
+    let installed = tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .is_ok();
+    let otel = exporter.map(|(guard, endpoint)| {
+        if installed {
+            tracing::info!(%endpoint, "exporting traces and metrics over OTLP");
+        }
+        guard
+    });
+    Ok(Telemetry { otel })
+}
+
+/// The subscriber's layers, each with its own filter, so that a span or event no layer wants is
+/// never built: log lines filtered by `filter`, and span export when `telemetry` names an
+/// endpoint (its guard and endpoint returned beside). A list rather than an `Option` for the
+/// exporter: an absent `Option` layer claims an interest in every callsite, so each span would
+/// be asked about on every call instead of being off once and for all.
+fn layers(
+    log: &LogSettings,
+    filter: EnvFilter,
+    telemetry: Option<&TelemetrySettings>,
+) -> Result<(Layers, Option<(OtelGuard, String)>), OtelError> {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
@@ -90,8 +99,9 @@ pub fn init(
         LogFormat::Json => fmt.json().boxed(),
         LogFormat::Text => fmt.boxed(),
     };
+    let mut layers: Layers = vec![fmt.with_filter(filter).boxed()];
     let endpoint = telemetry.and_then(|t| t.endpoint(|name| std::env::var(name).ok()));
-    let (otel_layer, guard) = match (telemetry, endpoint) {
+    let exporter = match (telemetry, endpoint) {
         (Some(settings), Some(endpoint)) => {
             let (layer, guard) = otel::start::<Registry>(settings, &endpoint)?;
             let exported = Targets::new()
@@ -100,26 +110,33 @@ pub fn init(
             // The level hint keeps callsites above DEBUG statically off, as without export.
             let sampled = tracing_subscriber::filter::dynamic_filter_fn(otel::exports)
                 .with_max_level_hint(LevelFilter::DEBUG);
-            (
-                Some(layer.with_filter(exported.and(sampled))),
-                Some((guard, endpoint)),
-            )
+            layers.push(layer.with_filter(exported.and(sampled)).boxed());
+            Some((guard, endpoint))
         }
-        _ => (None, None),
+        _ => None,
     };
-    let installed = tracing_subscriber::registry()
-        .with(otel_layer)
-        .with(fmt.with_filter(filter))
-        .try_init()
-        .is_ok();
-    if installed {
-        LOGS_SHOW_CALLS.store(shows_calls, std::sync::atomic::Ordering::Relaxed);
+    Ok((layers, exporter))
+}
+
+type Layers = Vec<Box<dyn Layer<Registry> + Send + Sync>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_no_layer_wants_is_never_built() {
+        let log = LogSettings::default();
+        let (quiet, _) = layers(&log, EnvFilter::new("warn"), None).unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(quiet), || {
+            // A call's span at INFO, logs at WARN, nothing exported: not built.
+            assert!(tracing::info_span!("grpc.call").is_disabled());
+            assert!(!tracing::warn_span!("shown").is_disabled());
+        });
+        let (logging, _) = layers(&log, EnvFilter::new("info"), None).unwrap();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(logging), || {
+            // Shown as the context of log lines: built.
+            assert!(!tracing::info_span!("grpc.call").is_disabled());
+        });
     }
-    let otel = guard.map(|(guard, endpoint)| {
-        if installed {
-            tracing::info!(%endpoint, "exporting traces and metrics over OTLP");
-        }
-        guard
-    });
-    Ok(Telemetry { otel })
 }
