@@ -296,8 +296,18 @@ fn read_load(
                     let replica = &replicas[next.fetch_add(1, Ordering::Relaxed) % replicas.len()];
                     match get_customer(replica, &name).await {
                         Ok(()) => ok += 1,
+                        // Overload is refused retryably; a refusal sent as the call's deadline
+                        // passes can cross the caller's own 3 s timer on a loaded machine.
                         Err(status) => {
-                            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                            assert!(
+                                matches!(
+                                    status.code(),
+                                    Code::ResourceExhausted
+                                        | Code::DeadlineExceeded
+                                        | Code::Cancelled
+                                ),
+                                "{status:?}"
+                            );
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                     }
