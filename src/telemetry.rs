@@ -24,7 +24,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 pub use board::{Board, HISTORY_POINTS, Point, SAMPLE_INTERVAL};
-pub use call::{CallLayer, note_action, note_connection, note_entity_type, traceparent_trace_id};
+pub use call::{
+    CallLayer, call_traced, note_action, note_connection, note_entity_type, traceparent_trace_id,
+};
 pub use figures::{BudgetFigures, CallFigures, ConnectionFigures, NodeFigures, UpstreamFigures};
 pub use http::{ConnectionStatus, MetricsServer, StatusDocument};
 pub use metrics::{MAX_SERIES, metrics, record_retry, record_upstream};
@@ -53,6 +55,17 @@ impl Telemetry {
     }
 }
 
+/// Whether log lines may show calls' spans as their context: false only when the installed log
+/// filter shows nothing at INFO or below (e.g. `warn`); true when no subscriber was installed
+/// here. With [`call_traced`], a call decides once whether it needs spans at all; leaving it to
+/// the layers' filters to refuse each of a call's spans measured about 1.2 µs more per call with
+/// export at 1 % (BENCHMARKS.md).
+static LOGS_SHOW_CALLS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+fn logs_show_calls() -> bool {
+    LOGS_SHOW_CALLS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether this process exports traces and metrics over OTLP.
 pub fn exporting() -> bool {
     otel::active()
@@ -67,11 +80,18 @@ pub fn init(
     telemetry: Option<&TelemetrySettings>,
 ) -> Result<Telemetry, OtelError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    // Calls' spans are INFO: below that level no log line shows them.
+    let shows_calls = filter
+        .max_level_hint()
+        .is_none_or(|level| level >= LevelFilter::INFO);
     let (layers, exporter) = layers(log, filter, telemetry)?;
     let installed = tracing_subscriber::registry()
         .with(layers)
         .try_init()
         .is_ok();
+    if installed {
+        LOGS_SHOW_CALLS.store(shows_calls, std::sync::atomic::Ordering::Relaxed);
+    }
     let otel = exporter.map(|(guard, endpoint)| {
         if installed {
             tracing::info!(%endpoint, "exporting traces and metrics over OTLP");

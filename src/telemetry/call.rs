@@ -66,6 +66,8 @@ struct CallNote {
     connection: OnceLock<String>,
     /// Whether the call's spans are exported.
     sampled: bool,
+    /// Whether the call has spans at all: exported, or shown as context of log lines.
+    traced: bool,
 }
 
 tokio::task_local! {
@@ -81,6 +83,12 @@ pub fn note_connection(id: &str) {
 /// Whether the current task serves a call whose spans are exported; `None` outside calls.
 pub(super) fn current_call_sampled() -> Option<bool> {
     CALL.try_with(|note| note.sampled).ok()
+}
+
+/// Whether spans inside the current call are wanted (exported or giving log lines their
+/// context); true outside calls. A call that is neither sampled nor logged builds no span.
+pub fn call_traced() -> bool {
+    CALL.try_with(|note| note.traced).unwrap_or(true)
 }
 
 /// Names the entity type the current call works on.
@@ -179,24 +187,28 @@ where
             .and_then(traceparent);
         let sampled =
             otel::sample_call(parent.and_then(|(_, flags)| u8::from_str_radix(flags, 16).ok()));
-        // Built only if a layer wants it: exported (sampled) or shown as log lines' context.
-        let span = otel::starting_call(sampled, || {
-            tracing::info_span!(
-                "grpc.call",
-                otel.name = %format_args!("{service}/{method}"),
-                otel.kind = "server",
-                otel.status_code = Empty,
-                rpc.system = "grpc",
-                rpc.service = %service,
-                rpc.method = %method,
-                rpc.grpc.status_code = Empty,
-                connection = Empty,
-                entity_type = Empty,
-                action = Empty,
-                error.reason = Empty,
-                trace_id = Empty,
-            )
-        });
+        let traced = sampled || super::logs_show_calls();
+        let span = if !traced {
+            tracing::Span::none()
+        } else {
+            otel::starting_call(sampled, || {
+                tracing::info_span!(
+                    "grpc.call",
+                    otel.name = %format_args!("{service}/{method}"),
+                    otel.kind = "server",
+                    otel.status_code = Empty,
+                    rpc.system = "grpc",
+                    rpc.service = %service,
+                    rpc.method = %method,
+                    rpc.grpc.status_code = Empty,
+                    connection = Empty,
+                    entity_type = Empty,
+                    action = Empty,
+                    error.reason = Empty,
+                    trace_id = Empty,
+                )
+            })
+        };
         let exported_trace = if sampled {
             otel::adopt_parent(&span, request.headers())
         } else {
@@ -208,6 +220,7 @@ where
         }
         let note = Arc::new(CallNote {
             sampled,
+            traced,
             ..CallNote::default()
         });
         let inner = {

@@ -330,19 +330,23 @@ impl UpstreamClient {
         attempt: u32,
     ) -> Result<Attempt, EngineError> {
         let method = method_name(request.method);
-        let span = tracing::info_span!(
-            "upstream",
-            otel.name = %format_args!("{method} {}", request.path_template),
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            http.request.method = method,
-            url.template = %request.path_template,
-            connector.operation = %request.operation_id,
-            attempt = i64::from(attempt),
-            http.response.status_code = tracing::field::Empty,
-            stripe.request_id = tracing::field::Empty,
-            error.type = tracing::field::Empty,
-        );
+        let span = if !crate::telemetry::call_traced() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "upstream",
+                otel.name = %format_args!("{method} {}", request.path_template),
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = method,
+                url.template = %request.path_template,
+                connector.operation = %request.operation_id,
+                attempt = i64::from(attempt),
+                http.response.status_code = tracing::field::Empty,
+                stripe.request_id = tracing::field::Empty,
+                error.type = tracing::field::Empty,
+            )
+        };
         let started = Instant::now();
         let result = self
             .attempt(request, call, timeout)
