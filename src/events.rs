@@ -291,18 +291,21 @@ impl EventHub {
     /// their cursors and dead letters; returns how many there were. A connection created later
     /// under the same id starts with none.
     pub fn delete_connection(&self, connection: &str) -> Result<usize, EventsError> {
-        let mut all = write(&self.subscriptions);
-        let names: Vec<String> = all
+        let names: Vec<String> = read(&self.subscriptions)
             .values()
             .filter(|s| s.connection == connection)
             .map(Subscription::name)
             .collect();
+        let mut deleted = 0;
         for name in &names {
-            self.workers.stop(name);
-            self.store.delete_subscription(name)?;
-            all.remove(name);
+            match self.delete(name) {
+                Ok(()) => deleted += 1,
+                // Deleted meanwhile by a call of its own.
+                Err(EventsError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
         }
-        Ok(names.len())
+        Ok(deleted)
     }
 
     /// Redelivers an HTTP subscription's dead letters; returns how many there are.
