@@ -10,6 +10,12 @@ use connector_runtime::api::client::{self, ClientCommand};
 use connector_runtime::api::export_cli;
 use connector_runtime::{app, config, sandbox, spec, telemetry};
 
+/// mimalloc instead of the system allocator: a call allocates a few dozen small, short-lived blocks
+/// across the gRPC server, the upstream client and the decoder, and the system allocator's share of
+/// the service's CPU under load was about a sixth (BENCHMARKS.md). See `small_pages` for its memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A self-hostable Stripe integration-connector runtime with a gRPC interface modelled on Google
 /// Integration Connectors.
 #[derive(Debug, Parser)]
@@ -279,6 +285,22 @@ fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     }
     builder.enable_all().build()
 }
+
+/// Turns transparent huge pages off for this process. mimalloc maps its memory in large aligned
+/// regions; where the kernel's THP mode is `always`, every such region touched is backed by 2 MiB
+/// pages, which added about 10 MB to an idle service whose heap is a few megabytes. It has to run
+/// before the first allocation (pages already backed by a huge page stay so), hence
+/// `.preinit_array`, which the loader runs before any constructor, mimalloc's among them. A failure
+/// (a sandbox forbidding `prctl`) costs only memory, so it is ignored.
+#[cfg(target_os = "linux")]
+extern "C" fn small_pages() {
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+}
+
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".preinit_array")]
+static SMALL_PAGES: extern "C" fn() = small_pages;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
