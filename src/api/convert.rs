@@ -39,7 +39,7 @@ pub fn into_proto_value(value: Value) -> prost_types::Value {
 /// A protobuf value decoded straight from JSON text (no intermediate `serde_json::Value`), with
 /// the same result as [`into_proto_value`] of the parsed JSON.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProtoValue(pub prost_types::Value);
+struct ProtoValue(prost_types::Value);
 
 impl ProtoValue {
     fn of(kind: Kind) -> Self {
@@ -105,27 +105,25 @@ impl<'de> serde::de::Visitor<'de> for ProtoValueVisitor {
     }
 }
 
-impl FieldValue for ProtoValue {
+/// Entity fields decode straight into protobuf values, so a decoded entity's fields are already
+/// a protobuf `Struct`'s.
+impl FieldValue for prost_types::Value {
+    fn decode<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::Deserialize::deserialize(deserializer).map(|ProtoValue(value)| value)
+    }
     fn string(text: String) -> Self {
-        Self::of(Kind::StringValue(text))
+        prost_types::Value {
+            kind: Some(Kind::StringValue(text)),
+        }
     }
     fn as_str(&self) -> Option<&str> {
-        match &self.0.kind {
+        match &self.kind {
             Some(Kind::StringValue(s)) => Some(s),
             _ => None,
         }
     }
     fn is_true(&self) -> bool {
-        self.0.kind == Some(Kind::BoolValue(true))
-    }
-}
-
-/// Fields decoded as [`ProtoValue`]s → protobuf Struct.
-pub fn decoded_struct(
-    fields: std::collections::BTreeMap<String, ProtoValue>,
-) -> prost_types::Struct {
-    prost_types::Struct {
-        fields: fields.into_iter().map(|(k, v)| (k, v.0)).collect(),
+        self.kind == Some(Kind::BoolValue(true))
     }
 }
 
@@ -211,10 +209,16 @@ mod tests {
             "brand_new_member": {"x": true}, "Email": "shadow", "big": 18446744073709551615,
             "preferred_locales": ["en", "fr"], "tax_exempt": "none", "delinquent": true}"#;
         let decoded =
-            decode_entity_fields::<ProtoValue>(customer, text.as_bytes(), Some("deleted")).unwrap();
+            decode_entity_fields::<prost_types::Value>(customer, text.as_bytes(), Some("deleted"))
+                .unwrap();
         let json: Map<String, Value> = serde_json::from_str(text).unwrap();
         let expected = into_proto_struct(entity_fields(customer, json));
-        assert_eq!(decoded_struct(decoded.fields), expected);
+        assert_eq!(
+            prost_types::Struct {
+                fields: decoded.fields
+            },
+            expected
+        );
         assert_eq!(
             (decoded.id.as_deref(), decoded.stub),
             (Some("cus_1"), false)
@@ -234,22 +238,24 @@ mod tests {
         let spec = crate::spec::stripe_shared().unwrap();
         let customer = spec.entities.iter().find(|e| e.name == "Customer").unwrap();
         let stub = br#"{"id": "cus_1", "object": "customer", "deleted": true}"#;
-        let decoded = decode_entity_fields::<ProtoValue>(customer, stub, Some("deleted")).unwrap();
+        let decoded =
+            decode_entity_fields::<prost_types::Value>(customer, stub, Some("deleted")).unwrap();
         assert!(decoded.stub);
         let live = br#"{"id": "cus_1", "deleted": false}"#;
         assert!(
-            !decode_entity_fields::<ProtoValue>(customer, live, Some("deleted"))
+            !decode_entity_fields::<prost_types::Value>(customer, live, Some("deleted"))
                 .unwrap()
                 .stub
         );
         for bad in [&b"[1]"[..], b"null", b"", b"{\"id\": 1", b"{} {}", b"\"x\""] {
             assert!(
-                decode_entity_fields::<ProtoValue>(customer, bad, None).is_err(),
+                decode_entity_fields::<prost_types::Value>(customer, bad, None).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
         }
-        let no_id = decode_entity_fields::<ProtoValue>(customer, br#"{"id": 7}"#, None).unwrap();
+        let no_id =
+            decode_entity_fields::<prost_types::Value>(customer, br#"{"id": 7}"#, None).unwrap();
         assert_eq!(no_id.id, None);
     }
 

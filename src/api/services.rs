@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, ProtoValue, struct_or_empty, to_proto_struct};
+use super::convert::{self, struct_or_empty, to_proto_struct};
 use super::pb::action_service_server::ActionService;
 use super::pb::entity_service_server::EntityService;
 use super::{deadline, names, pb, spec_view, status};
@@ -231,13 +231,15 @@ impl EntityService for ApiState {
         // Decoded from the upstream's JSON straight into protobuf values.
         let record = self
             .engine
-            .get_decoded::<ProtoValue>(&runtime, &entity_type, &id, deadline)
+            .get_decoded::<prost_types::Value>(&runtime, &entity_type, &id, deadline)
             .await?;
         Ok(Response::new(message(
             &connection,
             &entity_type,
             &record.id,
-            convert::decoded_struct(record.fields),
+            prost_types::Struct {
+                fields: record.fields,
+            },
             record.request_id,
         )))
     }

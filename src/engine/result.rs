@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::spec::model::{EntitySpec, ResultShape};
@@ -31,7 +32,9 @@ pub fn entity_fields(entity: &EntitySpec, mut object: Map<String, Value>) -> Map
 /// A value type an entity's fields can be decoded into straight from the upstream's JSON text
 /// (see [`decode_entity_fields`]): a caller that hands entities on in another representation
 /// (protobuf) skips the JSON tree.
-pub trait FieldValue: DeserializeOwned {
+pub trait FieldValue: Sized {
+    /// Decodes one member's value from the JSON text.
+    fn decode<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
     /// A string value (a parent id added to the fields).
     fn string(text: String) -> Self;
     /// The text of a string value.
@@ -41,6 +44,9 @@ pub trait FieldValue: DeserializeOwned {
 }
 
 impl FieldValue for Value {
+    fn decode<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer)
+    }
     fn string(text: String) -> Self {
         Value::String(text)
     }
@@ -49,6 +55,17 @@ impl FieldValue for Value {
     }
     fn is_true(&self) -> bool {
         *self == Value::Bool(true)
+    }
+}
+
+/// Decodes one member's value as `V`.
+struct MemberValue<V>(PhantomData<V>);
+
+impl<'de, V: FieldValue> DeserializeSeed<'de> for MemberValue<V> {
+    type Value = V;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<V, D::Error> {
+        V::decode(deserializer)
     }
 }
 
@@ -114,7 +131,7 @@ impl<'de, V: FieldValue> Visitor<'de> for EntityObject<'_, V> {
         // after the last match, so a lookup is usually one comparison.
         let mut next = 0;
         while let Some(Key(key)) = members.next_key::<Key<'de>>()? {
-            let value: V = members.next_value()?;
+            let value = members.next_value_seed(MemberValue::<V>(PhantomData))?;
             if key == "id" {
                 id = value.as_str().map(str::to_owned);
             }
