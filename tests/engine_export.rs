@@ -2,14 +2,14 @@
 //! upstream request: when the consumer drops the events (a client cancelling), the export's task
 //! — every upstream read — ends within a second, long before the export would have finished.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use connector_runtime::engine::Engine;
 use connector_runtime::engine::export::{ExportEvent, ExportRequest};
-use connector_runtime::engine::{ConnectionRuntime, Engine};
 use connector_runtime::sandbox::{self, SANDBOX_API_KEY, SandboxConfig, SimulatedClock};
-use connector_runtime::throttle::{AccountBudgets, BudgetSettings, NodePool, PoolSettings};
-use connector_runtime::upstream::client::{ClientOptions, Redacted, UpstreamClient};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -76,42 +76,7 @@ async fn dropping_the_events_stops_every_upstream_read_within_a_second() {
         .unwrap();
     assert!(patched.status().is_success());
 
-    let conn = Arc::new(ConnectionRuntime {
-        id: "export".to_owned(),
-        client: UpstreamClient::new(
-            ClientOptions {
-                base_url: base.clone(),
-                api_key: Redacted::new(SANDBOX_API_KEY),
-                account_id: None,
-                api_version: spec.connector.api_version.clone(),
-                connect_timeout: Duration::from_secs(5),
-                request_timeout: Duration::from_secs(30),
-                max_retries: 0,
-                backoff_base: Duration::from_millis(10),
-                backoff_cap: Duration::from_millis(100),
-                proxy: None,
-                extra_ca_pem: None,
-                verbosity: 1,
-                log_level: Default::default(),
-                connection: "export".to_owned(),
-            },
-            connector_runtime::dialects::for_spec(&spec).unwrap(),
-        )
-        .unwrap(),
-        pool: NodePool::new(PoolSettings {
-            min_nodes: 8,
-            max_nodes: 8,
-            node_rate: 10_000,
-            node_burst: 10_000,
-            ..PoolSettings::default()
-        }),
-        budget: AccountBudgets::new(BudgetSettings {
-            test_mode_rate: 10_000,
-            ..BudgetSettings::default()
-        })
-        .budget_for("export", false),
-        proxy_adapter: None,
-    });
+    let conn = Arc::new(common::sandbox_connection(&spec, &base, "export", 8));
     let engine = Engine::new(spec);
     let before = customer_lists(&http, &base).await;
     let mut export = engine

@@ -4,15 +4,14 @@
 //! forced, page by page; the id sets must be equal. Clauses Search cannot narrow are refused
 //! when Search is forced, and most generated clauses must be searchable.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use connector_runtime::engine::tier::Tier;
 use connector_runtime::engine::{ConnectionRuntime, Engine, EngineError, ListQuery};
 use connector_runtime::sandbox::{self, SANDBOX_API_KEY, SandboxConfig};
-use connector_runtime::throttle::{AccountBudgets, BudgetSettings, NodePool, PoolSettings};
-use connector_runtime::upstream::client::{ClientOptions, Redacted, UpstreamClient};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -185,43 +184,7 @@ async fn every_tier_returns_the_same_ids_for_random_clauses() {
     let base = handle.base_url();
     seed(&base).await;
 
-    let client = UpstreamClient::new(
-        ClientOptions {
-            base_url: base.clone(),
-            api_key: Redacted::new(SANDBOX_API_KEY),
-            account_id: None,
-            api_version: spec.connector.api_version.clone(),
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-            max_retries: 0,
-            backoff_base: Duration::from_millis(10),
-            backoff_cap: Duration::from_millis(100),
-            proxy: None,
-            extra_ca_pem: None,
-            verbosity: 1,
-            log_level: Default::default(),
-            connection: "tiers".to_owned(),
-        },
-        connector_runtime::dialects::for_spec(&spec).unwrap(),
-    )
-    .unwrap();
-    let conn = ConnectionRuntime {
-        id: "tiers".to_owned(),
-        client,
-        pool: NodePool::new(PoolSettings {
-            min_nodes: 4,
-            max_nodes: 4,
-            node_rate: 10_000,
-            node_burst: 10_000,
-            ..PoolSettings::default()
-        }),
-        budget: AccountBudgets::new(BudgetSettings {
-            test_mode_rate: 10_000,
-            ..BudgetSettings::default()
-        })
-        .budget_for("tiers", false),
-        proxy_adapter: None,
-    };
+    let conn = common::sandbox_connection(&spec, &base, "tiers", 4);
     let engine = Engine::new(spec.clone());
 
     let mut rng = StdRng::seed_from_u64(13);

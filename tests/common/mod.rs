@@ -372,3 +372,53 @@ pub async fn seed_customers(
         .collect::<Vec<()>>()
         .await;
 }
+
+/// An engine connection straight to a sandbox at `base` (no service in between): the Stripe
+/// dialect, no retries, and `nodes` nodes so generous that throttling never binds.
+pub fn sandbox_connection(
+    spec: &Arc<connector_runtime::spec::model::ConnectorSpec>,
+    base: &str,
+    id: &str,
+    nodes: u32,
+) -> connector_runtime::engine::ConnectionRuntime {
+    use connector_runtime::throttle::{AccountBudgets, BudgetSettings, NodePool, PoolSettings};
+    use connector_runtime::upstream::client::{ClientOptions, Redacted, UpstreamClient};
+    use std::time::Duration;
+    let client = UpstreamClient::new(
+        ClientOptions {
+            base_url: base.to_owned(),
+            api_key: Redacted::new(connector_runtime::sandbox::SANDBOX_API_KEY),
+            account_id: None,
+            api_version: spec.connector.api_version.clone(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_retries: 0,
+            backoff_base: Duration::from_millis(10),
+            backoff_cap: Duration::from_millis(100),
+            proxy: None,
+            extra_ca_pem: None,
+            verbosity: 1,
+            log_level: Default::default(),
+            connection: id.to_owned(),
+        },
+        connector_runtime::dialects::for_spec(spec).unwrap(),
+    )
+    .unwrap();
+    connector_runtime::engine::ConnectionRuntime {
+        id: id.to_owned(),
+        client,
+        pool: NodePool::new(PoolSettings {
+            min_nodes: nodes,
+            max_nodes: nodes,
+            node_rate: 10_000,
+            node_burst: 10_000,
+            ..PoolSettings::default()
+        }),
+        budget: AccountBudgets::new(BudgetSettings {
+            test_mode_rate: 10_000,
+            ..BudgetSettings::default()
+        })
+        .budget_for(id, false),
+        proxy_adapter: None,
+    }
+}
