@@ -57,6 +57,27 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / clock_ticks_per_second()
 }
 
+/// CPU time of the bench client, the service and the sandbox from the start of a phase.
+struct CpuMeter {
+    pids: [u32; 3],
+    start: [f64; 3],
+}
+
+impl CpuMeter {
+    fn start(pids: [u32; 3]) -> Self {
+        Self {
+            pids,
+            start: pids.map(cpu_seconds),
+        }
+    }
+
+    /// Microseconds of CPU per call each process has spent since the start.
+    fn per_call(&self, calls: usize) -> [f64; 3] {
+        let calls = calls.max(1) as f64;
+        std::array::from_fn(|i| (cpu_seconds(self.pids[i]) - self.start[i]) * 1e6 / calls)
+    }
+}
+
 /// The kernel's clock tick rate of /proc's CPU times (`getconf CLK_TCK`, almost always 100).
 fn clock_ticks_per_second() -> f64 {
     static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
@@ -261,7 +282,7 @@ async fn main() {
     // The backend: the sandbox in its own process, its rate limit off.
     let sandbox_port = free_port();
     let sandbox = format!("http://127.0.0.1:{sandbox_port}");
-    let _sandbox = Service(
+    let sandbox_service = Service(
         Command::new(env!("CARGO_BIN_EXE_connector-runtime"))
             .args([
                 "sandbox",
@@ -275,6 +296,7 @@ async fn main() {
             .spawn()
             .expect("starting the sandbox"),
     );
+    let sandbox_pid = sandbox_service.0.id();
     while tokio::net::TcpStream::connect(("127.0.0.1", sandbox_port))
         .await
         .is_err()
@@ -330,6 +352,8 @@ async fn main() {
         for callers in [1usize, 32] {
             let http = http.clone();
             let url = direct_url.clone();
+            let pids = [std::process::id(), pid, sandbox_pid];
+            let meter = CpuMeter::start(pids);
             let direct = run_phase(callers, duration, move || {
                 let http = http.clone();
                 let url = url.clone();
@@ -346,6 +370,7 @@ async fn main() {
                 }
             })
             .await;
+            let direct_cpu = meter.per_call(direct.calls);
             let channel_for_reference = channel.clone();
             let channel = channel.clone();
             let entity = name.clone();
@@ -358,6 +383,7 @@ async fn main() {
                 }
                 max
             });
+            let meter = CpuMeter::start(pids);
             let runtime = run_phase(callers, duration, move || {
                 let mut client = EntityServiceClient::new(channel.clone());
                 let name = entity.clone();
@@ -369,6 +395,7 @@ async fn main() {
                 }
             })
             .await;
+            let runtime_cpu = meter.per_call(runtime.calls);
             loaded_kib = loaded_kib.max(sampler.await.unwrap());
             // For reference: the gRPC hop alone, a call the runtime answers without going upstream.
             let reference_channel = channel_for_reference.clone();
@@ -396,15 +423,22 @@ async fn main() {
                     f.p99.as_secs_f64() * 1e6
                 );
             }
-            results.push((callers, direct, runtime));
+            results.push((callers, direct, runtime, direct_cpu, runtime_cpu));
         }
-        for (callers, direct, runtime) in &results {
+        for (callers, direct, runtime, direct_cpu, runtime_cpu) in &results {
             let added = runtime.p50.as_secs_f64() * 1e6 - direct.p50.as_secs_f64() * 1e6;
             let ratio = (runtime.calls as f64 / runtime.seconds)
                 / (direct.calls as f64 / direct.seconds)
                 * 100.0;
             println!(
                 "callers {callers}: added p50 latency {added:.0} µs; runtime throughput {ratio:.0} % of direct"
+            );
+            // CPU per call is what the machine's load moves least: compare builds by it.
+            let [client, _, backend] = direct_cpu;
+            let [grpc_client, service, runtime_backend] = runtime_cpu;
+            println!(
+                "callers {callers}: CPU per call: direct: client {client:.1} µs, sandbox {backend:.1} µs; \
+                 through the runtime: client {grpc_client:.1} µs, service {service:.1} µs, sandbox {runtime_backend:.1} µs"
             );
         }
         println!(

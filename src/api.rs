@@ -13,6 +13,7 @@ pub mod mcp;
 pub mod names;
 pub mod pb;
 pub mod services;
+pub mod socket;
 pub mod spec_view;
 pub mod status;
 pub mod tools;

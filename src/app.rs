@@ -30,6 +30,7 @@ use crate::api::pb::entity_service_server::EntityServiceServer;
 use crate::api::pb::event_subscription_service_server::EventSubscriptionServiceServer;
 use crate::api::pb::tool_service_server::ToolServiceServer;
 use crate::api::services::ApiState;
+use crate::api::socket::ServerSocket;
 use crate::api::tools::ToolApi;
 use crate::auth::TokenTable;
 use crate::config::Settings;
@@ -503,13 +504,7 @@ fn serve(
         hub.close_streams();
         let _ = draining_tx.send(());
     };
-    // Small gRPC frames must not wait for Nagle's algorithm and delayed ACKs (about 40 ms).
-    let incoming = TcpListenerStream::new(listener).map(|stream| {
-        if let Ok(stream) = &stream {
-            let _ = stream.set_nodelay(true);
-        }
-        stream
-    });
+    let incoming = TcpListenerStream::new(listener).map(|stream| stream.map(ServerSocket::new));
     let serve = router.serve_with_incoming_shutdown(incoming, stop);
     tokio::spawn(async move {
         tokio::pin!(serve);
