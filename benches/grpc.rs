@@ -1,5 +1,6 @@
 //! GetEntity through the runtime versus the same GET sent straight to the same backend, at 1 and
-//! 32 concurrent callers: throughput, p50/p99 latency, and the service's resident memory.
+//! 32 concurrent callers: throughput, p50/p99 latency, the CPU each process spends per call, and
+//! the service's resident memory.
 //!
 //! Run: `cargo bench --bench grpc` (10 s per phase) or `cargo bench --bench grpc -- --quick` (1 s);
 //! `-- telemetry` runs only the telemetry overhead comparison (off / OTLP on / collector down).
