@@ -92,6 +92,10 @@ async fn a_thousand_calls_under_twenty_percent_faults_lose_nothing_and_repeat_no
     settings.nodes.node_burst = 100_000;
     settings.nodes.stripe_budget.test = 100_000;
     settings.upstream.request_timeout = Duration::from_secs(1);
+    // Reads get no client-level retry below: with a fifth of attempts failing, the default 4
+    // retries (5 attempts) leave 0.2^5 per read, about a 6 % chance that one of 200 reads fails
+    // on every attempt; 7 retries make that 0.05 %.
+    settings.upstream.max_retries = 7;
     let service = start(settings).await;
     let base = service.sandbox_url();
     let connection = pb::Connection {
