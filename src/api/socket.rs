@@ -7,6 +7,9 @@
 //! writes moves that threshold to 1 KiB: smaller payloads are copied into h2's 16 KiB write
 //! buffer, so one reply, or many, leave in one write. Larger payloads are still sent without a
 //! copy.
+//!
+//! With `server.tls`, h2 writes to tonic's TLS stream, which offers vectored writes itself, so
+//! there h2 still flushes a reply in two parts.
 
 use std::io;
 use std::pin::Pin;
