@@ -9,6 +9,7 @@ use super::cards::{
 };
 use super::error::ApiError;
 use super::execute::{self, Call, Ctx};
+use super::intents::{self, IntentKind, card_options, check_confirmable};
 use super::store::{CardBehaviour, unix_now};
 use super::{currency, objects};
 use crate::spec::model::EntitySpec;
@@ -223,180 +224,35 @@ pub(crate) fn create_intent(
             .with_code("amount_too_small")
             .with_param("amount"));
     }
-    if let Some(customer) = call.str("customer") {
-        ctx.load("customer", customer, Some("customer"))?;
-    }
-    let (automatic, types) = payment_method_setup(ctx, &call.params)?;
-    if call.flag("confirm") {
-        check_confirmable(&automatic, &call.params)?;
-    }
-    let method = match call.str("payment_method") {
-        Some(id) => Some(resolve_method(ctx, id, "payment_method")?),
-        None => None,
+    let kind = IntentKind {
+        object: "payment_intent",
+        secret_len: 25,
+        for_payment: true,
+        confirm,
     };
-    let mut intent = ctx.new_object("payment_intent");
-    let mut rest = call.params.clone();
-    rest.remove("payment_method");
-    objects::apply(&mut intent, Some(entity), &rest);
-    let id = str_of(&intent, "id").to_owned();
-    let secret = ctx.store.random_text(25);
-    intent.insert("amount".into(), json!(amount));
-    intent.insert("currency".into(), json!(currency));
-    intent.insert(
-        "client_secret".into(),
-        json!(format!("{id}_secret_{secret}")),
-    );
-    intent.insert("amount_capturable".into(), json!(0));
-    intent.insert("amount_received".into(), json!(0));
-    for (key, default) in [
-        ("capture_method", "automatic"),
-        ("confirmation_method", "automatic"),
-    ] {
-        if !intent.get(key).is_some_and(Value::is_string) || intent[key] == "" {
-            intent.insert(key.into(), json!(default));
-        }
-    }
-    intent.insert("automatic_payment_methods".into(), automatic);
-    intent.insert("payment_method_types".into(), types);
-    let options = card_options(call.params.get("payment_method_options"), true);
-    intent.insert("payment_method_options".into(), options);
-    for key in [
-        "latest_charge",
-        "last_payment_error",
-        "next_action",
-        "canceled_at",
-        "cancellation_reason",
-    ] {
-        intent.insert(key.into(), Value::Null);
-    }
-    let status = if method.is_some() {
-        "requires_confirmation"
-    } else {
-        "requires_payment_method"
-    };
-    intent.insert(
-        "payment_method".into(),
-        method.map_or(Value::Null, Value::String),
-    );
-    intent.insert("status".into(), json!(status));
-    ctx.save(&intent);
-    ctx.event("payment_intent.created", &intent, None);
-    if call.flag("confirm") {
-        let mut confirm_params = call.params.clone();
-        confirm_params.remove("payment_method");
-        return confirm(ctx, &id, &confirm_params).map(Value::Object);
-    }
-    Ok(Value::Object(intent))
-}
-
-/// `automatic_payment_methods` and `payment_method_types` of a new PaymentIntent or SetupIntent:
-/// from the API version 2023-08-16 on, an intent created without `payment_method_types` has
-/// automatic payment methods enabled (redirects allowed unless `allow_redirects=never`); before
-/// it, or with `payment_method_types`, it takes the listed types (card by default).
-pub(crate) fn payment_method_setup(
-    ctx: &Ctx<'_>,
-    params: &Map<String, Value>,
-) -> Result<(Value, Value), ApiError> {
-    let types = params
-        .get("payment_method_types")
-        .and_then(Value::as_array)
-        .filter(|types| !types.is_empty())
-        .cloned();
-    let requested = params
-        .get("automatic_payment_methods")
-        .and_then(Value::as_object);
-    let enabled = requested
-        .and_then(|a| a.get("enabled"))
-        .and_then(Value::as_bool);
-    if types.is_some() && enabled == Some(true) {
-        return Err(ApiError::invalid(
-            "You may only specify one of these parameters: automatic_payment_methods, \
-             payment_method_types.",
-        )
-        .with_param("automatic_payment_methods"));
-    }
-    if let Some(types) = types {
-        for kind in &types {
-            if kind.as_str() != Some("card") {
-                return Err(ApiError::invalid(format!(
-                    "The sandbox models card payments only; payment method type {kind} is not \
-                     modelled. Use Stripe's test mode for it."
-                ))
-                .with_code("sandbox_unsupported")
-                .with_param("payment_method_types"));
+    intents::create(ctx, entity, call, &kind, |intent| {
+        intent.insert("amount".into(), json!(amount));
+        intent.insert("currency".into(), json!(currency));
+        intent.insert("amount_capturable".into(), json!(0));
+        intent.insert("amount_received".into(), json!(0));
+        for (key, default) in [
+            ("capture_method", "automatic"),
+            ("confirmation_method", "automatic"),
+        ] {
+            if !intent.get(key).is_some_and(Value::is_string) || intent[key] == "" {
+                intent.insert(key.into(), json!(default));
             }
         }
-        return Ok((Value::Null, Value::Array(types)));
-    }
-    let automatic = enabled.unwrap_or(ctx.automatic_payment_methods_by_default());
-    if !automatic {
-        return Ok((Value::Null, json!(["card"])));
-    }
-    let redirects = requested
-        .and_then(|a| a.get("allow_redirects"))
-        .and_then(Value::as_str)
-        .unwrap_or("always");
-    Ok((
-        json!({"allow_redirects": redirects, "enabled": true}),
-        json!(["card"]),
-    ))
-}
-
-const RETURN_URL_REQUIRED: &str = "A `return_url` must be specified because this Payment Intent is \
-configured to automatically accept the payment methods enabled in the Dashboard, some of which may \
-require a full page redirect to succeed. If you do not want to accept redirect-based payment \
-methods, set `automatic_payment_methods[enabled]` to `true` and \
-`automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents and Payment \
-Intents.";
-
-/// Stripe's checks before confirming an intent with automatic payment methods: a `return_url` is
-/// needed unless redirects are off or the customer is not present (`off_session`), and
-/// `error_on_requires_action` needs explicit `payment_method_types`.
-pub(crate) fn check_confirmable(
-    automatic: &Value,
-    params: &Map<String, Value>,
-) -> Result<(), ApiError> {
-    if automatic.get("enabled").and_then(Value::as_bool) != Some(true) {
-        return Ok(());
-    }
-    if params
-        .get("error_on_requires_action")
-        .and_then(Value::as_bool)
-        == Some(true)
-    {
-        return Err(ApiError::invalid(
-            "`error_on_requires_action` can only be used with `payment_method_types`; it cannot \
-             be used when `automatic_payment_methods` is enabled.",
-        )
-        .with_param("error_on_requires_action"));
-    }
-    let redirects = automatic.get("allow_redirects").and_then(Value::as_str) != Some("never");
-    let off_session = params.get("off_session").and_then(Value::as_bool) == Some(true);
-    let has_return_url = params
-        .get("return_url")
-        .and_then(Value::as_str)
-        .is_some_and(|url| !url.is_empty());
-    if redirects && !off_session && !has_return_url {
-        return Err(ApiError::invalid(RETURN_URL_REQUIRED).with_param("return_url"));
-    }
-    Ok(())
-}
-
-/// `payment_method_options` with Stripe's card defaults, merged with the given options' `card`.
-pub(crate) fn card_options(given: Option<&Value>, for_payment: bool) -> Value {
-    let mut card = if for_payment {
-        json!({"installments": null, "mandate_options": null, "network": null, "request_three_d_secure": "automatic"})
-    } else {
-        json!({"mandate_options": null, "network": null, "request_three_d_secure": "automatic"})
-    };
-    if let (Some(Value::Object(given)), Value::Object(card)) =
-        (given.and_then(|o| o.get("card")), &mut card)
-    {
-        for (key, value) in given {
-            card.insert(key.clone(), value.clone());
+        for key in [
+            "latest_charge",
+            "last_payment_error",
+            "next_action",
+            "canceled_at",
+            "cancellation_reason",
+        ] {
+            intent.insert(key.into(), Value::Null);
         }
-    }
-    json!({ "card": card })
+    })
 }
 
 /// `POST /v1/payment_intents/{id}`: amount, currency and payment method change only before success.

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
 use super::execute::{self, Call, Ctx};
+use super::intents::{self, IntentKind};
 use super::objects;
 use super::store::CardBehaviour;
 use super::{cards, payments};
@@ -35,58 +36,21 @@ pub(crate) fn create_intent(
     entity: &EntitySpec,
     call: &Call,
 ) -> Result<Value, ApiError> {
-    if let Some(customer) = call.str("customer") {
-        ctx.load("customer", customer, Some("customer"))?;
-    }
-    let (automatic, types) = payments::payment_method_setup(ctx, &call.params)?;
-    if call.flag("confirm") {
-        payments::check_confirmable(&automatic, &call.params)?;
-    }
-    let method = match call.str("payment_method") {
-        Some(id) => Some(payments::resolve_method(ctx, id, "payment_method")?),
-        None => None,
+    let kind = IntentKind {
+        object: "setup_intent",
+        secret_len: 32,
+        for_payment: false,
+        confirm,
     };
-    let mut intent = ctx.new_object("setup_intent");
-    let mut rest = call.params.clone();
-    rest.remove("payment_method");
-    objects::apply(&mut intent, Some(entity), &rest);
-    let id = str_of(&intent, "id").to_owned();
-    let secret = ctx.store.random_text(32);
-    intent.insert(
-        "client_secret".into(),
-        json!(format!("{id}_secret_{secret}")),
-    );
-    if intent
-        .get("usage")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        intent.insert("usage".into(), json!("off_session"));
-    }
-    intent.insert("automatic_payment_methods".into(), automatic);
-    intent.insert("payment_method_types".into(), types);
-    intent.insert(
-        "payment_method_options".into(),
-        payments::card_options(call.params.get("payment_method_options"), false),
-    );
-    let status = if method.is_some() {
-        "requires_confirmation"
-    } else {
-        "requires_payment_method"
-    };
-    intent.insert(
-        "payment_method".into(),
-        method.map_or(Value::Null, Value::String),
-    );
-    intent.insert("status".into(), json!(status));
-    ctx.save(&intent);
-    ctx.event("setup_intent.created", &intent, None);
-    if call.flag("confirm") {
-        let mut confirm_params = call.params.clone();
-        confirm_params.remove("payment_method");
-        return confirm(ctx, &id, &confirm_params).map(Value::Object);
-    }
-    Ok(Value::Object(intent))
+    intents::create(ctx, entity, call, &kind, |intent| {
+        if intent
+            .get("usage")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            intent.insert("usage".into(), json!("off_session"));
+        }
+    })
 }
 
 /// `POST /v1/setup_intents/{id}`: a new payment method makes it wait for confirmation.
@@ -129,7 +93,7 @@ pub(crate) fn confirm(
             &intent,
         ));
     }
-    payments::check_confirmable(
+    intents::check_confirmable(
         intent
             .get("automatic_payment_methods")
             .unwrap_or(&Value::Null),
