@@ -20,6 +20,7 @@ mod execute;
 mod faults;
 mod form;
 mod idempotency;
+mod intents;
 mod json_schema;
 mod objects;
 mod pages;

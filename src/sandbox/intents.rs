@@ -10,6 +10,10 @@ use super::execute::{Call, Ctx};
 use super::{objects, payments};
 use crate::spec::model::EntitySpec;
 
+/// A flow's confirm: the stored intent's id and the confirm parameters, the confirmed intent back.
+pub(crate) type Confirm =
+    fn(&mut Ctx<'_>, &str, &Map<String, Value>) -> Result<Map<String, Value>, ApiError>;
+
 /// The differences between the two intents at creation.
 pub(crate) struct IntentKind {
     /// The object type: `payment_intent` or `setup_intent`.
@@ -19,8 +23,7 @@ pub(crate) struct IntentKind {
     /// A PaymentIntent's card options carry `installments`; a SetupIntent's do not.
     pub for_payment: bool,
     /// The flow's confirm, run for `confirm=true`.
-    pub confirm:
-        fn(&mut Ctx<'_>, &str, &Map<String, Value>) -> Result<Map<String, Value>, ApiError>,
+    pub confirm: Confirm,
 }
 
 /// `POST /v1/{payment,setup}_intents`: `fill` sets the kind's own fields on the new intent, after
