@@ -303,10 +303,8 @@ impl Engine {
             .ok_or_else(|| Self::without_id(entity))?
             .to_owned();
         let mut fields = result::entity_fields(entity, object);
-        for (parent, value) in entity.parents.iter().zip(&parents) {
-            fields
-                .entry(parent.field.clone())
-                .or_insert_with(|| Value::String(value.clone()));
+        for (field, parent) in Self::parent_fields(entity, &parents) {
+            fields.entry(field).or_insert_with(|| Value::String(parent));
         }
         Ok(EntityRecord {
             id: EntityId { parents, id },
@@ -356,10 +354,8 @@ impl Engine {
         // As in [`Engine::record`]: the id is the one the upstream answered with.
         let own_id = decoded.id.ok_or_else(|| Self::without_id(entity))?;
         let mut fields = decoded.fields;
-        for (parent, value) in entity.parents.iter().zip(&id.parents) {
-            fields
-                .entry(parent.field.clone())
-                .or_insert_with(|| V::string(value.clone()));
+        for (field, parent) in Self::parent_fields(entity, &id.parents) {
+            fields.entry(field).or_insert_with(|| V::string(parent));
         }
         Ok(DecodedRecord {
             id: EntityId {
@@ -369,6 +365,19 @@ impl Engine {
             fields,
             request_id: response.request_id,
         })
+    }
+
+    /// The ids of an entity's parents, from its path, under their field names (a line item's
+    /// invoice id as `Invoice`): a record carries them when its object does not.
+    fn parent_fields<'a>(
+        entity: &'a EntitySpec,
+        parents: &'a [String],
+    ) -> impl Iterator<Item = (String, String)> + 'a {
+        entity
+            .parents
+            .iter()
+            .zip(parents)
+            .map(|(parent, id)| (parent.field.clone(), id.clone()))
     }
 
     fn without_id(entity: &EntitySpec) -> EngineError {
