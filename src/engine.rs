@@ -1073,107 +1073,125 @@ fn plan_list(
         }
     }
     let conjuncts = condition.map(Condition::conjuncts).unwrap_or_default();
-    let all_conjuncts = condition.is_none_or(|c| matches!(c, Condition::Compare(_)) || matches!(c, Condition::And(t) if t.iter().all(|x| matches!(x, Condition::Compare(_)))));
-
-    let mut parent_ids = Vec::new();
-    for parent in &entity.parents {
-        let value = conjuncts
-            .iter()
-            .find(|c| {
-                c.op == Op::Eq
-                    && (c.field.eq_ignore_ascii_case(&parent.field)
-                        || c.field.eq_ignore_ascii_case(&parent.param))
-            })
-            .and_then(|c| c.value.as_str());
-        match value {
-            Some(id) => parent_ids.push(id.to_owned()),
-            None => {
-                return Err(EngineError::invalid(
-                    "conditions",
-                    format!(
-                        "listing {} needs {} = '<id>' in conditions",
-                        entity.name, parent.field
-                    ),
-                ));
-            }
-        }
-    }
-
+    // Only comparisons joined by AND can all be handed to the upstream.
+    let all_conjuncts = match condition {
+        None | Some(Condition::Compare(_)) => true,
+        Some(Condition::And(terms)) => terms.iter().all(|t| matches!(t, Condition::Compare(_))),
+        Some(_) => false,
+    };
+    let parent_ids = parent_ids_of(entity, &conjuncts)?;
     let mut inputs = Map::new();
-    let mut pushed = 0usize;
-    for comparison in &conjuncts {
-        let names_parent = entity.parents.iter().any(|p| {
-            p.field.eq_ignore_ascii_case(&comparison.field)
-                || p.param.eq_ignore_ascii_case(&comparison.field)
-        });
-        if names_parent {
-            // Parent keys travel in the path (an equality was required above); the rest of a
-            // parent's comparisons are evaluated here.
-            pushed += usize::from(
-                comparison.op == Op::Eq
-                    && parent_ids
-                        .iter()
-                        .any(|id| Some(id.as_str()) == comparison.value.as_str()),
-            );
-            continue;
-        }
-        if let Some((head, member)) = comparison.field.split_once('.') {
-            pushed += usize::from(push_member(
-                entity,
-                op,
-                head,
-                member,
-                comparison,
-                &mut inputs,
-            ));
-            continue;
-        }
-        let Some(field) = entity.fields.iter().find(|f| {
-            f.name.eq_ignore_ascii_case(&comparison.field)
-                || f.source.eq_ignore_ascii_case(&comparison.field)
-        }) else {
-            continue;
-        };
-        let Some(param) = op
-            .params
-            .iter()
-            .find(|p| p.source == field.source && p.location == ParamLocation::Query)
-        else {
-            continue;
-        };
-        let range_key = match comparison.op {
-            Op::Gt => Some("gt"),
-            Op::Ge => Some("gte"),
-            Op::Lt => Some("lt"),
-            Op::Le => Some("lte"),
-            _ => None,
-        };
-        let accepts_range = input_check::accepts_range(&param.json_schema);
-        match (comparison.op, range_key, &comparison.value) {
-            (Op::Eq, _, value @ (Value::String(_) | Value::Number(_) | Value::Bool(_)))
-                if !inputs.contains_key(&param.source) =>
-            {
-                inputs.insert(param.source.clone(), value.clone());
-                pushed += 1;
-            }
-            (_, Some(key), value @ Value::Number(_)) if accepts_range => {
-                let range = inputs
-                    .entry(param.source.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Object(range) = range {
-                    range.insert(key.to_owned(), value.clone());
-                    pushed += 1;
-                }
-            }
-            _ => {}
-        }
-    }
+    let pushed = conjuncts
+        .iter()
+        .filter(|comparison| push_comparison(entity, op, &parent_ids, comparison, &mut inputs))
+        .count();
     let residual = condition.is_some() && !(all_conjuncts && pushed == conjuncts.len());
     Ok(ListPlan {
         inputs,
         parent_ids,
         residual,
     })
+}
+
+/// The ids of the entity's parents, which travel in the list path: each needs an equality on the
+/// parent's field (or its path parameter) among the clause's conjuncts.
+fn parent_ids_of(
+    entity: &EntitySpec,
+    conjuncts: &[&conditions::Comparison],
+) -> Result<Vec<String>, EngineError> {
+    entity
+        .parents
+        .iter()
+        .map(|parent| {
+            conjuncts
+                .iter()
+                .find(|c| {
+                    c.op == Op::Eq
+                        && (c.field.eq_ignore_ascii_case(&parent.field)
+                            || c.field.eq_ignore_ascii_case(&parent.param))
+                })
+                .and_then(|c| c.value.as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    EngineError::invalid(
+                        "conditions",
+                        format!(
+                            "listing {} needs {} = '<id>' in conditions",
+                            entity.name, parent.field
+                        ),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Hands one comparison of the clause to the upstream where its list operation takes it; true
+/// when the upstream then applies it exactly (otherwise the engine evaluates the clause itself).
+fn push_comparison(
+    entity: &EntitySpec,
+    op: &OperationSpec,
+    parent_ids: &[String],
+    comparison: &conditions::Comparison,
+    inputs: &mut Map<String, Value>,
+) -> bool {
+    let names_parent = entity.parents.iter().any(|p| {
+        p.field.eq_ignore_ascii_case(&comparison.field)
+            || p.param.eq_ignore_ascii_case(&comparison.field)
+    });
+    if names_parent {
+        // Parent keys travel in the path (an equality was required); the rest of a parent's
+        // comparisons are evaluated here.
+        return comparison.op == Op::Eq
+            && parent_ids
+                .iter()
+                .any(|id| Some(id.as_str()) == comparison.value.as_str());
+    }
+    if let Some((head, member)) = comparison.field.split_once('.') {
+        return push_member(entity, op, head, member, comparison, inputs);
+    }
+    let Some(field) = entity.fields.iter().find(|f| {
+        f.name.eq_ignore_ascii_case(&comparison.field)
+            || f.source.eq_ignore_ascii_case(&comparison.field)
+    }) else {
+        return false;
+    };
+    let Some(param) = op
+        .params
+        .iter()
+        .find(|p| p.source == field.source && p.location == ParamLocation::Query)
+    else {
+        return false;
+    };
+    let range_key = match comparison.op {
+        Op::Gt => Some("gt"),
+        Op::Ge => Some("gte"),
+        Op::Lt => Some("lt"),
+        Op::Le => Some("lte"),
+        _ => None,
+    };
+    match (comparison.op, range_key, &comparison.value) {
+        (Op::Eq, _, value @ (Value::String(_) | Value::Number(_) | Value::Bool(_)))
+            if !inputs.contains_key(&param.source) =>
+        {
+            inputs.insert(param.source.clone(), value.clone());
+            true
+        }
+        (_, Some(key), value @ Value::Number(_))
+            if input_check::accepts_range(&param.json_schema) =>
+        {
+            let range = inputs
+                .entry(param.source.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            match range {
+                Value::Object(range) => {
+                    range.insert(key.to_owned(), value.clone());
+                    true
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
 }
 
 /// Required list parameters (a secret's `scope`, a value list's `value_list`) can only come from
