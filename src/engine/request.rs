@@ -69,15 +69,16 @@ pub fn build(
     path_values: &[(&str, &str)],
 ) -> Result<UpstreamRequest, Vec<FieldViolation>> {
     let mut violations = Vec::new();
-    let mut query = Vec::new();
-    let mut body = Vec::new();
-    let mut json = (op.body == BodyEncoding::Json).then(Map::new);
-    let mut placeholders: Vec<(String, String)> = path_values
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+    let mut parts = Parts {
+        placeholders: path_values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        query: Vec::new(),
+        form: Vec::new(),
+        json: (op.body == BodyEncoding::Json).then(Map::new),
+    };
     let mut seen: Vec<&str> = Vec::new();
-
     for (key, value) in inputs {
         let Some(param) = find_param(op, key) else {
             violations.push(FieldViolation::new(key, UNKNOWN_PARAMETER.to_owned()));
@@ -91,93 +92,131 @@ pub fn build(
             continue;
         }
         seen.push(&param.source);
-        let before = violations.len();
-        input_check::check(&param.name, &param.json_schema, value, &mut violations);
-        if violations.len() == before
-            && param.required
-            && param.location != ParamLocation::Path
-            && is_empty(value)
-            && !form::declares_unset(&param.json_schema)
-        {
-            violations.push(FieldViolation::new(
-                &param.name,
-                format!(
-                    "is required and cannot be empty; give {}",
-                    input_check::describe(&param.json_schema)
-                ),
-            ));
+        check_value(param, value, &mut violations);
+        parts.place(op, param, value, &mut violations);
+    }
+    for param in op.params.iter().filter(|p| p.required) {
+        let given = seen.contains(&param.source.as_str())
+            || (param.location == ParamLocation::Path
+                && parts.placeholder(&param.source).is_some());
+        if !given {
+            violations.push(FieldViolation::new(&param.name, "is required".to_owned()));
         }
+    }
+    let path = parts.fill_path(op, &mut violations);
+    if !violations.is_empty() {
+        return Err(violations);
+    }
+    Ok(UpstreamRequest {
+        method: op.method,
+        path,
+        query: parts.query,
+        form: parts.form,
+        json: parts.json.filter(|_| op.method == HttpMethod::Post),
+        operation_id: op.operation_id.clone(),
+        path_template: op.path.clone(),
+    })
+}
+
+/// One input's value against its parameter: its schema, and no empty value for a required
+/// parameter unless the schema has an empty form.
+fn check_value(param: &ParamSpec, value: &Value, violations: &mut Vec<FieldViolation>) {
+    let before = violations.len();
+    input_check::check(&param.name, &param.json_schema, value, violations);
+    if violations.len() == before
+        && param.required
+        && param.location != ParamLocation::Path
+        && is_empty(value)
+        && !form::declares_unset(&param.json_schema)
+    {
+        violations.push(FieldViolation::new(
+            &param.name,
+            format!(
+                "is required and cannot be empty; give {}",
+                input_check::describe(&param.json_schema)
+            ),
+        ));
+    }
+}
+
+/// The request's parts as the inputs are placed.
+struct Parts {
+    /// Path placeholder values by Stripe's placeholder name.
+    placeholders: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+    form: Vec<(String, String)>,
+    json: Option<Map<String, Value>>,
+}
+
+impl Parts {
+    fn placeholder(&self, name: &str) -> Option<&str> {
+        self.placeholders
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Puts one input where its parameter travels: the path, the query or the body.
+    fn place(
+        &mut self,
+        op: &OperationSpec,
+        param: &ParamSpec,
+        value: &Value,
+        violations: &mut Vec<FieldViolation>,
+    ) {
         match param.location {
             ParamLocation::Path => match value {
                 Value::String(s) if !s.is_empty() => {
-                    placeholders.retain(|(k, _)| k != &param.source);
-                    placeholders.push((param.source.clone(), s.clone()));
+                    self.placeholders.retain(|(k, _)| k != &param.source);
+                    self.placeholders.push((param.source.clone(), s.clone()));
                 }
                 _ => violations.push(FieldViolation::new(
                     &param.name,
                     "expected a non-empty id".to_owned(),
                 )),
             },
-            ParamLocation::Query => form::flatten_into(&param.source, value, &mut query),
+            ParamLocation::Query => form::flatten_into(&param.source, value, &mut self.query),
             // Stripe reads the parameters of a GET or DELETE from the query string, as its SDKs send them.
             ParamLocation::Body if op.method != HttpMethod::Post => {
-                form::flatten_into(&param.source, value, &mut query)
+                form::flatten_into(&param.source, value, &mut self.query)
             }
-            ParamLocation::Body => match json.as_mut() {
+            ParamLocation::Body => match self.json.as_mut() {
                 Some(object) => {
                     object.insert(param.source.clone(), value.clone());
                 }
-                None => form::flatten_into(&param.source, value, &mut body),
+                None => form::flatten_into(&param.source, value, &mut self.form),
             },
         }
     }
 
-    for param in op.params.iter().filter(|p| p.required) {
-        let given = seen.contains(&param.source.as_str())
-            || (param.location == ParamLocation::Path
-                && placeholders.iter().any(|(k, _)| k == &param.source));
-        if !given {
-            violations.push(FieldViolation::new(&param.name, "is required".to_owned()));
-        }
-    }
-
-    let mut path = String::with_capacity(op.path.len() + 32);
-    let mut rest = op.path.as_str();
-    while let Some(start) = rest.find('{') {
-        path.push_str(&rest[..start]);
-        let Some(len) = rest[start..].find('}') else {
-            break;
-        };
-        let name = &rest[start + 1..start + len];
-        match placeholders.iter().find(|(k, _)| k == name) {
-            Some((_, value)) => path.push_str(&encode_segment(value)),
-            None => {
-                let field = op
-                    .params
-                    .iter()
-                    .find(|p| p.source == name)
-                    .map_or(name, |p| p.name.as_str());
-                if !violations.iter().any(|v| v.field == field) {
-                    violations.push(FieldViolation::new(field, "is required".to_owned()));
+    /// The concrete path: each `{placeholder}` replaced by its value, percent-encoded; one without
+    /// a value is a required parameter missing.
+    fn fill_path(&self, op: &OperationSpec, violations: &mut Vec<FieldViolation>) -> String {
+        let mut path = String::with_capacity(op.path.len() + 32);
+        let mut rest = op.path.as_str();
+        while let Some(start) = rest.find('{') {
+            path.push_str(&rest[..start]);
+            let Some(len) = rest[start..].find('}') else {
+                break;
+            };
+            let name = &rest[start + 1..start + len];
+            match self.placeholder(name) {
+                Some(value) => path.push_str(&encode_segment(value)),
+                None => {
+                    let field = op
+                        .params
+                        .iter()
+                        .find(|p| p.source == name)
+                        .map_or(name, |p| p.name.as_str());
+                    if !violations.iter().any(|v| v.field == field) {
+                        violations.push(FieldViolation::new(field, "is required".to_owned()));
+                    }
                 }
             }
+            rest = &rest[start + len + 1..];
         }
-        rest = &rest[start + len + 1..];
-    }
-    path.push_str(rest);
-
-    if violations.is_empty() {
-        Ok(UpstreamRequest {
-            method: op.method,
-            path,
-            query,
-            form: body,
-            json: json.filter(|_| op.method == HttpMethod::Post),
-            operation_id: op.operation_id.clone(),
-            path_template: op.path.clone(),
-        })
-    } else {
-        Err(violations)
+        path.push_str(rest);
+        path
     }
 }
 
