@@ -457,56 +457,28 @@ impl Sandbox {
     async fn process(self: &Arc<Self>, request: Request, request_id: &str) -> Outcome {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().to_owned();
-        let mut label = format!("{} (unrecognized)", parts.method);
-        let api_key = match authenticate(&parts.headers) {
+        let unrecognized = format!("{} (unrecognized)", parts.method);
+        let api_key = match self.admit(&parts.headers) {
             Ok(key) => key,
-            Err(error) => return Outcome::error(&error, &label),
+            Err(error) => return Outcome::error(&error, &unrecognized),
         };
-        if lock(&self.limiter).check(&api_key, Instant::now()).is_err() {
-            lock(&self.stats).rate_limited += 1;
-            return Outcome::error(&ApiError::rate_limited(), &label);
-        }
         let config = lock(&self.config).clone();
         let plan = lock(&self.faults).plan(&config.faults);
-        let Some(method) = http_method(&parts.method) else {
+        let Some((method, matched)) = self.route(&parts.method, &path) else {
             return Outcome::error(
                 &ApiError::unrecognized_url(parts.method.as_str(), &path),
-                &label,
+                &unrecognized,
             );
         };
-        let Some(matched) = self.routes.find(method, &path) else {
-            return Outcome::error(
-                &ApiError::unrecognized_url(parts.method.as_str(), &path),
-                &label,
-            );
-        };
-        label = format!("{} {}", parts.method, matched.template);
+        let label = format!("{} {}", parts.method, matched.template);
         if let Some(fault) = plan.before {
             return Outcome::fault(fault, &label);
         }
-        let body = match to_bytes(body, MAX_BODY).await {
-            Ok(body) => body,
-            Err(_) => {
-                return Outcome::error(
-                    &ApiError::invalid("The request body could not be read."),
-                    &label,
-                );
-            }
-        };
-        let params = match self.parameters(&matched, parts.uri.query().unwrap_or_default(), &body) {
+        let params = match self.read_params(&matched, parts.uri.query(), body).await {
             Ok(params) => params,
             Err(error) => return Outcome::error(&error, &label),
         };
-        let idempotency_key = (method == HttpMethod::Post)
-            .then(|| {
-                parts
-                    .headers
-                    .get("idempotency-key")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            })
-            .flatten()
-            .filter(|key| !key.is_empty());
+        let idempotency_key = idempotency_key(&parts.headers, method);
         let claim = match &idempotency_key {
             Some(key) => {
                 let fingerprint =
@@ -518,16 +490,12 @@ impl Sandbox {
             }
             None => None,
         };
-        let (mut reservation, replay) = match claim {
-            Some(Claim::Fresh(reservation)) => (Some(reservation), None),
-            Some(Claim::Replay(status, body)) => (None, Some((status, body))),
-            None => (None, None),
-        };
         // Writes to one object are serialised as in Stripe; a write arriving while another is
         // still working on the object (only possible with added latency) gets `lock_timeout`.
+        let replaying = matches!(claim, Some(Claim::Replay(..)));
         let object_id = matched.params.last().map(|(_, id)| id.clone());
-        let _object_lock = match (&replay, method, object_id) {
-            (None, HttpMethod::Post | HttpMethod::Delete, Some(id)) => {
+        let _object_lock = match (replaying, method, object_id) {
+            (false, HttpMethod::Post | HttpMethod::Delete, Some(id)) => {
                 match ObjectLock::acquire(self, &id) {
                     Some(held) => Some(held),
                     None => return Outcome::error(&ApiError::lock_timeout(), &label),
@@ -538,8 +506,8 @@ impl Sandbox {
         if !plan.latency.is_zero() {
             tokio::time::sleep(plan.latency).await;
         }
-        let (status, body, replayed) = match replay {
-            Some((status, body)) => {
+        let (status, body, replayed) = match claim {
+            Some(Claim::Replay(status, body)) => {
                 lock(&self.stats).idempotent_replays += 1;
                 (
                     StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
@@ -547,25 +515,23 @@ impl Sandbox {
                     true,
                 )
             }
-            None => {
+            fresh => {
                 let call = Call {
                     matched,
-                    path: path.clone(),
+                    path,
                     params,
                 };
-                let api_version = requested_api_version(&parts.headers)
-                    .unwrap_or(&self.spec.connector.api_version);
-                let base_url = own_base_url(&parts.headers);
                 let meta = RequestMeta {
                     request_id,
                     idempotency_key: idempotency_key.as_deref(),
                     search_delay: config.search_delay,
-                    api_version,
-                    base_url: &base_url,
+                    api_version: requested_api_version(&parts.headers)
+                        .unwrap_or(&self.spec.connector.api_version),
+                    base_url: &own_base_url(&parts.headers),
                     clock: config.clock,
                 };
                 let (status, body) = self.run(&call, &meta);
-                if let Some(reservation) = reservation.take() {
+                if let Some(Claim::Fresh(reservation)) = fresh {
                     reservation.finish(status, body.clone());
                 }
                 (status, body, false)
@@ -587,6 +553,47 @@ impl Sandbox {
             idempotency_key,
         }
     }
+
+    /// The caller's API key, if it is valid and within the rate limit.
+    fn admit(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let api_key = authenticate(headers)?;
+        if lock(&self.limiter).check(&api_key, Instant::now()).is_err() {
+            lock(&self.stats).rate_limited += 1;
+            return Err(ApiError::rate_limited());
+        }
+        Ok(api_key)
+    }
+
+    /// The route a method and path name, if any.
+    fn route(&self, method: &Method, path: &str) -> Option<(HttpMethod, Matched)> {
+        let method = http_method(method)?;
+        Some((method, self.routes.find(method, path)?))
+    }
+
+    /// The request's parameters, from its query and its form body.
+    async fn read_params(
+        &self,
+        matched: &Matched,
+        query: Option<&str>,
+        body: Body,
+    ) -> Result<Map<String, Value>, ApiError> {
+        let body = to_bytes(body, MAX_BODY)
+            .await
+            .map_err(|_| ApiError::invalid("The request body could not be read."))?;
+        self.parameters(matched, query.unwrap_or_default(), &body)
+    }
+}
+
+/// A POST's `Idempotency-Key`, when given and not empty.
+fn idempotency_key(headers: &HeaderMap, method: HttpMethod) -> Option<String> {
+    if method != HttpMethod::Post {
+        return None;
+    }
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|key| !key.is_empty())
+        .map(str::to_owned)
 }
 
 /// `/v1/*`: the Stripe API.
