@@ -441,39 +441,8 @@ pub(crate) fn confirm(
             .unwrap_or(&Value::Null),
         params,
     )?;
-    let return_url = params
-        .get("return_url")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let mut rest = params.clone();
-    if let Some(Value::String(method)) = rest.remove("payment_method") {
-        let resolved = resolve_method(ctx, &method, "payment_method")?;
-        intent.insert("payment_method".into(), json!(resolved));
-    }
-    let error_on_requires_action = rest
-        .get("error_on_requires_action")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let off_session = rest
-        .get("off_session")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    for key in [
-        "confirm",
-        "error_on_requires_action",
-        "off_session",
-        "return_url",
-        "mandate",
-        "mandate_data",
-        "payment_method_data",
-    ] {
-        rest.remove(key);
-    }
-    objects::apply(
-        &mut intent,
-        execute::entity_by_object(ctx.spec, "payment_intent"),
-        &rest,
-    );
+    let options = ConfirmOptions::of(params);
+    apply_confirm_params(ctx, &mut intent, params)?;
     let Some(method_id) = intent
         .get("payment_method")
         .and_then(Value::as_str)
@@ -496,52 +465,130 @@ pub(crate) fn confirm(
         .unwrap_or(CardBehaviour::Succeeds);
     let authenticated = status == "requires_action";
     if behaviour == CardBehaviour::AuthenticationRequired && !authenticated {
-        if error_on_requires_action || off_session {
-            // Off-session payments are declined by the issuer; `error_on_requires_action` is the
-            // integration declining to handle the action.
-            let error = if error_on_requires_action {
-                ApiError::card(
-                    "authentication_required",
-                    Some("authentication_not_handled"),
-                    AUTH_MESSAGE,
-                )
-            } else {
-                ApiError::card(
-                    "authentication_required",
-                    Some("authentication_required"),
-                    "Your card was declined. This transaction requires authentication.",
-                )
-            };
-            let mut last_error = error.as_last_payment_error();
-            last_error["payment_method"] = method_object(ctx, &method_id);
-            return Err(fail(ctx, intent, error, last_error));
-        }
-        intent.insert("status".into(), json!("requires_action"));
-        let next_action = authentication_action(ctx, &id_of_intent(&intent), return_url);
-        intent.insert("next_action".into(), next_action);
-        ctx.save(&intent);
-        ctx.event("payment_intent.requires_action", &intent, None);
-        return Ok(intent);
+        return require_authentication(ctx, intent, &method_id, options);
     }
     if let Some(error) = decline(behaviour) {
-        let charge = new_charge(ctx, &intent, &method_id, Some(&error), false);
-        spend_if_unattached(ctx, &method_id);
-        let charge_id = str_of(&charge, "id").to_owned();
-        let error = error.with_extra("charge", json!(charge_id));
-        let mut last_error = error.as_last_payment_error();
-        last_error["payment_method"] = method_object(ctx, &method_id);
-        intent.insert("latest_charge".into(), json!(charge_id));
-        return Err(fail(
-            ctx,
-            intent,
-            error.with_extra("payment_method", method_object(ctx, &method_id)),
-            last_error,
-        ));
+        return Err(decline_payment(ctx, intent, &method_id, error));
     }
+    Ok(pay(ctx, intent, &method_id))
+}
+
+/// The confirm parameters that steer the confirmation rather than change the intent.
+struct ConfirmOptions {
+    return_url: Option<String>,
+    error_on_requires_action: bool,
+    off_session: bool,
+}
+
+impl ConfirmOptions {
+    fn of(params: &Map<String, Value>) -> Self {
+        let flag = |key: &str| params.get(key).and_then(Value::as_bool).unwrap_or(false);
+        Self {
+            return_url: params
+                .get("return_url")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            error_on_requires_action: flag("error_on_requires_action"),
+            off_session: flag("off_session"),
+        }
+    }
+}
+
+/// The confirm parameters that change the intent: a new payment method (resolved) and the
+/// intent's own fields.
+fn apply_confirm_params(
+    ctx: &mut Ctx<'_>,
+    intent: &mut Map<String, Value>,
+    params: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    let mut rest = params.clone();
+    if let Some(Value::String(method)) = rest.remove("payment_method") {
+        let resolved = resolve_method(ctx, &method, "payment_method")?;
+        intent.insert("payment_method".into(), json!(resolved));
+    }
+    for key in [
+        "confirm",
+        "error_on_requires_action",
+        "off_session",
+        "return_url",
+        "mandate",
+        "mandate_data",
+        "payment_method_data",
+    ] {
+        rest.remove(key);
+    }
+    objects::apply(
+        intent,
+        execute::entity_by_object(ctx.spec, "payment_intent"),
+        &rest,
+    );
+    Ok(())
+}
+
+/// A 3-D Secure card: the intent waits for authentication, or fails where nobody can
+/// authenticate (off session) or the integration said it will not (`error_on_requires_action`).
+fn require_authentication(
+    ctx: &mut Ctx<'_>,
+    mut intent: Map<String, Value>,
+    method_id: &str,
+    options: ConfirmOptions,
+) -> Result<Map<String, Value>, ApiError> {
+    if options.error_on_requires_action || options.off_session {
+        // Off-session payments are declined by the issuer; `error_on_requires_action` is the
+        // integration declining to handle the action.
+        let error = if options.error_on_requires_action {
+            ApiError::card(
+                "authentication_required",
+                Some("authentication_not_handled"),
+                AUTH_MESSAGE,
+            )
+        } else {
+            ApiError::card(
+                "authentication_required",
+                Some("authentication_required"),
+                "Your card was declined. This transaction requires authentication.",
+            )
+        };
+        let mut last_error = error.as_last_payment_error();
+        last_error["payment_method"] = method_object(ctx, method_id);
+        return Err(fail(ctx, intent, error, last_error));
+    }
+    intent.insert("status".into(), json!("requires_action"));
+    let next_action = authentication_action(ctx, &id_of_intent(&intent), options.return_url);
+    intent.insert("next_action".into(), next_action);
+    ctx.save(&intent);
+    ctx.event("payment_intent.requires_action", &intent, None);
+    Ok(intent)
+}
+
+/// A declining card: a failed charge, and the intent back to `requires_payment_method`.
+fn decline_payment(
+    ctx: &mut Ctx<'_>,
+    mut intent: Map<String, Value>,
+    method_id: &str,
+    error: ApiError,
+) -> ApiError {
+    let charge = new_charge(ctx, &intent, method_id, Some(&error), false);
+    spend_if_unattached(ctx, method_id);
+    let charge_id = str_of(&charge, "id").to_owned();
+    let error = error.with_extra("charge", json!(charge_id));
+    let mut last_error = error.as_last_payment_error();
+    last_error["payment_method"] = method_object(ctx, method_id);
+    intent.insert("latest_charge".into(), json!(charge_id));
+    fail(
+        ctx,
+        intent,
+        error.with_extra("payment_method", method_object(ctx, method_id)),
+        last_error,
+    )
+}
+
+/// A card that pays: the charge, captured now or held for a manual capture.
+fn pay(ctx: &mut Ctx<'_>, mut intent: Map<String, Value>, method_id: &str) -> Map<String, Value> {
     let manual = str_of(&intent, "capture_method") == "manual";
-    let charge = new_charge(ctx, &intent, &method_id, None, !manual);
-    save_for_future_use(ctx, &intent, &method_id);
-    spend_if_unattached(ctx, &method_id);
+    let charge = new_charge(ctx, &intent, method_id, None, !manual);
+    save_for_future_use(ctx, &intent, method_id);
+    spend_if_unattached(ctx, method_id);
     let amount = int_of(&intent, "amount");
     intent.insert("latest_charge".into(), charge["id"].clone());
     intent.insert("last_payment_error".into(), Value::Null);
@@ -557,7 +604,7 @@ pub(crate) fn confirm(
         ctx.save(&intent);
         ctx.event("payment_intent.succeeded", &intent, None);
     }
-    Ok(intent)
+    intent
 }
 
 fn id_of_intent(intent: &Map<String, Value>) -> String {
