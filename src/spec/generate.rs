@@ -403,32 +403,8 @@ impl<'a> Generator<'a> {
             .as_deref()
             .and_then(|path| placeholders(path).last().map(|name| (*name).to_owned()));
 
-        // Parent keys, and the fields that carry them.
-        let mut parents = Vec::new();
-        let mut parent_fields: Vec<FieldSpec> = Vec::new();
-        let collection_placeholders = placeholders(&collection.path);
-        let mut ancestor = collection.parent;
-        let mut chain = Vec::new();
-        while let Some(index) = ancestor {
-            chain.push(&collections[index]);
-            ancestor = collections[index].parent;
-        }
-        chain.reverse();
-        if chain.len() != collection_placeholders.len() {
-            return Err(SpecError::open_api(
-                &collection.path,
-                "placeholders do not match the parent collections",
-            ));
-        }
-        for (parent, param) in chain.iter().zip(&collection_placeholders) {
-            let field = self.parent_field(&properties, parent, param, create.is_some())?;
-            parents.push(ParentKey {
-                field: field.name.clone(),
-                param: (*param).to_owned(),
-                entity: Some(parent.name.clone()),
-            });
-            parent_fields.push(field);
-        }
+        let (parents, parent_fields) =
+            self.parents(collection, collections, &properties, create.is_some())?;
 
         let writable: BTreeSet<&str> = [create, update]
             .iter()
@@ -454,28 +430,16 @@ impl<'a> Generator<'a> {
             delete: item_op(delete)?,
         };
 
-        let overlay = self.overlay.entities.get(&collection.path);
-        let search_path = format!("{}{SEARCH_SUFFIX}", collection.path);
-        let search_path = self
-            .operation(&search_path, HttpMethod::Get)
-            .map(|_| search_path);
-        let search_fields = overlay
-            .map(|entity| entity.search_fields.clone())
-            .unwrap_or_default();
-        for field in &search_fields {
-            if search_path.is_none() || !fields.iter().any(|f| &f.name == field) {
-                return Err(SpecError::overlay(
-                    format!("entities.\"{}\".search_fields", collection.path),
-                    format!("{field} is not a searchable field of {}", collection.name),
-                ));
-            }
-        }
+        let (search_path, search_fields) = self.search(collection, &fields)?;
         let object = schema
             .pointer("/properties/object/enum/0")
             .and_then(Value::as_str)
             .unwrap_or(schema_name)
             .to_owned();
-        let id_prefix = overlay
+        let id_prefix = self
+            .overlay
+            .entities
+            .get(&collection.path)
             .and_then(|entity| entity.id_prefix.clone())
             .or_else(|| self.fixture_id_prefix(schema_name));
 
@@ -492,6 +456,71 @@ impl<'a> Generator<'a> {
             fields,
             operations,
         })
+    }
+
+    /// A nested collection's parent keys, outermost first, and the fields that carry them: one
+    /// per placeholder of its path, each naming the collection it comes from.
+    fn parents(
+        &self,
+        collection: &Collection<'a>,
+        collections: &[Collection<'a>],
+        properties: &serde_json::Map<String, Value>,
+        creatable: bool,
+    ) -> Result<(Vec<ParentKey>, Vec<FieldSpec>), SpecError> {
+        let collection_placeholders = placeholders(&collection.path);
+        let mut ancestor = collection.parent;
+        let mut chain = Vec::new();
+        while let Some(index) = ancestor {
+            chain.push(&collections[index]);
+            ancestor = collections[index].parent;
+        }
+        chain.reverse();
+        if chain.len() != collection_placeholders.len() {
+            return Err(SpecError::open_api(
+                &collection.path,
+                "placeholders do not match the parent collections",
+            ));
+        }
+        let mut parents = Vec::new();
+        let mut parent_fields = Vec::new();
+        for (parent, param) in chain.iter().zip(&collection_placeholders) {
+            let field = self.parent_field(properties, parent, param, creatable)?;
+            parents.push(ParentKey {
+                field: field.name.clone(),
+                param: (*param).to_owned(),
+                entity: Some(parent.name.clone()),
+            });
+            parent_fields.push(field);
+        }
+        Ok((parents, parent_fields))
+    }
+
+    /// The collection's search path, when the API has one, and the fields the overlay makes
+    /// searchable, each of which must be a field of the entity.
+    fn search(
+        &self,
+        collection: &Collection<'a>,
+        fields: &[FieldSpec],
+    ) -> Result<(Option<String>, Vec<String>), SpecError> {
+        let search_path = format!("{}{SEARCH_SUFFIX}", collection.path);
+        let search_path = self
+            .operation(&search_path, HttpMethod::Get)
+            .map(|_| search_path);
+        let search_fields = self
+            .overlay
+            .entities
+            .get(&collection.path)
+            .map(|entity| entity.search_fields.clone())
+            .unwrap_or_default();
+        for field in &search_fields {
+            if search_path.is_none() || !fields.iter().any(|f| &f.name == field) {
+                return Err(SpecError::overlay(
+                    format!("entities.\"{}\".search_fields", collection.path),
+                    format!("{field} is not a searchable field of {}", collection.name),
+                ));
+            }
+        }
+        Ok((search_path, search_fields))
     }
 
     /// The field of a nested resource that holds its parent's id: the property named like the
