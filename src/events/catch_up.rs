@@ -21,7 +21,10 @@ use crate::spec::model::{ConnectorSpec, OperationKind, OperationSpec};
 use crate::stripe::event;
 use crate::upstream::client::CallOptions;
 
-/// Most log pages one pass reads per connection (100 events each).
+/// Events asked for per page of the log.
+const PAGE_SIZE: u64 = 100;
+
+/// Most log pages one pass reads per connection.
 const MAX_PAGES: usize = 1000;
 
 /// Longest one log read may take, retries included.
@@ -148,12 +151,10 @@ pub async fn catch_up_connection(
     let runtime = registry.runtime(connection)?;
     let mut found = Vec::new();
     let mut after: Option<String> = None;
+    let dialect = runtime.dialect();
     for _ in 0..MAX_PAGES {
         let mut inputs = event::log_query(since, &patterns);
-        inputs.insert("limit".to_owned(), Value::from(100));
-        if let Some(id) = &after {
-            inputs.insert("starting_after".to_owned(), Value::String(id.clone()));
-        }
+        let paged = dialect.page_inputs(op, &mut inputs, PAGE_SIZE, after.as_deref());
         let request = crate::engine::request::build(op, &inputs, &[]).map_err(|violations| {
             CatchUpError::Request(
                 violations
@@ -173,19 +174,14 @@ pub async fn catch_up_connection(
                 EngineError::BadResponse("the event list is not a JSON object".into()).into(),
             );
         };
-        let (events, has_more) = event::list_page(body);
-        after = events
-            .last()
-            .and_then(|e| e.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        found.extend(
-            events
-                .into_iter()
-                .filter_map(|object| Some((event::summarize(&object).ok()?, object))),
-        );
-        if !has_more || after.is_none() {
-            break;
+        let page = dialect.list_page(body, after.as_deref());
+        found.extend(page.items.into_iter().filter_map(|item| match item {
+            Value::Object(object) => Some((event::summarize(&object).ok()?, object)),
+            _ => None,
+        }));
+        match page.next {
+            Some(next) if paged => after = Some(next),
+            _ => break,
         }
     }
     // The log lists newest first; stored oldest first, subscribers see them in creation order.

@@ -101,25 +101,6 @@ pub fn log_query(since: i64, patterns: &[String]) -> Map<String, Value> {
     query
 }
 
-/// One page of a list answer: its objects and whether more follow.
-pub fn list_page(mut body: Map<String, Value>) -> (Vec<Map<String, Value>>, bool) {
-    let has_more = body
-        .get("has_more")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let items = match body.remove("data") {
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .filter_map(|item| match item {
-                Value::Object(object) => Some(object),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    (items, has_more)
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
