@@ -188,7 +188,10 @@ fn check_api_key(
             out.push(FieldViolation::of_rule(
                 "api_key",
                 "MISSING_API_KEY",
-                "a Stripe API key (secret reference) is required",
+                format!(
+                    "a {} API key (secret reference) is required",
+                    dialect.display_name()
+                ),
             ));
         }
         return;

@@ -89,7 +89,7 @@ fn describe_enum(allowed: &[Value]) -> String {
         1 => listed.join(""),
         n if n <= MAX_LISTED_VALUES => format!("one of {}", listed.join(", ")),
         n => format!(
-            "one of {n} values such as {}, … (see Stripe's API reference)",
+            "one of {n} values such as {}, … (see the API reference)",
             listed.join(", ")
         ),
     }
@@ -103,7 +103,7 @@ fn empty_refusal(value: &Value, schema: &Value) -> String {
         _ => "an empty object",
     };
     format!(
-        "cannot be {what} (Stripe reads an empty value as unsetting, which this parameter does not allow); give {}",
+        "cannot be {what} (the API reads an empty value as unsetting, which this parameter does not allow); give {}",
         describe(schema)
     )
 }
@@ -312,14 +312,14 @@ mod tests {
         assert_eq!(
             violations(metadata, json!({})),
             vec![
-                "X: cannot be an empty object (Stripe reads an empty value as unsetting, which this parameter does not allow); give a non-empty object"
+                "X: cannot be an empty object (the API reads an empty value as unsetting, which this parameter does not allow); give a non-empty object"
             ]
         );
         let capture = json!({"type": "string", "enum": ["automatic", "manual"]});
         assert_eq!(
             violations(capture, Value::Null),
             vec![
-                r#"X: cannot be null (Stripe reads an empty value as unsetting, which this parameter does not allow); give one of "automatic", "manual""#
+                r#"X: cannot be null (the API reads an empty value as unsetting, which this parameter does not allow); give one of "automatic", "manual""#
             ]
         );
         let trial_end =
@@ -327,7 +327,7 @@ mod tests {
         assert_eq!(
             violations(trial_end, Value::Null),
             vec![
-                r#"X: cannot be null (Stripe reads an empty value as unsetting, which this parameter does not allow); give an integer or "now""#
+                r#"X: cannot be null (the API reads an empty value as unsetting, which this parameter does not allow); give an integer or "now""#
             ]
         );
         let events = json!({"type": "array", "items": {"type": "string"}});
@@ -341,7 +341,7 @@ mod tests {
         assert_eq!(
             violations(open, json!({"a": {"b": null}})),
             vec![
-                "X.a.b: cannot be null (Stripe reads an empty value as unsetting, which this parameter does not allow); give a value"
+                "X.a.b: cannot be null (the API reads an empty value as unsetting, which this parameter does not allow); give a value"
             ]
         );
     }

@@ -210,7 +210,7 @@ fn conditions_text(entity: &EntitySpec) -> String {
     );
     let pushed = entity.filterable_fields();
     if !pushed.is_empty() {
-        text.push_str(" Stripe filters upstream by: ");
+        text.push_str(" The upstream filters by: ");
         text.push_str(&pushed.join(", "));
         text.push('.');
     }
