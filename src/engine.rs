@@ -16,6 +16,7 @@ pub mod result;
 pub mod sorting;
 pub mod tier;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -243,6 +244,25 @@ fn throttled_event(throttled: &crate::throttle::Throttled) {
 #[derive(Debug, Clone)]
 pub struct Engine {
     spec: Arc<ConnectorSpec>,
+    /// Where each entity type and action sits in the spec, by name: every call looks one up.
+    names: Arc<NameIndex>,
+}
+
+#[derive(Debug)]
+struct NameIndex {
+    entities: HashMap<String, usize>,
+    actions: HashMap<String, usize>,
+}
+
+impl NameIndex {
+    /// The first of any repeated name wins, as a search in spec order would find it.
+    fn of<'a>(names: impl Iterator<Item = &'a String>) -> HashMap<String, usize> {
+        let mut index = HashMap::new();
+        for (position, name) in names.enumerate() {
+            index.entry(name.clone()).or_insert(position);
+        }
+        index
+    }
 }
 
 fn object_of(
@@ -258,7 +278,11 @@ fn object_of(
 
 impl Engine {
     pub fn new(spec: Arc<ConnectorSpec>) -> Self {
-        Self { spec }
+        let names = Arc::new(NameIndex {
+            entities: NameIndex::of(spec.entities.iter().map(|e| &e.name)),
+            actions: NameIndex::of(spec.actions.iter().map(|a| &a.name)),
+        });
+        Self { spec, names }
     }
 
     pub fn spec(&self) -> &ConnectorSpec {
@@ -266,18 +290,18 @@ impl Engine {
     }
 
     pub fn entity(&self, name: &str) -> Result<&EntitySpec, EngineError> {
-        self.spec
+        self.names
             .entities
-            .iter()
-            .find(|e| e.name == name)
+            .get(name)
+            .map(|&position| &self.spec.entities[position])
             .ok_or_else(|| EngineError::EntityTypeNotFound(name.to_owned()))
     }
 
     pub fn action(&self, name: &str) -> Result<&ActionSpec, EngineError> {
-        self.spec
+        self.names
             .actions
-            .iter()
-            .find(|a| a.name == name)
+            .get(name)
+            .map(|&position| &self.spec.actions[position])
             .ok_or_else(|| EngineError::ActionNotFound(name.to_owned()))
     }
 
