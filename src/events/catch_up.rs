@@ -8,17 +8,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::EventHub;
 use super::store::NewEvent;
+use crate::engine::ConnectionRuntime;
 use crate::engine::EngineError;
 use crate::registry::Registry;
 use crate::spec::model::{ConnectorSpec, OperationKind, OperationSpec};
-use crate::stripe::event;
+use crate::stripe::event::{self, EventSummary};
 use crate::upstream::client::CallOptions;
 
 /// Events asked for per page of the log.
@@ -132,13 +133,12 @@ pub async fn catch_up_connection(
     };
     // Nothing older than what the earliest subscription can still want.
     let earliest = earliest - super::subscription::CLOCK_SKEW_SECS;
-    let mut patterns: Vec<String> = subscriptions
+    let patterns: Vec<String> = subscriptions
         .iter()
         .flat_map(|s| s.event_types.iter().cloned())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    patterns.dedup();
     let overlap = hub.settings().catch_up_overlap.as_secs() as i64;
     let since = match hub
         .store()
@@ -149,11 +149,23 @@ pub async fn catch_up_connection(
         None => earliest - 1,
     };
     let runtime = registry.runtime(connection)?;
+    let found = read_log(&runtime, op, since, &patterns).await?;
+    store_found(hub, connection, found).await
+}
+
+/// The log's events created after `since` of the subscribed types, oldest first, each with its
+/// summary; objects that are not events are skipped.
+async fn read_log(
+    runtime: &ConnectionRuntime,
+    op: &OperationSpec,
+    since: i64,
+    patterns: &[String],
+) -> Result<Vec<(EventSummary, Map<String, Value>)>, CatchUpError> {
+    let dialect = runtime.dialect();
     let mut found = Vec::new();
     let mut after: Option<String> = None;
-    let dialect = runtime.dialect();
     for _ in 0..MAX_PAGES {
-        let mut inputs = event::log_query(since, &patterns);
+        let mut inputs = event::log_query(since, patterns);
         let paged = dialect.page_inputs(op, &mut inputs, PAGE_SIZE, after.as_deref());
         let request = crate::engine::request::build(op, &inputs, &[]).map_err(|violations| {
             CatchUpError::Request(
@@ -188,6 +200,16 @@ pub async fn catch_up_connection(
     // Within one second only the log's own order tells which came first, so keep it (stable sort).
     found.reverse();
     found.sort_by_key(|(summary, _)| summary.created);
+    Ok(found)
+}
+
+/// Stores the events read from the log and moves the connection's log cursor to the newest;
+/// returns how many were new.
+async fn store_found(
+    hub: &EventHub,
+    connection: &str,
+    found: Vec<(EventSummary, Map<String, Value>)>,
+) -> Result<usize, CatchUpError> {
     let newest = found.last().map(|(summary, _)| summary.created);
     let mut fresh = 0;
     for (summary, object) in found {
