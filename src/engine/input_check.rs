@@ -156,24 +156,7 @@ fn check_one(
     }
     let schema = schema_map;
     if let Some(branches) = schema.get("anyOf").and_then(Value::as_array) {
-        let mut best: Option<Vec<FieldViolation>> = None;
-        for branch in branches {
-            let mut nested = Vec::new();
-            if check_one(path, branch, value, &mut nested).is_ok() && nested.is_empty() {
-                return Ok(());
-            }
-            if best.as_ref().is_none_or(|b| nested.len() < b.len()) && !nested.is_empty() {
-                best = Some(nested);
-            }
-        }
-        if let Some(nested) = best {
-            out.extend(nested);
-            return Ok(());
-        }
-        return Err(format!(
-            "{} does not match any allowed form",
-            type_name(value)
-        ));
+        return check_any_of(path, branches, value, out);
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
@@ -208,43 +191,82 @@ fn check_one(
             let Some(members) = value.as_object() else {
                 return Err(format!("expected an object, got {}", type_name(value)));
             };
-            let properties = schema.get("properties").and_then(Value::as_object);
-            let additional = schema.get("additionalProperties");
-            for (key, member) in members {
-                let member_path = format!("{path}.{key}");
-                match (properties.and_then(|p| p.get(key)), additional) {
-                    (Some(member_schema), _) => check(&member_path, member_schema, member, out),
-                    (None, Some(Value::Object(extra))) => {
-                        check(&member_path, &Value::Object(extra.clone()), member, out)
-                    }
-                    (None, Some(Value::Bool(false))) => out.push(FieldViolation::new(
-                        &member_path,
-                        "unknown field".to_owned(),
-                    )),
-                    // A declared shape without this member: unknown unless the schema is open.
-                    (None, None) if properties.is_some() => out.push(FieldViolation::new(
-                        &member_path,
-                        "unknown field".to_owned(),
-                    )),
-                    _ => check(&member_path, &Value::Object(Map::new()), member, out),
-                }
-            }
-            if let Some(required) = schema.get("required").and_then(Value::as_array) {
-                for name in required.iter().filter_map(Value::as_str) {
-                    if !members.contains_key(name) {
-                        out.push(FieldViolation::new(
-                            &format!("{path}.{name}"),
-                            "is required".to_owned(),
-                        ));
-                    }
-                }
-            }
+            check_members(path, schema, members, out);
             Ok(())
         }
         Some(_) => Ok(()),
         None => {
             check_open(path, value, out);
             Ok(())
+        }
+    }
+}
+
+/// A value against `anyOf`: fine when one branch takes it whole; otherwise the violations of the
+/// branch it came closest to (fewest violations), or that it matches no form at all.
+fn check_any_of(
+    path: &str,
+    branches: &[Value],
+    value: &Value,
+    out: &mut Vec<FieldViolation>,
+) -> Result<(), String> {
+    let mut best: Option<Vec<FieldViolation>> = None;
+    for branch in branches {
+        let mut nested = Vec::new();
+        if check_one(path, branch, value, &mut nested).is_ok() && nested.is_empty() {
+            return Ok(());
+        }
+        if best.as_ref().is_none_or(|b| nested.len() < b.len()) && !nested.is_empty() {
+            best = Some(nested);
+        }
+    }
+    match best {
+        Some(nested) => {
+            out.extend(nested);
+            Ok(())
+        }
+        None => Err(format!(
+            "{} does not match any allowed form",
+            type_name(value)
+        )),
+    }
+}
+
+/// An object's members against its schema's `properties` and `additionalProperties`, and the
+/// members it requires.
+fn check_members(
+    path: &str,
+    schema: &Map<String, Value>,
+    members: &Map<String, Value>,
+    out: &mut Vec<FieldViolation>,
+) {
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let additional = schema.get("additionalProperties");
+    for (key, member) in members {
+        let member_path = format!("{path}.{key}");
+        match (properties.and_then(|p| p.get(key)), additional) {
+            (Some(member_schema), _) => check(&member_path, member_schema, member, out),
+            (None, Some(extra @ Value::Object(_))) => check(&member_path, extra, member, out),
+            (None, Some(Value::Bool(false))) => out.push(FieldViolation::new(
+                &member_path,
+                "unknown field".to_owned(),
+            )),
+            // A declared shape without this member: unknown unless the schema is open.
+            (None, None) if properties.is_some() => out.push(FieldViolation::new(
+                &member_path,
+                "unknown field".to_owned(),
+            )),
+            _ => check(&member_path, &Value::Object(Map::new()), member, out),
+        }
+    }
+    if let Some(required) = schema.get("required").and_then(Value::as_array) {
+        for name in required.iter().filter_map(Value::as_str) {
+            if !members.contains_key(name) {
+                out.push(FieldViolation::new(
+                    &format!("{path}.{name}"),
+                    "is required".to_owned(),
+                ));
+            }
         }
     }
 }
