@@ -171,65 +171,99 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve {
             listen, insecure, ..
-        } => {
-            serve(settings()?, listen, insecure).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Mcp { connection, .. } => {
-            let settings = match settings()? {
-                Ok(settings) => settings,
-                Err(error) => {
-                    init_logging(None)?;
-                    return Err(anyhow!("{error}"));
-                }
-            };
-            // Log lines go to stderr: stdout is the MCP channel.
-            let _telemetry = init_logging(Some(&settings))?;
-            app::run_mcp_stdio(settings, connection).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::CheckConfig { file } => {
-            let problems = config::check(&file);
-            if problems.is_empty() {
-                println!("{}: OK", file.display());
-                Ok(ExitCode::SUCCESS)
-            } else {
-                for problem in &problems {
-                    println!("{problem}");
-                }
-                eprintln!("{}: {} problem(s)", file.display(), problems.len());
-                Ok(ExitCode::FAILURE)
-            }
-        }
+        } => serve(settings()?, listen, insecure).await?,
+        Command::Mcp { connection, .. } => mcp(settings()?, connection).await?,
+        Command::CheckConfig { file } => return Ok(check_config(&file)),
         Command::Sandbox {
             listen,
             rate_limit,
             spec_dir,
+        } => run_sandbox(listen, rate_limit, spec_dir).await?,
+        Command::Spec { command } => spec_command(command)?,
+        Command::Client {
+            addr,
+            token,
+            connection,
+            command,
         } => {
-            let _logging = init_logging(None)?;
-            let spec = match spec_dir {
-                Some(dir) => std::sync::Arc::new(spec::load_dir(&dir).map_err(|e| anyhow!("{e}"))?),
-                None => spec::stripe_shared().map_err(|e| anyhow!("{e}"))?,
-            };
-            let config = sandbox::SandboxConfig {
-                rate_limit: Some(rate_limit).filter(|r| *r > 0),
-                ..Default::default()
-            };
-            let handle = sandbox::start(spec, listen, config)
-                .await
-                .map_err(|e| anyhow!("{e}"))?;
-            tracing::info!(url = %handle.base_url(), key = sandbox::SANDBOX_API_KEY, "Stripe test-mode sandbox listening (any sk_test_ key works)");
-            app::shutdown_signal().await;
-            handle.shutdown().await;
-            Ok(ExitCode::SUCCESS)
+            let output = client::run(&addr, token.as_deref(), &connection, command).await?;
+            println!("{output}");
         }
-        Command::Spec {
-            command:
-                SpecCommand::Generate {
-                    openapi,
-                    out,
-                    overlay,
-                },
+        Command::Export {
+            addr,
+            token,
+            connection,
+            args,
+        } => {
+            let summary = export_cli::run(&addr, token.as_deref(), &connection, args).await?;
+            eprintln!("{summary}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mcp`: the agent tools over stdio. Log lines go to stderr: stdout is the MCP channel.
+async fn mcp(
+    loaded: Result<config::Settings, config::ConfigError>,
+    connection: String,
+) -> anyhow::Result<()> {
+    let settings = match loaded {
+        Ok(settings) => settings,
+        Err(error) => {
+            init_logging(None)?;
+            return Err(anyhow!("{error}"));
+        }
+    };
+    let _telemetry = init_logging(Some(&settings))?;
+    app::run_mcp_stdio(settings, connection).await?;
+    Ok(())
+}
+
+/// `check-config`: every problem of the file, one per line; failure when there is any.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let problems = config::check(file);
+    if problems.is_empty() {
+        println!("{}: OK", file.display());
+        return ExitCode::SUCCESS;
+    }
+    for problem in &problems {
+        println!("{problem}");
+    }
+    eprintln!("{}: {} problem(s)", file.display(), problems.len());
+    ExitCode::FAILURE
+}
+
+/// `sandbox`: the stateful test-mode backend on its own, until a shutdown signal.
+async fn run_sandbox(
+    listen: SocketAddr,
+    rate_limit: u32,
+    spec_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let _logging = init_logging(None)?;
+    let spec = match spec_dir {
+        Some(dir) => std::sync::Arc::new(spec::load_dir(&dir).map_err(|e| anyhow!("{e}"))?),
+        None => spec::stripe_shared().map_err(|e| anyhow!("{e}"))?,
+    };
+    let config = sandbox::SandboxConfig {
+        rate_limit: Some(rate_limit).filter(|r| *r > 0),
+        ..Default::default()
+    };
+    let handle = sandbox::start(spec, listen, config)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    tracing::info!(url = %handle.base_url(), key = sandbox::SANDBOX_API_KEY, "Stripe test-mode sandbox listening (any sk_test_ key works)");
+    app::shutdown_signal().await;
+    handle.shutdown().await;
+    Ok(())
+}
+
+/// `spec generate` and `spec check`.
+fn spec_command(command: SpecCommand) -> anyhow::Result<()> {
+    match command {
+        SpecCommand::Generate {
+            openapi,
+            out,
+            overlay,
         } => {
             let overlay = overlay.unwrap_or_else(|| out.join("overlay.toml"));
             let generated = spec::generate(&openapi, &overlay).map_err(|e| anyhow!("{e}"))?;
@@ -240,11 +274,8 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<ExitCode> {
                 generated.actions.len(),
                 out.display()
             );
-            Ok(ExitCode::SUCCESS)
         }
-        Command::Spec {
-            command: SpecCommand::Check { dir },
-        } => {
+        SpecCommand::Check { dir } => {
             let loaded = spec::load_dir(&dir).map_err(|e| anyhow!("{e}"))?;
             println!(
                 "{}: OK ({} entity types, {} actions)",
@@ -252,29 +283,9 @@ async fn run(cli: Cli, loaded: Loaded) -> anyhow::Result<ExitCode> {
                 loaded.entities.len(),
                 loaded.actions.len()
             );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Client {
-            addr,
-            token,
-            connection,
-            command,
-        } => {
-            let output = client::run(&addr, token.as_deref(), &connection, command).await?;
-            println!("{output}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Export {
-            addr,
-            token,
-            connection,
-            args,
-        } => {
-            let summary = export_cli::run(&addr, token.as_deref(), &connection, args).await?;
-            eprintln!("{summary}");
-            Ok(ExitCode::SUCCESS)
         }
     }
+    Ok(())
 }
 
 /// The tokio runtime: `workers` threads, `0` for one per CPU.

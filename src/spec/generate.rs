@@ -187,7 +187,45 @@ impl<'a> Generator<'a> {
 
     /// Finds the entity collections: list endpoints, create-only collections and get-only items.
     fn collections(&self) -> Result<Vec<Collection<'a>>, SpecError> {
-        // shape → (path, schema); the first source to claim a shape wins.
+        // Accept parents before children: fewer segments first.
+        let mut ordered: Vec<(String, (String, &'a str))> = self.candidates().into_iter().collect();
+        ordered.sort_by_key(|(shape, _)| (shape.matches('/').count(), shape.clone()));
+        let mut accepted: Vec<Collection<'a>> = Vec::new();
+        for (shape, (path, schema)) in ordered {
+            let Some(parent) = placement(&accepted, &shape, schema) else {
+                continue;
+            };
+            let item_path = self
+                .paths
+                .iter()
+                .find(|candidate| path_shape(candidate) == format!("{shape}/{{}}"))
+                .map(|path| (*path).to_owned());
+            let name = self.collection_name(&path, schema, parent.map(|index| &accepted[index]));
+            if let Some(existing) = accepted.iter().find(|collection| collection.name == name) {
+                return Err(SpecError::overlay(
+                    format!("entities.\"{path}\""),
+                    format!(
+                        "entity name {name} is also derived for {}; name one of them or skip it",
+                        existing.path
+                    ),
+                ));
+            }
+            accepted.push(Collection {
+                shape,
+                path,
+                item_path,
+                schema,
+                parent,
+                name,
+            });
+        }
+        Ok(accepted)
+    }
+
+    /// Every endpoint that looks like an entity collection, as shape → (path, item schema). The
+    /// first source to claim a shape wins: list endpoints, then collections that can only be
+    /// created into, then collections known only by their item's Get.
+    fn candidates(&self) -> BTreeMap<String, (String, &'a str)> {
         let mut candidates: BTreeMap<String, (String, &'a str)> = BTreeMap::new();
         let collection_paths = self
             .paths
@@ -239,62 +277,7 @@ impl<'a> Generator<'a> {
                     .or_insert_with(|| (collection.to_owned(), schema));
             }
         }
-
-        // Accept parents before children: fewer segments first.
-        let mut ordered: Vec<(String, (String, &'a str))> = candidates.into_iter().collect();
-        ordered.sort_by_key(|(shape, _)| (shape.matches('/').count(), shape.clone()));
-        let mut accepted: Vec<Collection<'a>> = Vec::new();
-        for (shape, (path, schema)) in ordered {
-            let parent = if shape.contains("{}") {
-                let Some(parent_item) = parent_path(&shape).filter(|item| item.ends_with("{}"))
-                else {
-                    continue;
-                };
-                match accepted
-                    .iter()
-                    .position(|collection| collection.item_shape() == parent_item)
-                {
-                    // A verb on the parent that returns the parent is not a collection.
-                    Some(index) if accepted[index].schema != schema => Some(index),
-                    _ => continue,
-                }
-            } else {
-                // `/v1/invoices/upcoming/lines` extends the `/v1/invoices` collection with a literal:
-                // a preview, not a collection of its own.
-                if accepted.iter().any(|collection| {
-                    shape
-                        .strip_prefix(&collection.shape)
-                        .is_some_and(|rest| rest.starts_with('/'))
-                }) {
-                    continue;
-                }
-                None
-            };
-            let item_path = self
-                .paths
-                .iter()
-                .find(|candidate| path_shape(candidate) == format!("{shape}/{{}}"))
-                .map(|path| (*path).to_owned());
-            let name = self.collection_name(&path, schema, parent.map(|index| &accepted[index]));
-            if let Some(existing) = accepted.iter().find(|collection| collection.name == name) {
-                return Err(SpecError::overlay(
-                    format!("entities.\"{path}\""),
-                    format!(
-                        "entity name {name} is also derived for {}; name one of them or skip it",
-                        existing.path
-                    ),
-                ));
-            }
-            accepted.push(Collection {
-                shape,
-                path,
-                item_path,
-                schema,
-                parent,
-                name,
-            });
-        }
-        Ok(accepted)
+        candidates
     }
 
     fn collection_name(&self, path: &str, schema: &str, parent: Option<&Collection<'_>>) -> String {
@@ -932,6 +915,27 @@ pub fn id_prefix(id: &str) -> Option<String> {
             .chars()
             .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
     (random_tail && plain_head).then(|| head.to_owned())
+}
+
+/// Where a candidate collection sits among those accepted so far: `Some(Some(i))` under
+/// collection `i`, `Some(None)` at the top, `None` when it is not a collection of its own.
+fn placement(accepted: &[Collection<'_>], shape: &str, schema: &str) -> Option<Option<usize>> {
+    if !shape.contains("{}") {
+        // `/v1/invoices/upcoming/lines` extends the `/v1/invoices` collection with a literal: a
+        // preview, not a collection of its own.
+        let extends_one = accepted.iter().any(|collection| {
+            shape
+                .strip_prefix(&collection.shape)
+                .is_some_and(|rest| rest.starts_with('/'))
+        });
+        return (!extends_one).then_some(None);
+    }
+    let parent_item = parent_path(shape).filter(|item| item.ends_with("{}"))?;
+    let index = accepted
+        .iter()
+        .position(|collection| collection.item_shape() == parent_item)?;
+    // A verb on the parent that returns the parent is not a collection.
+    (accepted[index].schema != schema).then_some(Some(index))
 }
 
 fn last_segment(path: &str) -> &str {
