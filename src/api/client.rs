@@ -177,9 +177,9 @@ fn message_json<T: std::fmt::Debug>(message: &T) -> Value {
 }
 
 /// A connection to the service for one connector connection: the channel and the caller's token.
-struct Session {
-    channel: Channel,
-    auth: Option<MetadataValue<tonic::metadata::Ascii>>,
+pub(crate) struct Session {
+    pub(crate) channel: Channel,
+    pub(crate) auth: Option<MetadataValue<tonic::metadata::Ascii>>,
     /// The connection's id.
     connection: String,
     /// `connections/{id}`.
@@ -285,7 +285,11 @@ pub async fn run(
 }
 
 impl Session {
-    async fn connect(addr: &str, token: Option<&str>, connection: &str) -> anyhow::Result<Self> {
+    pub(crate) async fn connect(
+        addr: &str,
+        token: Option<&str>,
+        connection: &str,
+    ) -> anyhow::Result<Self> {
         let channel = Channel::from_shared(addr.to_owned())?.connect().await?;
         let auth = match token {
             Some(t) => Some(

@@ -13,14 +13,14 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
-use super::client::{describe, with_auth};
+use super::client::{Session, describe, with_auth};
 use super::convert::from_proto_struct;
 use super::names;
 use super::pb;
@@ -99,6 +99,37 @@ impl Checkpoint {
         std::fs::write(&temporary, serde_json::to_vec(self)?)?;
         std::fs::rename(&temporary, path)?;
         Ok(())
+    }
+
+    /// The service's plan: every partition unfinished, from its start.
+    fn plan(&mut self, plan: &pb::ExportPlan) {
+        self.partitions = plan
+            .partitions
+            .iter()
+            .map(|p| PartitionState {
+                index: p.index,
+                created_gte: p.created_gte,
+                created_lte: p.created_lte,
+                starting_after: p.starting_after.clone(),
+                finished: false,
+            })
+            .collect();
+    }
+
+    /// One more entity written, `id` the last of `partition`.
+    fn received(&mut self, partition: i32, id: &str) {
+        self.entities += 1;
+        if let Some(state) = self.partitions.iter_mut().find(|p| p.index == partition) {
+            state.starting_after = id.to_owned();
+        }
+    }
+
+    fn finished(&mut self, indexes: &[i32]) {
+        for state in &mut self.partitions {
+            if indexes.contains(&state.index) {
+                state.finished = true;
+            }
+        }
     }
 
     fn resume_partitions(&self) -> Vec<pb::ExportPartition> {
@@ -224,23 +255,16 @@ pub async fn run(
     connection: &str,
     args: ExportArgs,
 ) -> anyhow::Result<String> {
-    let channel = Channel::from_shared(addr.to_owned())?.connect().await?;
-    let auth: Option<MetadataValue<_>> = match token {
-        Some(t) => Some(
-            format!("Bearer {t}")
-                .parse()
-                .map_err(|_| anyhow!("the token is not a valid header value"))?,
-        ),
-        None => None,
-    };
-    let mut entities = EntityServiceClient::new(channel);
+    let session = Session::connect(addr, token, connection).await?;
+    let auth = session.auth;
+    let mut entities = EntityServiceClient::new(session.channel);
     let parent = names::entity_type_name(connection, &args.entity_type);
     let columns = match args.format {
         Format::Csv => columns(&mut entities, &auth, &parent).await?,
         Format::Ndjson => Vec::new(),
     };
     let checkpoint_file = args.output.as_deref().map(checkpoint_path);
-    let (mut checkpoint, mut sink) = open(&args, &columns, checkpoint_file.as_deref())?;
+    let (checkpoint, sink) = open(&args, &columns, checkpoint_file.as_deref())?;
     let resuming = !checkpoint.partitions.is_empty();
     if resuming && checkpoint.resume_partitions().is_empty() {
         // Every partition had finished; only the checkpoint's removal was missed.
@@ -258,66 +282,80 @@ pub async fn run(
         .await
         .map_err(|s| describe(&s))?
         .into_inner();
-    let mut display = Display::new();
+    let mut export = Export {
+        format: args.format,
+        columns,
+        checkpoint,
+        checkpoint_file,
+        sink,
+        display: Display::new(),
+        resuming,
+    };
     while let Some(message) = stream.next().await {
-        match message.map_err(|s| describe(&s))?.item {
-            Some(Item::Plan(plan)) if !resuming => {
-                checkpoint.partitions = plan
-                    .partitions
-                    .iter()
-                    .map(|p| PartitionState {
-                        index: p.index,
-                        created_gte: p.created_gte,
-                        created_lte: p.created_lte,
-                        starting_after: p.starting_after.clone(),
-                        finished: false,
-                    })
-                    .collect();
-            }
-            Some(Item::Entity(exported)) => {
-                let entity = exported.entity.unwrap_or_default();
-                let fields = entity
-                    .fields
-                    .as_ref()
-                    .map(from_proto_struct)
-                    .unwrap_or_default();
-                sink.write_line(&row(args.format, &columns, &fields))?;
-                checkpoint.entities += 1;
-                let id = entity.name.rsplit('/').next().unwrap_or_default();
-                if let Some(state) = checkpoint
-                    .partitions
-                    .iter_mut()
-                    .find(|p| p.index == exported.partition)
-                {
-                    state.starting_after = id.to_owned();
-                }
-            }
-            Some(Item::Progress(progress)) => {
-                for index in &progress.finished {
-                    if let Some(state) =
-                        checkpoint.partitions.iter_mut().find(|p| p.index == *index)
-                    {
-                        state.finished = true;
-                    }
-                }
-                sink.out.flush()?;
-                checkpoint.output_bytes = sink.bytes;
-                if let Some(path) = &checkpoint_file {
-                    checkpoint.save(path)?;
-                }
-                let done = checkpoint.partitions.iter().filter(|p| p.finished).count();
-                display.show(
-                    checkpoint.entities,
-                    done as u64,
-                    checkpoint.partitions.len() as u64,
-                );
-            }
-            Some(Item::Plan(_)) | None => {}
+        if let Some(item) = message.map_err(|s| describe(&s))?.item {
+            export.receive(item)?;
         }
     }
-    sink.out.flush()?;
-    display.finish();
-    finish(&args, &checkpoint, checkpoint_file.as_deref())
+    export.sink.out.flush()?;
+    export.display.finish();
+    finish(&args, &export.checkpoint, export.checkpoint_file.as_deref())
+}
+
+/// An export under way: where its rows go and what a resume would need.
+struct Export {
+    format: Format,
+    columns: Vec<String>,
+    checkpoint: Checkpoint,
+    checkpoint_file: Option<PathBuf>,
+    sink: Sink,
+    display: Display,
+    /// The partitions are the checkpoint's, not the service's new plan.
+    resuming: bool,
+}
+
+impl Export {
+    fn receive(&mut self, item: Item) -> anyhow::Result<()> {
+        match item {
+            Item::Plan(plan) if !self.resuming => self.checkpoint.plan(&plan),
+            Item::Plan(_) => {}
+            Item::Entity(exported) => self.entity(exported)?,
+            Item::Progress(progress) => self.progress(&progress)?,
+        }
+        Ok(())
+    }
+
+    /// Writes the entity's row and moves its partition's cursor past it.
+    fn entity(&mut self, exported: pb::ExportedEntity) -> anyhow::Result<()> {
+        let entity = exported.entity.unwrap_or_default();
+        let fields = entity
+            .fields
+            .as_ref()
+            .map(from_proto_struct)
+            .unwrap_or_default();
+        self.sink
+            .write_line(&row(self.format, &self.columns, &fields))?;
+        let id = entity.name.rsplit('/').next().unwrap_or_default();
+        self.checkpoint.received(exported.partition, id);
+        Ok(())
+    }
+
+    /// Marks finished partitions, saves the checkpoint with the output flushed up to it, and
+    /// shows how far the export is.
+    fn progress(&mut self, progress: &pb::ExportProgress) -> anyhow::Result<()> {
+        self.checkpoint.finished(&progress.finished);
+        self.sink.out.flush()?;
+        self.checkpoint.output_bytes = self.sink.bytes;
+        if let Some(path) = &self.checkpoint_file {
+            self.checkpoint.save(path)?;
+        }
+        let done = self.checkpoint.partitions.iter().filter(|p| p.finished);
+        self.display.show(
+            self.checkpoint.entities,
+            done.count() as u64,
+            self.checkpoint.partitions.len() as u64,
+        );
+        Ok(())
+    }
 }
 
 /// Removes the checkpoint of a completed export; the summary line.
