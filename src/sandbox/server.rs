@@ -490,53 +490,29 @@ impl Sandbox {
             }
             None => None,
         };
-        // Writes to one object are serialised as in Stripe; a write arriving while another is
-        // still working on the object (only possible with added latency) gets `lock_timeout`.
         let replaying = matches!(claim, Some(Claim::Replay(..)));
-        let object_id = matched.params.last().map(|(_, id)| id.clone());
-        let _object_lock = match (replaying, method, object_id) {
-            (false, HttpMethod::Post | HttpMethod::Delete, Some(id)) => {
-                match ObjectLock::acquire(self, &id) {
-                    Some(held) => Some(held),
-                    None => return Outcome::error(&ApiError::lock_timeout(), &label),
-                }
-            }
-            _ => None,
+        let _object_lock = match self.lock_object(replaying, method, &matched) {
+            Ok(held) => held,
+            Err(error) => return Outcome::error(&error, &label),
         };
         if !plan.latency.is_zero() {
             tokio::time::sleep(plan.latency).await;
         }
-        let (status, body, replayed) = match claim {
-            Some(Claim::Replay(status, body)) => {
-                lock(&self.stats).idempotent_replays += 1;
-                (
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                    body,
-                    true,
-                )
-            }
-            fresh => {
-                let call = Call {
-                    matched,
-                    path,
-                    params,
-                };
-                let meta = RequestMeta {
-                    request_id,
-                    idempotency_key: idempotency_key.as_deref(),
-                    search_delay: config.search_delay,
-                    api_version: requested_api_version(&parts.headers)
-                        .unwrap_or(&self.spec.connector.api_version),
-                    base_url: &own_base_url(&parts.headers),
-                    clock: config.clock,
-                };
-                let (status, body) = self.run(&call, &meta);
-                if let Some(Claim::Fresh(reservation)) = fresh {
-                    reservation.finish(status, body.clone());
-                }
-                (status, body, false)
-            }
+        let call = Call {
+            matched,
+            path,
+            params,
         };
+        let meta = RequestMeta {
+            request_id,
+            idempotency_key: idempotency_key.as_deref(),
+            search_delay: config.search_delay,
+            api_version: requested_api_version(&parts.headers)
+                .unwrap_or(&self.spec.connector.api_version),
+            base_url: &own_base_url(&parts.headers),
+            clock: config.clock,
+        };
+        let (status, body, replayed) = self.answer(claim, &call, &meta);
         if let Some(fault) = plan.after {
             let mut outcome = Outcome::fault(fault, &label);
             outcome.idempotency_key = idempotency_key;
@@ -551,6 +527,50 @@ impl Sandbox {
             slow: plan.slow,
             fault: None,
             idempotency_key,
+        }
+    }
+
+    /// The stored answer of a replayed idempotency key, or the call run now (its answer stored
+    /// under a fresh key); whether it was a replay.
+    fn answer(
+        &self,
+        claim: Option<Claim>,
+        call: &Call,
+        meta: &RequestMeta,
+    ) -> (StatusCode, Bytes, bool) {
+        match claim {
+            Some(Claim::Replay(status, body)) => {
+                lock(&self.stats).idempotent_replays += 1;
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                (status, body, true)
+            }
+            fresh => {
+                let (status, body) = self.run(call, meta);
+                if let Some(Claim::Fresh(reservation)) = fresh {
+                    reservation.finish(status, body.clone());
+                }
+                (status, body, false)
+            }
+        }
+    }
+
+    /// Writes to one object are serialised as in Stripe: a write arriving while another is still
+    /// working on the object (only possible with added latency) gets `lock_timeout`. A replayed
+    /// answer touches nothing and takes no lock.
+    fn lock_object(
+        self: &Arc<Self>,
+        replaying: bool,
+        method: HttpMethod,
+        matched: &Matched,
+    ) -> Result<Option<ObjectLock>, ApiError> {
+        let object_id = matched.params.last().map(|(_, id)| id.as_str());
+        match (replaying, method, object_id) {
+            (false, HttpMethod::Post | HttpMethod::Delete, Some(id)) => {
+                ObjectLock::acquire(self, id)
+                    .map(Some)
+                    .ok_or_else(ApiError::lock_timeout)
+            }
+            _ => Ok(None),
         }
     }
 
