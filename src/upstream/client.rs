@@ -254,24 +254,7 @@ impl UpstreamClient {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let remaining = match call.deadline {
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(EngineError::DeadlineExceeded(format!(
-                            "{} {} not completed before the deadline ({} attempts)",
-                            method_name(request.method),
-                            request.operation_id,
-                            attempt - 1
-                        )));
-                    }
-                    Some(deadline - now)
-                }
-                None => None,
-            };
-            let timeout = remaining.map_or(self.options.request_timeout, |r| {
-                r.min(self.options.request_timeout)
-            });
+            let timeout = self.attempt_timeout(request, call, attempt)?;
             let result = self.observed_attempt(request, call, timeout, attempt).await;
             let (decision, error) = match result {
                 Ok(Attempt::Success(mut response)) => {
@@ -304,20 +287,54 @@ impl UpstreamClient {
             {
                 return Err(error);
             }
-            if self.options.verbosity >= 2 && self.logs(LogLevel::Warning) {
-                tracing::warn!(
-                    connection = %self.options.connection,
-                    operation = %request.operation_id,
-                    attempt,
-                    wait_ms = wait.as_millis() as u64,
-                    error = %error,
-                    "retrying upstream call"
-                );
-            }
-            crate::telemetry::record_retry(&self.options.connection);
-            tracing::debug!(target: crate::telemetry::SPAN_EVENTS, attempt, wait_ms = wait.as_secs_f64() * 1e3, "retrying");
+            self.note_retry(request, attempt, wait, &error);
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// How long attempt number `attempt` may take: the request timeout, or less when the call's
+    /// deadline is nearer; an error once the deadline has passed.
+    fn attempt_timeout(
+        &self,
+        request: &UpstreamRequest,
+        call: &CallOptions,
+        attempt: u32,
+    ) -> Result<Duration, EngineError> {
+        let Some(deadline) = call.deadline else {
+            return Ok(self.options.request_timeout);
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(EngineError::DeadlineExceeded(format!(
+                "{} {} not completed before the deadline ({} attempts)",
+                method_name(request.method),
+                request.operation_id,
+                attempt - 1
+            )));
+        }
+        Ok((deadline - now).min(self.options.request_timeout))
+    }
+
+    /// A retry in the log (as the connection's verbosity asks), the metrics and the call's span.
+    fn note_retry(
+        &self,
+        request: &UpstreamRequest,
+        attempt: u32,
+        wait: Duration,
+        error: &EngineError,
+    ) {
+        if self.options.verbosity >= 2 && self.logs(LogLevel::Warning) {
+            tracing::warn!(
+                connection = %self.options.connection,
+                operation = %request.operation_id,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                error = %error,
+                "retrying upstream call"
+            );
+        }
+        crate::telemetry::record_retry(&self.options.connection);
+        tracing::debug!(target: crate::telemetry::SPAN_EVENTS, attempt, wait_ms = wait.as_secs_f64() * 1e3, "retrying");
     }
 
     /// One attempt inside its `upstream` span (method, path template — never ids —, status,
@@ -386,6 +403,47 @@ impl UpstreamClient {
         call: &CallOptions,
         timeout: Duration,
     ) -> Result<Attempt, EngineError> {
+        self.log_request(request);
+        let builder = self.request(request, call, timeout);
+        let response = builder.send().await.map_err(|e| transport_error(&e))?;
+        let status = response.status().as_u16();
+        let meta = self.dialect.response_meta(response.headers());
+        let request_id = meta.request_id;
+        let decision = (!(200..300).contains(&status))
+            .then(|| self.dialect.classify(status, response.headers()));
+        let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
+        if self.options.verbosity >= 5 && self.logs(LogLevel::Debug) {
+            tracing::debug!(connection = %self.options.connection, status, request_id = ?request_id, body = %redact_body(&bytes), "upstream response detail");
+        }
+        if self.options.proxy.is_some() && self.dialect.answered_by_proxy(status, &bytes) {
+            // Forwarded through the proxy, and the proxy itself answered, not the upstream.
+            return Err(EngineError::ProxyAuthentication(format!(
+                "HTTP {status} from the proxy"
+            )));
+        }
+        match decision {
+            None => Ok(Attempt::Success(UpstreamResponse {
+                status,
+                body: bytes,
+                request_id,
+                replayed: meta.replayed,
+                attempts: 1,
+            })),
+            Some(decision) => Ok(Attempt::Failure {
+                error: self.dialect.error(status, &bytes, request_id),
+                decision,
+            }),
+        }
+    }
+
+    /// The HTTP request: the base URL with the request's path, the dialect's authorising headers,
+    /// the query, a POST's body (JSON or form, always with a content type) and idempotency key.
+    fn request(
+        &self,
+        request: &UpstreamRequest,
+        call: &CallOptions,
+        timeout: Duration,
+    ) -> reqwest::RequestBuilder {
         let mut url = self.base.clone();
         url.set_path(&format!(
             "{}{}",
@@ -422,6 +480,11 @@ impl UpstreamClient {
                 builder = builder.header(idempotency.header, key);
             }
         }
+        builder
+    }
+
+    /// Logs the request as the connection's verbosity and log level ask (secrets redacted).
+    fn log_request(&self, request: &UpstreamRequest) {
         if self.options.verbosity >= 3 && self.logs(LogLevel::Info) {
             tracing::info!(
                 connection = %self.options.connection,
@@ -440,35 +503,6 @@ impl UpstreamClient {
                 json = %request.json.as_ref().map_or_else(String::new, redact_object),
                 "upstream request detail"
             );
-        }
-        let response = builder.send().await.map_err(|e| transport_error(&e))?;
-        let status = response.status().as_u16();
-        let meta = self.dialect.response_meta(response.headers());
-        let request_id = meta.request_id;
-        let decision = (!(200..300).contains(&status))
-            .then(|| self.dialect.classify(status, response.headers()));
-        let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
-        if self.options.verbosity >= 5 && self.logs(LogLevel::Debug) {
-            tracing::debug!(connection = %self.options.connection, status, request_id = ?request_id, body = %redact_body(&bytes), "upstream response detail");
-        }
-        if self.options.proxy.is_some() && self.dialect.answered_by_proxy(status, &bytes) {
-            // Forwarded through the proxy, and the proxy itself answered, not the upstream.
-            return Err(EngineError::ProxyAuthentication(format!(
-                "HTTP {status} from the proxy"
-            )));
-        }
-        match decision {
-            None => Ok(Attempt::Success(UpstreamResponse {
-                status,
-                body: bytes,
-                request_id,
-                replayed: meta.replayed,
-                attempts: 1,
-            })),
-            Some(decision) => Ok(Attempt::Failure {
-                error: self.dialect.error(status, &bytes, request_id),
-                decision,
-            }),
         }
     }
 }
