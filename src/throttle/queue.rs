@@ -193,6 +193,18 @@ impl WaitingRoom {
                 retry_after,
             });
         };
+        self.first_in_line(capacity, entered, deadline).await
+    }
+
+    /// At the head of the line (the turnstile held): takes the first slot that frees up, waking
+    /// when one should have or when the capacity changes; refused when none will free up before
+    /// the deadline.
+    async fn first_in_line<C: Capacity>(
+        &self,
+        capacity: &C,
+        entered: Instant,
+        deadline: Instant,
+    ) -> Result<Taken, Refused> {
         loop {
             let mut changed = pin!(self.capacity_changed.notified());
             // Register before looking, so a change between the look and the sleep is not missed.
