@@ -178,46 +178,7 @@ where
         let start = Instant::now();
         let (service, method) = operation(request.uri().path());
         let (service, method) = (service.to_owned(), method.to_owned());
-        // The caller's W3C trace context, read once: its trace id for log lines, its flags for
-        // sampling.
-        let parent = request
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(traceparent);
-        let sampled =
-            otel::sample_call(parent.and_then(|(_, flags)| u8::from_str_radix(flags, 16).ok()));
-        let traced = sampled || super::logs_show_calls();
-        let span = if !traced {
-            tracing::Span::none()
-        } else {
-            otel::starting_call(sampled, || {
-                tracing::info_span!(
-                    "grpc.call",
-                    otel.name = %format_args!("{service}/{method}"),
-                    otel.kind = "server",
-                    otel.status_code = Empty,
-                    rpc.system = "grpc",
-                    rpc.service = %service,
-                    rpc.method = %method,
-                    rpc.grpc.status_code = Empty,
-                    connection = Empty,
-                    entity_type = Empty,
-                    action = Empty,
-                    error.reason = Empty,
-                    trace_id = Empty,
-                )
-            })
-        };
-        let exported_trace = if sampled {
-            otel::adopt_parent(&span, request.headers())
-        } else {
-            None
-        };
-        let trace_id = exported_trace.or_else(|| parent.map(|(trace, _)| trace.to_owned()));
-        if let Some(id) = &trace_id {
-            span.record("trace_id", id.as_str());
-        }
+        let (span, sampled, traced) = call_span(request.headers(), &service, &method);
         let note = Arc::new(CallNote {
             sampled,
             traced,
@@ -238,13 +199,7 @@ where
                         Ok(response) => outcome(response.headers()),
                         Err(_) => (2, None),
                     };
-                    finished_span.record("rpc.grpc.status_code", i64::from(code));
-                    if let Some(reason) = &reason {
-                        finished_span.record("error.reason", reason.as_str());
-                    }
-                    if is_server_error(code) {
-                        finished_span.record("otel.status_code", "ERROR");
-                    }
+                    finished(&finished_span, code, reason.as_deref());
                     let throttle = reason
                         .as_deref()
                         .filter(|r| code == 8 && THROTTLE_REASONS.contains(r));
@@ -261,6 +216,65 @@ where
                 .instrument(span),
             ),
         )
+    }
+}
+
+/// The call's span and whether it is sampled (exported) and traced (exported, or context of log
+/// lines). The caller's W3C trace context is read once: its trace id for log lines, its flags for
+/// sampling. An untraced call gets no span at all.
+fn call_span(
+    headers: &http::HeaderMap,
+    service: &str,
+    method: &str,
+) -> (tracing::Span, bool, bool) {
+    let parent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(traceparent);
+    let sampled =
+        otel::sample_call(parent.and_then(|(_, flags)| u8::from_str_radix(flags, 16).ok()));
+    let traced = sampled || super::logs_show_calls();
+    let span = if !traced {
+        tracing::Span::none()
+    } else {
+        otel::starting_call(sampled, || {
+            tracing::info_span!(
+                "grpc.call",
+                otel.name = %format_args!("{service}/{method}"),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = Empty,
+                connection = Empty,
+                entity_type = Empty,
+                action = Empty,
+                error.reason = Empty,
+                trace_id = Empty,
+            )
+        })
+    };
+    let exported_trace = if sampled {
+        otel::adopt_parent(&span, headers)
+    } else {
+        None
+    };
+    let trace_id = exported_trace.or_else(|| parent.map(|(trace, _)| trace.to_owned()));
+    if let Some(id) = &trace_id {
+        span.record("trace_id", id.as_str());
+    }
+    (span, sampled, traced)
+}
+
+/// Records the call's gRPC status and error reason on its span.
+fn finished(span: &tracing::Span, code: i32, reason: Option<&str>) {
+    span.record("rpc.grpc.status_code", i64::from(code));
+    if let Some(reason) = reason {
+        span.record("error.reason", reason);
+    }
+    if is_server_error(code) {
+        span.record("otel.status_code", "ERROR");
     }
 }
 
