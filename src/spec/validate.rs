@@ -9,7 +9,7 @@ use super::SpecError;
 use super::files::{ACTIONS_DIR, CONNECTOR_FILE, ENTITIES_DIR};
 use super::model::{
     ActionSpec, ConnectorSpec, EntitySpec, FieldSpec, HttpMethod, OperationKind, OperationSpec,
-    ParamLocation, ResultShape,
+    ParamLocation, ParamSpec, ResultShape,
 };
 use super::naming::{is_pascal_case, path_shape, placeholders};
 
@@ -343,63 +343,10 @@ fn check_operation(file: &str, at: &str, op: &OperationSpec) -> Result<(), SpecE
         ));
     }
     let path_placeholders = placeholders(&op.path);
-    let mut names = BTreeSet::new();
-    let mut sources = BTreeSet::new();
+    let mut seen = Seen::default();
     for (index, param) in op.params.iter().enumerate() {
-        let here = |what: &str| format!("{at}.params[{index}].{what}");
-        if !is_pascal_case(&param.name) {
-            return Err(SpecError::invalid(
-                file,
-                here("name"),
-                format!("\"{}\" is not PascalCase", param.name),
-            ));
-        }
-        if !names.insert(param.name.as_str()) {
-            return Err(SpecError::invalid(
-                file,
-                here("name"),
-                format!("duplicate parameter \"{}\"", param.name),
-            ));
-        }
-        if param.source.is_empty() || !sources.insert((param.location as u8, param.source.as_str()))
-        {
-            return Err(SpecError::invalid(
-                file,
-                here("source"),
-                format!("empty or duplicate source \"{}\"", param.source),
-            ));
-        }
-        match param.location {
-            ParamLocation::Path if !path_placeholders.contains(&param.source.as_str()) => {
-                return Err(SpecError::invalid(
-                    file,
-                    here("source"),
-                    format!("no placeholder {{{}}} in \"{}\"", param.source, op.path),
-                ));
-            }
-            ParamLocation::Path if !param.required => {
-                return Err(SpecError::invalid(
-                    file,
-                    here("required"),
-                    "path parameters are required",
-                ));
-            }
-            ParamLocation::Body if op.method == HttpMethod::Get => {
-                return Err(SpecError::invalid(
-                    file,
-                    here("location"),
-                    "GET operations take no body",
-                ));
-            }
-            _ => {}
-        }
-        if !param.json_schema.is_object() {
-            return Err(SpecError::invalid(
-                file,
-                here("json_schema"),
-                "must be a JSON object",
-            ));
-        }
+        let at = format!("{at}.params[{index}]");
+        check_param(file, &at, op, param, &path_placeholders, &mut seen)?;
     }
     for placeholder in path_placeholders {
         let covered = op
@@ -413,6 +360,83 @@ fn check_operation(file: &str, at: &str, op: &OperationSpec) -> Result<(), SpecE
                 format!("placeholder {{{placeholder}}} has no path parameter"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// The parameter names and sources an operation's earlier parameters took.
+#[derive(Default)]
+struct Seen<'a> {
+    names: BTreeSet<&'a str>,
+    sources: BTreeSet<(u8, &'a str)>,
+}
+
+/// One parameter's rules: a unique PascalCase name, a unique source, a path parameter's
+/// placeholder and requiredness, no body on a GET, a JSON-object schema.
+fn check_param<'a>(
+    file: &str,
+    at: &str,
+    op: &OperationSpec,
+    param: &'a ParamSpec,
+    path_placeholders: &[&str],
+    seen: &mut Seen<'a>,
+) -> Result<(), SpecError> {
+    let here = |what: &str| format!("{at}.{what}");
+    if !is_pascal_case(&param.name) {
+        return Err(SpecError::invalid(
+            file,
+            here("name"),
+            format!("\"{}\" is not PascalCase", param.name),
+        ));
+    }
+    if !seen.names.insert(param.name.as_str()) {
+        return Err(SpecError::invalid(
+            file,
+            here("name"),
+            format!("duplicate parameter \"{}\"", param.name),
+        ));
+    }
+    if param.source.is_empty()
+        || !seen
+            .sources
+            .insert((param.location as u8, param.source.as_str()))
+    {
+        return Err(SpecError::invalid(
+            file,
+            here("source"),
+            format!("empty or duplicate source \"{}\"", param.source),
+        ));
+    }
+    match param.location {
+        ParamLocation::Path if !path_placeholders.contains(&param.source.as_str()) => {
+            return Err(SpecError::invalid(
+                file,
+                here("source"),
+                format!("no placeholder {{{}}} in \"{}\"", param.source, op.path),
+            ));
+        }
+        ParamLocation::Path if !param.required => {
+            return Err(SpecError::invalid(
+                file,
+                here("required"),
+                "path parameters are required",
+            ));
+        }
+        ParamLocation::Body if op.method == HttpMethod::Get => {
+            return Err(SpecError::invalid(
+                file,
+                here("location"),
+                "GET operations take no body",
+            ));
+        }
+        _ => {}
+    }
+    if !param.json_schema.is_object() {
+        return Err(SpecError::invalid(
+            file,
+            here("json_schema"),
+            "must be a JSON object",
+        ));
     }
     Ok(())
 }
