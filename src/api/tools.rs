@@ -233,32 +233,7 @@ impl ServiceCall<'_> {
         let state = self.state;
         let type_name = names::entity_type_name(self.connection, entity);
         match kind {
-            OperationKind::List => {
-                let page_size = take_page_size(&mut args)?;
-                let page_token = take_string(&mut args, PAGE_TOKEN)?;
-                let conditions = take_string(&mut args, CONDITIONS)?;
-                refuse_unknown(&args)?;
-                let request = self.request(pb::ListEntitiesRequest {
-                    parent: type_name,
-                    page_size,
-                    page_token,
-                    conditions,
-                    ..Default::default()
-                });
-                let page = state.list_entities(request).await?.into_inner();
-                let entities: Vec<Value> = page
-                    .entities
-                    .iter()
-                    .map(|e| Value::Object(struct_or_empty(e.fields.as_ref())))
-                    .collect();
-                let mut out = Map::new();
-                out.insert("entities".to_owned(), Value::Array(entities));
-                out.insert(
-                    "next_page_token".to_owned(),
-                    Value::String(page.next_page_token),
-                );
-                Ok(out)
-            }
+            OperationKind::List => self.list(type_name, args).await,
             OperationKind::Get => {
                 let name = self.entity_name(entity, &mut args)?;
                 refuse_unknown(&args)?;
@@ -292,20 +267,61 @@ impl ServiceCall<'_> {
                 });
                 Ok(fields_of(state.update_entity(request).await?.into_inner()))
             }
-            OperationKind::Delete => {
-                let request_id = take_string(&mut args, REQUEST_ID)?;
-                let id = args.get("Id").cloned().unwrap_or(Value::Null);
-                let name = self.entity_name(entity, &mut args)?;
-                refuse_unknown(&args)?;
-                state
-                    .delete_entity(self.request(pb::DeleteEntityRequest { name, request_id }))
-                    .await?;
-                let mut out = Map::new();
-                out.insert("deleted".to_owned(), Value::Bool(true));
-                out.insert("Id".to_owned(), id);
-                Ok(out)
-            }
+            OperationKind::Delete => self.delete(entity, args).await,
         }
+    }
+
+    /// ListEntities: a page of the entity type's records and the token of the next.
+    async fn list(
+        &self,
+        type_name: String,
+        mut args: Map<String, Value>,
+    ) -> Result<Map<String, Value>, Status> {
+        let state = self.state;
+        let page_size = take_page_size(&mut args)?;
+        let page_token = take_string(&mut args, PAGE_TOKEN)?;
+        let conditions = take_string(&mut args, CONDITIONS)?;
+        refuse_unknown(&args)?;
+        let request = self.request(pb::ListEntitiesRequest {
+            parent: type_name,
+            page_size,
+            page_token,
+            conditions,
+            ..Default::default()
+        });
+        let page = state.list_entities(request).await?.into_inner();
+        let entities: Vec<Value> = page
+            .entities
+            .iter()
+            .map(|e| Value::Object(struct_or_empty(e.fields.as_ref())))
+            .collect();
+        let mut out = Map::new();
+        out.insert("entities".to_owned(), Value::Array(entities));
+        out.insert(
+            "next_page_token".to_owned(),
+            Value::String(page.next_page_token),
+        );
+        Ok(out)
+    }
+
+    /// DeleteEntity: `{"deleted": true, "Id": …}`.
+    async fn delete(
+        &self,
+        entity: &str,
+        mut args: Map<String, Value>,
+    ) -> Result<Map<String, Value>, Status> {
+        let state = self.state;
+        let request_id = take_string(&mut args, REQUEST_ID)?;
+        let id = args.get("Id").cloned().unwrap_or(Value::Null);
+        let name = self.entity_name(entity, &mut args)?;
+        refuse_unknown(&args)?;
+        state
+            .delete_entity(self.request(pb::DeleteEntityRequest { name, request_id }))
+            .await?;
+        let mut out = Map::new();
+        out.insert("deleted".to_owned(), Value::Bool(true));
+        out.insert("Id".to_owned(), id);
+        Ok(out)
     }
 
     /// The entity's resource name from its key arguments (parent ids, then `Id`), which it
