@@ -13,8 +13,8 @@
 //! identical, and the service's peak resident memory (VmHWM).
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use connector_runtime::api::pb;
 use connector_runtime::api::pb::connection_service_client::ConnectionServiceClient;
@@ -23,24 +23,11 @@ use connector_runtime::api::pb::export_entities_response::Item;
 use futures::StreamExt;
 use tonic::transport::Channel;
 
+#[path = "../tests/common/process.rs"]
+mod process;
+use process::{ChildGuard, free_port, wait_for_port};
+
 const PARALLELISM: i32 = 32;
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Peak resident memory of a process, in KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -55,15 +42,10 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 async fn wait_for(port: u16) {
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(wait_for_port(port).await, "nothing listens on port {port}");
 }
 
-fn start_sandbox() -> (Process, String, u16) {
+fn start_sandbox() -> (ChildGuard, String, u16) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_connector-runtime"))
         .args(["sandbox", "--rate-limit", "0", "--listen"])
@@ -72,7 +54,7 @@ fn start_sandbox() -> (Process, String, u16) {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting the sandbox");
-    (Process(child), format!("http://127.0.0.1:{port}"), port)
+    (ChildGuard(child), format!("http://127.0.0.1:{port}"), port)
 }
 
 async fn patch(sandbox: &str, body: &'static str) {
@@ -115,7 +97,7 @@ async fn seed(sandbox: &str, count: usize) {
 
 /// The service (release binary) with nodes and budget that do not bind, and a connection
 /// `bench` to `sandbox`.
-async fn start_service(dir: &std::path::Path, sandbox: &str) -> (Process, u32, Channel) {
+async fn start_service(dir: &std::path::Path, sandbox: &str) -> (ChildGuard, u32, Channel) {
     let port = free_port();
     let config = dir.join("service.toml");
     std::fs::write(
@@ -162,7 +144,7 @@ async fn start_service(dir: &std::path::Path, sandbox: &str) -> (Process, u32, C
         })
         .await
         .unwrap();
-    (Process(child), pid, channel)
+    (ChildGuard(child), pid, channel)
 }
 
 fn id_of(name: &str) -> String {

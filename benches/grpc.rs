@@ -7,7 +7,7 @@
 //! The service runs as its own process (the release binary), with the built-in sandbox as the
 //! backend, the sandbox's rate limit off and nodes ample, so throttling does not bind.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,18 +18,13 @@ use connector_runtime::api::pb::entity_service_client::EntityServiceClient;
 use serde_json::json;
 use tonic::transport::Channel;
 
+#[path = "../tests/common/process.rs"]
+mod process;
+use process::{ChildGuard, free_port, wait_for_port};
+
 #[path = "common/otlp_receiver.rs"]
 mod otlp_receiver;
 use otlp_receiver::CountingReceiver;
-
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -93,14 +88,6 @@ fn clock_ticks_per_second() -> f64 {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Figures {
     calls: usize,
     seconds: f64,
@@ -152,7 +139,11 @@ where
 }
 
 /// Starts the release binary with the sandbox (rate limit off) and `extra` settings.
-async fn spawn_service(dir: &std::path::Path, name: &str, extra: &str) -> (Service, u32, Channel) {
+async fn spawn_service(
+    dir: &std::path::Path,
+    name: &str,
+    extra: &str,
+) -> (ChildGuard, u32, Channel) {
     let port = free_port();
     let config = dir.join(format!("{name}.toml"));
     let data = dir.join(format!("{name}-data"));
@@ -172,7 +163,7 @@ async fn spawn_service(dir: &std::path::Path, name: &str, extra: &str) -> (Servi
         .spawn()
         .expect("starting the service");
     let pid = child.id();
-    let service = Service(child);
+    let service = ChildGuard(child);
     let addr = format!("http://127.0.0.1:{port}");
     let channel = loop {
         match Channel::from_shared(addr.clone()).unwrap().connect().await {
@@ -280,35 +271,12 @@ async fn main() {
         Duration::from_secs(10)
     };
     let dir = tempfile::tempdir().unwrap();
-    // The backend: the sandbox in its own process, its rate limit off.
-    let sandbox_port = free_port();
-    let sandbox = format!("http://127.0.0.1:{sandbox_port}");
-    let sandbox_service = Service(
-        Command::new(env!("CARGO_BIN_EXE_connector-runtime"))
-            .args([
-                "sandbox",
-                "--rate-limit",
-                "0",
-                "--listen",
-                &format!("127.0.0.1:{sandbox_port}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the sandbox"),
-    );
-    let sandbox_pid = sandbox_service.0.id();
-    while tokio::net::TcpStream::connect(("127.0.0.1", sandbox_port))
-        .await
-        .is_err()
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (_sandbox_process, sandbox_pid, sandbox) = start_sandbox().await;
     if std::env::args().any(|a| a == "telemetry") {
         telemetry_overhead(dir.path(), &sandbox, duration).await;
         return;
     }
-    let (_service, pid, channel) = spawn_service(
+    let (service, pid, channel) = spawn_service(
         dir.path(),
         "ample",
         &format!(
@@ -317,8 +285,65 @@ async fn main() {
         ),
     )
     .await;
-    let mut entities = EntityServiceClient::new(channel.clone());
-    let created = entities
+    let name = create_customer(&channel).await;
+    let id = name.rsplit('/').next().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_kib = rss_kib(pid);
+    if !only_gone {
+        let target = Target {
+            channel: channel.clone(),
+            name,
+            direct_url: format!("{sandbox}/v1/customers/{id}"),
+            pids: [std::process::id(), pid, sandbox_pid],
+        };
+        hot_path(&target, duration, idle_kib).await;
+    }
+    drop(channel);
+    drop(service);
+
+    // Node pools through gRPC against the sandbox (its rate limit off), default node rate 6/s.
+    let (_throttled_service, _pid, channel) = spawn_service(
+        dir.path(),
+        "pools",
+        "[nodes.stripe_budget]\ntest = 1000000\nlive = 1000000\n",
+    )
+    .await;
+    if !only_gone {
+        pool_precision(&channel, &sandbox, duration).await;
+        reaction(&channel, &sandbox, duration).await;
+    }
+    callers_that_have_gone(&channel, &sandbox, &id, quick).await;
+    if !only_gone {
+        println!();
+        telemetry_overhead(dir.path(), &sandbox, duration).await;
+    }
+}
+
+/// The backend: the sandbox in its own process, its rate limit off; its pid and base URL.
+async fn start_sandbox() -> (ChildGuard, u32, String) {
+    let port = free_port();
+    let process = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_connector-runtime"))
+            .args([
+                "sandbox",
+                "--rate-limit",
+                "0",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the sandbox"),
+    );
+    let pid = process.0.id();
+    assert!(wait_for_port(port).await, "the sandbox did not start");
+    (process, pid, format!("http://127.0.0.1:{port}"))
+}
+
+/// Creates the customer the hot path reads; its resource name.
+async fn create_customer(channel: &Channel) -> String {
+    EntityServiceClient::new(channel.clone())
         .create_entity(pb::CreateEntityRequest {
             parent: "connections/bench/entityTypes/Customer".to_owned(),
             entity: Some(pb::Entity {
@@ -333,212 +358,240 @@ async fn main() {
         })
         .await
         .unwrap()
-        .into_inner();
-    let name = created.name.clone();
-    let id = name.rsplit('/').next().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_kib = rss_kib(pid);
+        .into_inner()
+        .name
+}
 
-    if !only_gone {
-        let http = reqwest::Client::builder().build().unwrap();
-        let direct_url = format!("{sandbox}/v1/customers/{id}");
+/// What the hot path reads, and the processes whose CPU it meters (bench, service, sandbox).
+struct Target {
+    channel: Channel,
+    /// The entity's resource name, through the runtime.
+    name: String,
+    /// The same object's URL on the sandbox.
+    direct_url: String,
+    pids: [u32; 3],
+}
+
+/// One row of the hot path: the three paths at one number of callers, with CPU per call.
+struct HotPathRow {
+    callers: usize,
+    direct: Figures,
+    runtime: Figures,
+    grpc_only: Figures,
+    direct_cpu: [f64; 3],
+    runtime_cpu: [f64; 3],
+    loaded_kib: u64,
+}
+
+/// GetEntity through the runtime against the same GET straight to the sandbox, at 1 and 32
+/// callers: the table, the added latency and throughput ratio, CPU per call, and memory.
+async fn hot_path(target: &Target, duration: Duration, idle_kib: u64) {
+    println!(
+        "GetEntity through the runtime vs the same GET straight to the sandbox ({}s per phase)",
+        duration.as_secs()
+    );
+    println!("| path | callers | calls/s | p50 | p99 |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
+    for callers in [1usize, 32] {
+        let row = hot_path_row(target, callers, duration).await;
+        for (path, f) in [
+            ("direct HTTP", &row.direct),
+            ("through runtime (gRPC)", &row.runtime),
+            ("gRPC only, no upstream (CheckReadiness)", &row.grpc_only),
+        ] {
+            println!(
+                "| {path} | {callers} | {:.0} | {:.0} µs | {:.0} µs |",
+                f.calls as f64 / f.seconds,
+                f.p50.as_secs_f64() * 1e6,
+                f.p99.as_secs_f64() * 1e6
+            );
+        }
+        rows.push(row);
+    }
+    for row in &rows {
+        let (callers, direct, runtime) = (row.callers, &row.direct, &row.runtime);
+        let added = runtime.p50.as_secs_f64() * 1e6 - direct.p50.as_secs_f64() * 1e6;
+        let ratio = (runtime.calls as f64 / runtime.seconds)
+            / (direct.calls as f64 / direct.seconds)
+            * 100.0;
         println!(
-            "GetEntity through the runtime vs the same GET straight to the sandbox ({}s per phase)",
-            duration.as_secs()
+            "callers {callers}: added p50 latency {added:.0} µs; runtime throughput {ratio:.0} % of direct"
         );
-        println!("| path | callers | calls/s | p50 | p99 |");
-        println!("|---|---:|---:|---:|---:|");
-        let mut loaded_kib = 0;
-        let mut results = Vec::new();
-        for callers in [1usize, 32] {
-            let http = http.clone();
-            let url = direct_url.clone();
-            let pids = [std::process::id(), pid, sandbox_pid];
-            let meter = CpuMeter::start(pids);
-            let direct = run_phase(callers, duration, move || {
-                let http = http.clone();
-                let url = url.clone();
-                async move {
-                    let response = http
-                        .get(&url)
-                        .bearer_auth("sk_test_bench")
-                        .header("Stripe-Version", "2023-08-16")
-                        .send()
-                        .await
-                        .unwrap();
-                    assert!(response.status().is_success());
-                    let _ = response.bytes().await.unwrap();
-                }
-            })
-            .await;
-            let direct_cpu = meter.per_call(direct.calls);
-            let channel_for_reference = channel.clone();
-            let channel = channel.clone();
-            let entity = name.clone();
-            let sampler = tokio::spawn(async move {
-                let mut max = 0;
-                let start = Instant::now();
-                while start.elapsed() < duration {
-                    max = max.max(rss_kib(pid));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                max
-            });
-            let meter = CpuMeter::start(pids);
-            let runtime = run_phase(callers, duration, move || {
-                let mut client = EntityServiceClient::new(channel.clone());
-                let name = entity.clone();
-                async move {
-                    client
-                        .get_entity(pb::GetEntityRequest { name })
-                        .await
-                        .unwrap();
-                }
-            })
-            .await;
-            let runtime_cpu = meter.per_call(runtime.calls);
-            loaded_kib = loaded_kib.max(sampler.await.unwrap());
-            // For reference: the gRPC hop alone, a call the runtime answers without going upstream.
-            let reference_channel = channel_for_reference.clone();
-            let grpc_only = run_phase(callers, duration, move || {
-                let mut client = ConnectionServiceClient::new(reference_channel.clone());
-                async move {
-                    client
-                        .check_readiness(pb::CheckReadinessRequest {
-                            name: "connections/bench".to_owned(),
-                        })
-                        .await
-                        .unwrap();
-                }
-            })
-            .await;
-            for (path, f) in [
-                ("direct HTTP", &direct),
-                ("through runtime (gRPC)", &runtime),
-                ("gRPC only, no upstream (CheckReadiness)", &grpc_only),
-            ] {
-                println!(
-                    "| {path} | {callers} | {:.0} | {:.0} µs | {:.0} µs |",
-                    f.calls as f64 / f.seconds,
-                    f.p50.as_secs_f64() * 1e6,
-                    f.p99.as_secs_f64() * 1e6
-                );
-            }
-            results.push((callers, direct, runtime, direct_cpu, runtime_cpu));
-        }
-        for (callers, direct, runtime, direct_cpu, runtime_cpu) in &results {
-            let added = runtime.p50.as_secs_f64() * 1e6 - direct.p50.as_secs_f64() * 1e6;
-            let ratio = (runtime.calls as f64 / runtime.seconds)
-                / (direct.calls as f64 / direct.seconds)
-                * 100.0;
-            println!(
-                "callers {callers}: added p50 latency {added:.0} µs; runtime throughput {ratio:.0} % of direct"
-            );
-            // CPU per call is what the machine's load moves least: compare builds by it.
-            let [client, _, backend] = direct_cpu;
-            let [grpc_client, service, runtime_backend] = runtime_cpu;
-            println!(
-                "callers {callers}: CPU per call: direct: client {client:.1} µs, sandbox {backend:.1} µs; \
-                 through the runtime: client {grpc_client:.1} µs, service {service:.1} µs, sandbox {runtime_backend:.1} µs"
-            );
-        }
+        // CPU per call is what the machine's load moves least: compare builds by it.
+        let [client, _, backend] = row.direct_cpu;
+        let [grpc_client, service, runtime_backend] = row.runtime_cpu;
         println!(
-            "service resident memory: idle {:.1} MB, loaded (max) {:.1} MB",
-            idle_kib as f64 / 1024.0,
-            loaded_kib as f64 / 1024.0
+            "callers {callers}: CPU per call: direct: client {client:.1} µs, sandbox {backend:.1} µs; \
+             through the runtime: client {grpc_client:.1} µs, service {service:.1} µs, sandbox {runtime_backend:.1} µs"
         );
     }
-    drop(channel);
-    drop(_service);
+    let loaded_kib = rows.iter().map(|row| row.loaded_kib).max().unwrap_or(0);
+    println!(
+        "service resident memory: idle {:.1} MB, loaded (max) {:.1} MB",
+        idle_kib as f64 / 1024.0,
+        loaded_kib as f64 / 1024.0
+    );
+}
 
-    // Node pools through gRPC against the sandbox (its rate limit off), default node rate 6/s.
-    let (_throttled_service, _pid, channel) = spawn_service(
-        dir.path(),
-        "pools",
-        "[nodes.stripe_budget]\ntest = 1000000\nlive = 1000000\n",
-    )
+/// The three paths one after the other at `callers` callers.
+async fn hot_path_row(target: &Target, callers: usize, duration: Duration) -> HotPathRow {
+    let http = reqwest::Client::builder().build().unwrap();
+    let url = target.direct_url.clone();
+    let meter = CpuMeter::start(target.pids);
+    let direct = run_phase(callers, duration, move || {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let response = http
+                .get(&url)
+                .bearer_auth("sk_test_bench")
+                .header("Stripe-Version", "2023-08-16")
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+            let _ = response.bytes().await.unwrap();
+        }
+    })
     .await;
-    if !only_gone {
-        let warmup = 1.0;
-        println!();
-        println!(
-            "Node pool precision through gRPC → runtime → sandbox: offered load twice the capacity, {}s measured after a {warmup}s warm-up",
-            duration.as_secs()
-        );
-        println!(
-            "| nodes | capacity/s | offered/s | admitted/s | error | busiest 1 s window | refused |"
-        );
-        println!("|---:|---:|---:|---:|---:|---:|---:|");
-        for nodes in [2i32, 10, 50] {
-            let id = format!("fixed-{nodes}");
-            sandbox_connection(&channel, &id, &sandbox, nodes, nodes).await;
-            let capacity = f64::from(nodes) * 6.0;
-            let total = Duration::from_secs_f64(warmup) + duration;
-            let (admitted, refused) = offer(&channel, &id, total, |_| capacity * 2.0).await;
-            let end = warmup + duration.as_secs_f64();
-            let measured = admitted
-                .iter()
-                .filter(|t| **t >= warmup && **t < end)
-                .count() as f64
-                / duration.as_secs_f64();
-            println!(
-                "| {nodes} | {capacity:.0} | {:.0} | {measured:.2} | {:+.2} % | {} | {refused} |",
-                capacity * 2.0,
-                (measured - capacity) / capacity * 100.0,
-                busiest_second(&admitted, warmup, end)
-            );
+    let direct_cpu = meter.per_call(direct.calls);
+    let service_pid = target.pids[1];
+    let sampler = tokio::spawn(async move {
+        let mut max = 0;
+        let start = Instant::now();
+        while start.elapsed() < duration {
+            max = max.max(rss_kib(service_pid));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-
-        // Reaction: 6 calls/s, then a step to 150 calls/s at t = 3.5 s; min 2, max 50 nodes.
-        sandbox_connection(&channel, "autoscaled", &sandbox, 2, 50).await;
-        let step_at = 3.5;
-        let total = Duration::from_secs_f64(step_at) + duration.min(Duration::from_secs(6));
-        let watcher_channel = channel.clone();
-        let watcher = tokio::spawn(async move {
-            let start = Instant::now();
-            let mut enough_at = None;
-            let mut most = 0;
-            while start.elapsed() < total {
-                let c = ConnectionServiceClient::new(watcher_channel.clone())
-                    .get_connection(pb::GetConnectionRequest {
-                        name: "connections/autoscaled".to_owned(),
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner();
-                let nodes = c.node_status.map(|n| n.current_nodes).unwrap_or(0);
-                most = most.max(nodes);
-                let t = start.elapsed().as_secs_f64();
-                if t >= step_at && nodes * 6 >= 150 && enough_at.is_none() {
-                    enough_at = Some(t - step_at);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (enough_at, most)
-        });
-        let (admitted, refused) = offer(&channel, "autoscaled", total, |t| {
-            if t < step_at { 6.0 } else { 150.0 }
-        })
-        .await;
-        let (enough_at, most) = watcher.await.unwrap();
-        println!();
-        println!(
-            "Reaction through gRPC: step from 6 to 150 calls/s at t = {step_at}s (min 2, max 50 nodes)"
-        );
-        println!("| measure | value |");
-        println!("|---|---:|");
-        println!(
-            "| time from the step to enough nodes (nodes × 6 ≥ 150) | {} |",
-            enough_at.map_or("not reached".to_owned(), |t| format!("{t:.2} s"))
-        );
-        println!("| most nodes | {most} |");
-        println!("| calls admitted | {} |", admitted.len());
-        println!("| calls refused (RESOURCE_EXHAUSTED) | {refused} |");
+        max
+    });
+    let meter = CpuMeter::start(target.pids);
+    let (channel, entity) = (target.channel.clone(), target.name.clone());
+    let runtime = run_phase(callers, duration, move || {
+        let mut client = EntityServiceClient::new(channel.clone());
+        let name = entity.clone();
+        async move {
+            client
+                .get_entity(pb::GetEntityRequest { name })
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let runtime_cpu = meter.per_call(runtime.calls);
+    let loaded_kib = sampler.await.unwrap();
+    // For reference: the gRPC hop alone, a call the runtime answers without going upstream.
+    let channel = target.channel.clone();
+    let grpc_only = run_phase(callers, duration, move || {
+        let mut client = ConnectionServiceClient::new(channel.clone());
+        async move {
+            client
+                .check_readiness(pb::CheckReadinessRequest {
+                    name: "connections/bench".to_owned(),
+                })
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    HotPathRow {
+        callers,
+        direct,
+        runtime,
+        grpc_only,
+        direct_cpu,
+        runtime_cpu,
+        loaded_kib,
     }
-    // Callers that have gone: one node, six callers with 250 ms deadlines, for 8 s. A node
-    // transaction spent on a call whose caller has given up is capacity lost to everyone. Callers
-    // either retry at once or wait for the RetryInfo delay they are given.
-    sandbox_connection(&channel, "gone", &sandbox, 1, 1).await;
+}
+
+/// Node pools of 2, 10 and 50 nodes offered twice their capacity: what they admit.
+async fn pool_precision(channel: &Channel, sandbox: &str, duration: Duration) {
+    let warmup = 1.0;
+    println!();
+    println!(
+        "Node pool precision through gRPC → runtime → sandbox: offered load twice the capacity, {}s measured after a {warmup}s warm-up",
+        duration.as_secs()
+    );
+    println!(
+        "| nodes | capacity/s | offered/s | admitted/s | error | busiest 1 s window | refused |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for nodes in [2i32, 10, 50] {
+        let id = format!("fixed-{nodes}");
+        sandbox_connection(channel, &id, sandbox, nodes, nodes).await;
+        let capacity = f64::from(nodes) * 6.0;
+        let total = Duration::from_secs_f64(warmup) + duration;
+        let (admitted, refused) = offer(channel, &id, total, |_| capacity * 2.0).await;
+        let end = warmup + duration.as_secs_f64();
+        let measured = admitted
+            .iter()
+            .filter(|t| **t >= warmup && **t < end)
+            .count() as f64
+            / duration.as_secs_f64();
+        println!(
+            "| {nodes} | {capacity:.0} | {:.0} | {measured:.2} | {:+.2} % | {} | {refused} |",
+            capacity * 2.0,
+            (measured - capacity) / capacity * 100.0,
+            busiest_second(&admitted, warmup, end)
+        );
+    }
+}
+
+/// Reaction: 6 calls/s, then a step to 150 calls/s at t = 3.5 s; min 2, max 50 nodes.
+async fn reaction(channel: &Channel, sandbox: &str, duration: Duration) {
+    sandbox_connection(channel, "autoscaled", sandbox, 2, 50).await;
+    let step_at = 3.5;
+    let total = Duration::from_secs_f64(step_at) + duration.min(Duration::from_secs(6));
+    let watcher_channel = channel.clone();
+    let watcher = tokio::spawn(async move {
+        let start = Instant::now();
+        let mut enough_at = None;
+        let mut most = 0;
+        while start.elapsed() < total {
+            let c = ConnectionServiceClient::new(watcher_channel.clone())
+                .get_connection(pb::GetConnectionRequest {
+                    name: "connections/autoscaled".to_owned(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let nodes = c.node_status.map(|n| n.current_nodes).unwrap_or(0);
+            most = most.max(nodes);
+            let t = start.elapsed().as_secs_f64();
+            if t >= step_at && nodes * 6 >= 150 && enough_at.is_none() {
+                enough_at = Some(t - step_at);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (enough_at, most)
+    });
+    let (admitted, refused) = offer(channel, "autoscaled", total, |t| {
+        if t < step_at { 6.0 } else { 150.0 }
+    })
+    .await;
+    let (enough_at, most) = watcher.await.unwrap();
+    println!();
+    println!(
+        "Reaction through gRPC: step from 6 to 150 calls/s at t = {step_at}s (min 2, max 50 nodes)"
+    );
+    println!("| measure | value |");
+    println!("|---|---:|");
+    println!(
+        "| time from the step to enough nodes (nodes × 6 ≥ 150) | {} |",
+        enough_at.map_or("not reached".to_owned(), |t| format!("{t:.2} s"))
+    );
+    println!("| most nodes | {most} |");
+    println!("| calls admitted | {} |", admitted.len());
+    println!("| calls refused (RESOURCE_EXHAUSTED) | {refused} |");
+}
+
+/// Callers that have gone: one node, six callers with 250 ms deadlines, for 8 s. A node
+/// transaction spent on a call whose caller has given up is capacity lost to everyone. Callers
+/// either retry at once or wait for the RetryInfo delay they are given.
+async fn callers_that_have_gone(channel: &Channel, sandbox: &str, id: &str, quick: bool) {
+    sandbox_connection(channel, "gone", sandbox, 1, 1).await;
     let gone_name = format!("connections/gone/entityTypes/Customer/entities/{id}");
     let phase = if quick {
         Duration::from_secs(2)
@@ -555,11 +608,11 @@ async fn main() {
     );
     println!("|---|---:|---:|---:|---:|");
     for honour_retry_info in [false, true] {
-        let admitted_before = admitted_on(&channel, "gone").await;
-        let (ok, failed) = gone_callers(&channel, &gone_name, phase, honour_retry_info).await;
+        let admitted_before = admitted_on(channel, "gone").await;
+        let (ok, failed) = gone_callers(channel, &gone_name, phase, honour_retry_info).await;
         // Calls still in the service when the callers stop are counted once they end.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let admitted = admitted_on(&channel, "gone").await - admitted_before;
+        let admitted = admitted_on(channel, "gone").await - admitted_before;
         let gone = admitted.saturating_sub(ok);
         println!(
             "| {} | {admitted} | {ok} | {failed} | {gone} ({:.2} %) |",
@@ -572,10 +625,6 @@ async fn main() {
         );
         // Let the node's burst refill between rows.
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    if !only_gone {
-        println!();
-        telemetry_overhead(dir.path(), &sandbox, duration).await;
     }
 }
 

@@ -8,14 +8,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, reason, wait_for_port};
+use common::{ChildGuard, free_port, reason, wait_for_port};
 use connector_runtime::api::convert::to_proto_struct;
 use connector_runtime::api::pb;
 use connector_runtime::api::pb::connection_service_client::ConnectionServiceClient;
@@ -31,14 +30,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const KEY: &str = "sk_test_fleet_0123456789";
 const CONNECTION: &str = "fleet";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn redis_server() -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {

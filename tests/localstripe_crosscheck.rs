@@ -183,11 +183,7 @@ async fn the_same_flows_hold_against_localstripe() {
         println!("skipped: localstripe is not installed (pip install localstripe)");
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let _emulator = ChildGuard(
         Command::new("localstripe")
             .args(["--port", &port.to_string(), "--from-scratch"])

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{ChildGuard, wait_for_port};
+use common::{ChildGuard, free_port, wait_for_port};
 use connector_runtime::api::pb;
 use connector_runtime::api::pb::entity_service_client::EntityServiceClient;
 
@@ -25,11 +25,7 @@ fn proc_field(pid: u32, file: &str, key: &str) -> String {
 #[tokio::test]
 async fn the_service_holds_no_transparent_huge_page() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_connector-runtime"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .current_dir(dir.path())

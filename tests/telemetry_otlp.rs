@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{ChildGuard, wait_for_port};
+use common::{ChildGuard, free_port, wait_for_port};
 use connector_runtime::api::convert::to_proto_struct;
 use connector_runtime::api::pb;
 use connector_runtime::api::pb::entity_service_client::EntityServiceClient;
@@ -87,14 +87,6 @@ async fn start_receiver() -> (String, mpsc::UnboundedReceiver<Export>) {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     (format!("http://{addr}"), rx)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Process {

@@ -20,6 +20,10 @@ use serde_json::{Map, Value};
 use tonic::Request;
 use tonic::transport::Channel;
 
+mod process;
+#[allow(unused_imports)]
+pub use process::{ChildGuard, free_port, wait_for_port};
+
 pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
 pub const INVOKER_TOKEN: &str = "invoker-token-0123456789";
 
@@ -304,30 +308,6 @@ pub fn violation_fields(status: &tonic::Status) -> Vec<String> {
 
 pub fn path_exists(path: &Path) -> bool {
     path.exists()
-}
-
-/// A helper process (a proxy, an emulator) that is killed when the test ends.
-pub struct ChildGuard(pub std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits (bounded, about 10 s) until a helper process accepts connections on a loopback port.
-pub async fn wait_for_port(port: u16) -> bool {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    false
 }
 
 /// Gives the sandbox a simulated clock (a minute per stored object from September 2020), so
