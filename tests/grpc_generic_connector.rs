@@ -671,6 +671,17 @@ async fn a_generated_non_stripe_connector_is_served_by_the_same_engine() {
     assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
     let details = metadata(&gone);
     assert_eq!(details.get("http_status").map(String::as_str), Some("404"));
+    // The reason and metadata keys name this upstream, not Stripe.
+    let info = gone.get_error_details().error_info().cloned().unwrap();
+    assert_eq!(info.reason, "WIDGETS_RESOURCE_MISSING");
+    assert_eq!(
+        details.get("widgets_code").map(String::as_str),
+        Some("not_found")
+    );
+    assert!(
+        details.keys().all(|key| !key.starts_with("stripe")),
+        "{details:?}"
+    );
     assert!(
         gone.message().starts_with("Widgets: no widget w_1"),
         "{}",

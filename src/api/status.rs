@@ -127,24 +127,45 @@ fn with_retry(
     Status::with_error_details(code, clip(&message, MAX_MESSAGE_BYTES), details)
 }
 
-fn upstream_metadata(error: &UpstreamError) -> HashMap<String, String> {
+fn upstream_metadata(error: &UpstreamError, vendor: &str) -> HashMap<String, String> {
     let mut metadata = HashMap::new();
     metadata.insert("http_status".to_owned(), error.http_status.to_string());
-    metadata.insert("stripe_error_type".to_owned(), error.error_type.clone());
+    metadata.insert(format!("{vendor}_error_type"), error.error_type.clone());
     let optional = [
-        ("stripe_code", &error.code),
-        ("stripe_decline_code", &error.decline_code),
-        ("stripe_param", &error.param),
-        ("stripe_request_id", &error.request_id),
+        ("code", &error.code),
+        ("decline_code", &error.decline_code),
+        ("param", &error.param),
+        ("request_id", &error.request_id),
     ];
     for (key, value) in optional {
         if let Some(value) = value {
-            metadata.insert(key.to_owned(), value.clone());
+            metadata.insert(format!("{vendor}_{key}"), value.clone());
         }
     }
     // The objects the error concerns (`payment_intent`, `charge`), by kind.
     metadata.extend(error.objects.clone());
     metadata
+}
+
+/// The prefix of an upstream error's reason and metadata keys: the upstream's name in lower case
+/// (`Stripe` → `STRIPE_CARD_ERROR`, `stripe_code`), `upstream` when it has none.
+fn vendor(error: &UpstreamError) -> String {
+    let name: String = error
+        .upstream
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "upstream".to_owned()
+    } else {
+        name
+    }
 }
 
 /// Stripe's `payment_method_data[card][number]` → `PaymentMethodData.card.number`.
@@ -156,9 +177,10 @@ fn caller_field(param: &str) -> String {
 
 /// Maps an upstream error: a decline, a bad parameter, an unknown id, an auth failure and a
 /// rate limit each get their own code and reason, with the upstream's detail in the metadata.
-/// (The reasons and metadata keys keep the `STRIPE_`/`stripe_` names the API has always had.)
+/// Reasons and metadata keys carry the upstream's name (`STRIPE_RESOURCE_MISSING`,
+/// `stripe_request_id`; a connector to another API gets its own).
 pub fn upstream_error(error: &UpstreamError) -> Status {
-    let metadata = upstream_metadata(error);
+    let vendor = vendor(error);
     let message = format!(
         "{}: {}",
         error.upstream,
@@ -168,82 +190,42 @@ pub fn upstream_error(error: &UpstreamError) -> Status {
             &error.message
         }
     );
+    let (code, kind, retry) = upstream_class(error);
+    let reason = format!("{}_{kind}", vendor.to_ascii_uppercase());
+    let metadata = upstream_metadata(error, &vendor);
+    let mut details = ErrorDetails::with_error_info(reason, DOMAIN, bounded(metadata));
+    if retry.is_some() {
+        details.set_retry_info(retry);
+    }
+    if code == Code::InvalidArgument
+        && let Some(param) = &error.param
+    {
+        let violation = FieldViolation::new(&caller_field(param), error.message.clone());
+        add_violations(&mut details, &[violation]);
+    }
+    Status::with_error_details(code, clip(&message, MAX_MESSAGE_BYTES), details)
+}
+
+/// An upstream error's status code, the kind its reason names, and when to retry if it is worth
+/// retrying.
+fn upstream_class(error: &UpstreamError) -> (Code, &'static str, Option<Duration>) {
     let code = error.code.as_deref().unwrap_or_default();
+    let soon = Some(Duration::from_secs(1));
     match (error.http_status, error.error_type.as_str()) {
-        (_, "card_error") | (402, _) => status(
-            Code::FailedPrecondition,
-            "STRIPE_CARD_ERROR",
-            message,
-            metadata,
-        ),
-        (_, "idempotency_error") => status(
-            Code::FailedPrecondition,
-            "STRIPE_IDEMPOTENCY_ERROR",
-            message,
-            metadata,
-        ),
-        (401, _) => status(
-            Code::FailedPrecondition,
-            "STRIPE_AUTHENTICATION_FAILED",
-            message,
-            metadata,
-        ),
-        (403, _) => status(
-            Code::PermissionDenied,
-            "STRIPE_PERMISSION_DENIED",
-            message,
-            metadata,
-        ),
-        (404, _) => status(Code::NotFound, "STRIPE_RESOURCE_MISSING", message, metadata),
-        (409, _) => status(Code::Aborted, "STRIPE_CONFLICT", message, metadata),
-        (429, _) if code == "lock_timeout" => with_retry(
-            Code::Aborted,
-            "STRIPE_LOCK_TIMEOUT",
-            message,
-            metadata,
-            Some(Duration::from_secs(1)),
-        ),
-        (429, _) => with_retry(
-            Code::ResourceExhausted,
-            "STRIPE_RATE_LIMITED",
-            message,
-            metadata,
-            Some(Duration::from_secs(1)),
-        ),
-        (status_code, _) if status_code >= 500 => with_retry(
-            Code::Unavailable,
-            "STRIPE_API_ERROR",
-            message,
-            metadata,
-            Some(Duration::from_secs(1)),
-        ),
+        (_, "card_error") | (402, _) => (Code::FailedPrecondition, "CARD_ERROR", None),
+        (_, "idempotency_error") => (Code::FailedPrecondition, "IDEMPOTENCY_ERROR", None),
+        (401, _) => (Code::FailedPrecondition, "AUTHENTICATION_FAILED", None),
+        (403, _) => (Code::PermissionDenied, "PERMISSION_DENIED", None),
+        (404, _) => (Code::NotFound, "RESOURCE_MISSING", None),
+        (409, _) => (Code::Aborted, "CONFLICT", None),
+        (429, _) if code == "lock_timeout" => (Code::Aborted, "LOCK_TIMEOUT", soon),
+        (429, _) => (Code::ResourceExhausted, "RATE_LIMITED", soon),
+        (status_code, _) if status_code >= 500 => (Code::Unavailable, "API_ERROR", soon),
         (400, _) if code.ends_with("_unexpected_state") || code == "resource_already_exists" => {
-            status(
-                Code::FailedPrecondition,
-                "STRIPE_INVALID_STATE",
-                message,
-                metadata,
-            )
+            (Code::FailedPrecondition, "INVALID_STATE", None)
         }
-        (400, _) => {
-            let mut details =
-                ErrorDetails::with_error_info("STRIPE_INVALID_REQUEST", DOMAIN, bounded(metadata));
-            if let Some(param) = &error.param {
-                add_violations(
-                    &mut details,
-                    &[FieldViolation::new(
-                        &caller_field(param),
-                        error.message.clone(),
-                    )],
-                );
-            }
-            Status::with_error_details(
-                Code::InvalidArgument,
-                clip(&message, MAX_MESSAGE_BYTES),
-                details,
-            )
-        }
-        _ => status(Code::FailedPrecondition, "STRIPE_ERROR", message, metadata),
+        (400, _) => (Code::InvalidArgument, "INVALID_REQUEST", None),
+        _ => (Code::FailedPrecondition, "ERROR", None),
     }
 }
 
@@ -545,6 +527,43 @@ mod tests {
             .error_info()
             .map(|i| i.reason.clone())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn reasons_and_metadata_keys_name_the_upstream_that_answered() {
+        let stripe_missing = upstream_error(&UpstreamError {
+            request_id: Some("req_1".to_owned()),
+            ..stripe(404, "invalid_request_error", Some("resource_missing"))
+        });
+        assert_eq!(reason(&stripe_missing), "STRIPE_RESOURCE_MISSING");
+        let metadata = stripe_missing
+            .get_error_details()
+            .error_info()
+            .unwrap()
+            .metadata
+            .clone();
+        assert_eq!(metadata["stripe_code"], "resource_missing");
+        assert_eq!(metadata["stripe_request_id"], "req_1");
+
+        let other = upstream_error(&UpstreamError {
+            upstream: "Acme Billing".to_owned(),
+            ..stripe(429, "rate_limit", Some("too_many"))
+        });
+        assert_eq!(reason(&other), "ACME_BILLING_RATE_LIMITED");
+        let metadata = other
+            .get_error_details()
+            .error_info()
+            .unwrap()
+            .metadata
+            .clone();
+        assert_eq!(metadata["acme_billing_code"], "too_many");
+        assert!(metadata.keys().all(|key| !key.starts_with("stripe")));
+
+        let nameless = upstream_error(&UpstreamError {
+            upstream: String::new(),
+            ..stripe(500, "api_error", None)
+        });
+        assert_eq!(reason(&nameless), "UPSTREAM_API_ERROR");
     }
 
     #[test]

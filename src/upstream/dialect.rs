@@ -82,7 +82,6 @@ pub struct RateAccount {
     pub live: bool,
 }
 
-/// A vendor's rules, called by the generic engine and client.
 /// How far an action's effect reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActionEffect {
@@ -93,11 +92,13 @@ pub enum ActionEffect {
     Destructive,
 }
 
+/// A vendor's rules, called by the generic engine and client.
 pub trait Dialect: Send + Sync + Debug {
     /// The name a connector spec gives (`connector.json`'s `dialect`), e.g. `stripe`.
     fn name(&self) -> &'static str;
 
-    /// The upstream's name in messages, e.g. `Stripe`.
+    /// The upstream's name in messages, e.g. `Stripe`, and (in upper or lower case) the prefix of
+    /// its errors' reasons and metadata keys (`STRIPE_CARD_ERROR`, `stripe_code`).
     fn display_name(&self) -> &'static str;
 
     /// The headers that authorise and scope every request (the key, the pinned version, the

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 /// unknown id, an auth failure and a rate limit. Fields an upstream does not have stay empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpstreamError {
-    /// Who answered, for messages: the dialect's display name, e.g. `Stripe`.
+    /// Who answered: the dialect's display name, e.g. `Stripe`, for messages and as the prefix
+    /// of the status's reason and metadata keys (`STRIPE_RESOURCE_MISSING`, `stripe_code`).
     pub upstream: String,
     /// HTTP status of the response.
     pub http_status: u16,
