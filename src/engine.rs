@@ -592,11 +592,7 @@ impl Engine {
     ) -> Result<EntityPage, EngineError> {
         let entity = self.entity(entity_name)?;
         let op = Self::operation(entity, OperationKind::List)?;
-        let page_size = match query.page_size {
-            n if n < 0 => return Err(EngineError::invalid("page_size", "must not be negative")),
-            0 => DEFAULT_PAGE_SIZE,
-            n => (n as usize).min(MAX_PAGE_SIZE),
-        };
+        let page_size = page_size(query.page_size)?;
         let dialect = conn.dialect();
         let sort = sorting::resolve(
             entity,
@@ -625,19 +621,7 @@ impl Engine {
             &query.sort_order.join(","),
             &format!("{:?}/{:?}", query.consistency, query.tier),
         ]);
-        let token = if query.page_token.is_empty() {
-            None
-        } else {
-            let token = PageToken::decode(&query.page_token)
-                .map_err(|e| EngineError::invalid("page_token", e))?;
-            if token.fingerprint != fingerprint {
-                return Err(EngineError::invalid(
-                    "page_token",
-                    "was issued for a different request",
-                ));
-            }
-            Some(token)
-        };
+        let token = page_token(&query.page_token, &fingerprint)?;
         let reader = ListReader {
             conn,
             dialect,
@@ -1073,6 +1057,31 @@ fn after_cursor(items: Vec<Value>, cursor: Option<&str>) -> Vec<Value> {
         Some(index) => items.into_iter().skip(index + 1).collect(),
         None => Vec::new(),
     }
+}
+
+/// A list call's page size: the default for 0, capped at the most a page holds.
+fn page_size(asked: i32) -> Result<usize, EngineError> {
+    match asked {
+        n if n < 0 => Err(EngineError::invalid("page_size", "must not be negative")),
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n => Ok((n as usize).min(MAX_PAGE_SIZE)),
+    }
+}
+
+/// The page token a list call continues from (`None`: the first page), refused when it does not
+/// decode or was issued for another request (`fingerprint`).
+fn page_token(text: &str, fingerprint: &str) -> Result<Option<PageToken>, EngineError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let token = PageToken::decode(text).map_err(|e| EngineError::invalid("page_token", e))?;
+    if token.fingerprint != fingerprint {
+        return Err(EngineError::invalid(
+            "page_token",
+            "was issued for a different request",
+        ));
+    }
+    Ok(Some(token))
 }
 
 /// What ListEntities sends upstream for a clause.
