@@ -135,7 +135,8 @@ impl Registry {
         sandbox: Option<SandboxTarget>,
     ) -> Self {
         let budgets =
-            AccountBudgets::with_shared(options.budgets.clone(), options.shared_budget.clone());
+            AccountBudgets::with_shared(options.budgets.clone(), options.shared_budget.clone())
+                .for_upstream(options.dialect.display_name());
         if let Some(target) = &sandbox {
             let mut spec = ConnectionSpec::with_id(EMBEDDED_CONNECTION_ID);
             spec.description =

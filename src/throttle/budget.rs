@@ -1,5 +1,6 @@
-//! Stripe's own rate limit, per account: one budget per account key, shared by every connection
-//! that uses the account, so that many nodes never turn into a storm of upstream 429s. With a
+//! The upstream's own rate limit, per account (Stripe's 25 or 100 requests/s): one budget per
+//! account key, shared by every connection that uses the account, so that many nodes never turn
+//! into a storm of upstream 429s. With a
 //! shared limiter (see [`super::shared`]) the budget is also shared by every replica of a fleet.
 //!
 //! Account keys are whatever the caller uses to name the account (its id, or a non-reversible
@@ -80,14 +81,14 @@ impl SharedSide {
                 tracing::warn!(
                     on_down = ?self.shared.on_down,
                     replicas = self.shared.limiter.replicas(),
-                    "the shared Stripe budget is unreachable; {}",
+                    "the fleet's shared rate budget is unreachable; {}",
                     match self.shared.on_down {
                         OnSharedDown::FailOpen => "enforcing this replica's share locally",
                         OnSharedDown::FailClosed => "refusing calls until it is back",
                     }
                 );
             } else {
-                tracing::info!("the shared Stripe budget is reachable again");
+                tracing::info!("the fleet's shared rate budget is reachable again");
             }
         }
     }
@@ -109,9 +110,11 @@ impl SharedSide {
     }
 }
 
-/// One Stripe account's request budget.
+/// One upstream account's request budget.
 #[derive(Debug)]
 pub struct AccountBudget {
+    /// The upstream's name, for messages (`Stripe`).
+    upstream: &'static str,
     local: LocalLimiter,
     shared: Option<SharedSide>,
     rate: u32,
@@ -124,7 +127,12 @@ pub struct AccountBudget {
 }
 
 impl AccountBudget {
-    fn new(settings: &BudgetSettings, live: bool, shared: Option<SharedSide>) -> Self {
+    fn new(
+        settings: &BudgetSettings,
+        upstream: &'static str,
+        live: bool,
+        shared: Option<SharedSide>,
+    ) -> Self {
         let rate = if live {
             settings.live_mode_rate
         } else {
@@ -133,6 +141,7 @@ impl AccountBudget {
         .max(1);
         let burst = settings.burst.unwrap_or(rate).max(1);
         Self {
+            upstream,
             local: LocalLimiter::new(rate, burst),
             shared,
             rate,
@@ -209,13 +218,16 @@ impl AccountBudget {
             ThrottleCause::SharedStoreDown => (
                 ThrottleReason::SharedBudgetUnavailable,
                 format!(
-                    "{} requests/s per Stripe account ({mode} mode), shared by the fleet",
-                    self.rate
+                    "{} requests/s per {} account ({mode} mode), shared by the fleet",
+                    self.rate, self.upstream
                 ),
             ),
             _ => (
                 ThrottleReason::StripeRateBudget,
-                format!("{} requests/s per Stripe account ({mode} mode)", self.rate),
+                format!(
+                    "{} requests/s per {} account ({mode} mode)",
+                    self.rate, self.upstream
+                ),
             ),
         };
         Throttled {
@@ -269,6 +281,8 @@ impl AccountBudget {
 #[derive(Debug, Default)]
 pub struct AccountBudgets {
     settings: BudgetSettings,
+    /// The upstream's name, for messages; `upstream` when not given.
+    upstream: Option<&'static str>,
     shared: Option<SharedBudget>,
     budgets: Mutex<HashMap<String, Arc<AccountBudget>>>,
 }
@@ -283,9 +297,16 @@ impl AccountBudgets {
     pub fn with_shared(settings: BudgetSettings, shared: Option<SharedBudget>) -> Self {
         Self {
             settings,
+            upstream: None,
             shared,
             budgets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Names the upstream whose accounts these are in messages (a dialect's display name).
+    pub fn for_upstream(mut self, name: &'static str) -> Self {
+        self.upstream = Some(name);
+        self
     }
 
     /// The budget of the account named `account_key` (an account id or a key fingerprint, never
@@ -305,7 +326,8 @@ impl AccountBudgets {
             fallback: Mutex::new(None),
             fallback_admitted: AtomicU64::new(0),
         });
-        let budget = Arc::new(AccountBudget::new(&self.settings, live, shared));
+        let upstream = self.upstream.unwrap_or("upstream");
+        let budget = Arc::new(AccountBudget::new(&self.settings, upstream, live, shared));
         budgets.insert(account_key.to_owned(), Arc::clone(&budget));
         budget
     }
@@ -328,7 +350,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn refuses_with_stripe_rate_budget_once_spent() {
-        let budgets = AccountBudgets::default();
+        let budgets = AccountBudgets::default().for_upstream("Stripe");
         let budget = budgets.budget_for("acct_1", false);
         let now = Instant::now();
         for _ in 0..25 {
@@ -342,6 +364,16 @@ mod tests {
             "25 requests/s per Stripe account (test mode)"
         );
         assert_eq!(budget.counts(), (25, 1));
+        // Budgets that were not told their upstream's name say so plainly.
+        let nameless = AccountBudgets::default().budget_for("acct_2", false);
+        for _ in 0..25 {
+            nameless.admit(Some(now)).await.unwrap();
+        }
+        let refused = nameless.admit(Some(now)).await.unwrap_err();
+        assert_eq!(
+            refused.limit,
+            "25 requests/s per upstream account (test mode)"
+        );
     }
 
     /// A shared limiter that grants everything, or is down, as the test says.

@@ -58,8 +58,9 @@ pub struct ToolCatalog {
 }
 
 impl ToolCatalog {
-    /// Builds the catalog of `spec`. A name that two operations would share goes to the first.
-    /// The tools of `spec`; `dialect` says which of its actions are destructive.
+    /// The tools of `spec`: one per entity operation and action, described by the spec's text
+    /// of the operation; `dialect` says which actions are destructive. A name that two operations
+    /// would share goes to the first.
     pub fn new(spec: &ConnectorSpec, dialect: &dyn Dialect) -> Self {
         let mut catalog = Self::default();
         for entity in &spec.entities {
@@ -142,7 +143,7 @@ fn words(snake: &str) -> String {
 fn entity_tool(
     entity: &EntitySpec,
     kind: OperationKind,
-    stripe_text: Option<&str>,
+    spec_text: Option<&str>,
 ) -> ToolDefinition {
     let snake = snake_case(&entity.name);
     let (name, title) = match kind {
@@ -171,7 +172,7 @@ fn entity_tool(
         open_world: true,
     };
     let fallback = format!("{title} ({}).", entity.name);
-    let mut description = stripe_text.map_or(fallback, str::to_owned);
+    let mut description = spec_text.map_or(fallback, str::to_owned);
     description.push(' ');
     description.push_str(&io_schemas::usage(entity, kind));
     ToolDefinition {
@@ -190,11 +191,11 @@ fn entity_tool(
 
 fn action_tool(
     action: &ActionSpec,
-    stripe_text: Option<&str>,
+    spec_text: Option<&str>,
     dialect: &dyn Dialect,
 ) -> ToolDefinition {
     let fallback = format!("{}.", action.display_name);
-    let mut description = stripe_text.map_or(fallback, str::to_owned);
+    let mut description = spec_text.map_or(fallback, str::to_owned);
     description.push(' ');
     description.push_str(io_schemas::REQUEST_ID_USAGE);
     ToolDefinition {
