@@ -496,6 +496,51 @@ pub(crate) fn finalize_invoice(
     Ok(invoice)
 }
 
+/// Stripe pays an open or uncollectible invoice; a paid one, a draft or a void one is refused.
+fn check_payable(invoice: &Map<String, Value>) -> Result<(), ApiError> {
+    match str_of(invoice, "status") {
+        "open" | "uncollectible" => Ok(()),
+        "paid" => {
+            Err(ApiError::invalid("Invoice is already paid.").with_code("invoice_already_paid"))
+        }
+        status => Err(ApiError::invalid(format!(
+            "You can only pay an invoice that is open or uncollectible; this one is {status}."
+        ))),
+    }
+}
+
+/// The payment method an invoice is paid with: the one given, else the invoice's default, the
+/// customer's invoice default, then the customer's default source.
+fn payment_method_for(
+    ctx: &mut Ctx<'_>,
+    invoice: &Map<String, Value>,
+    params: &Map<String, Value>,
+) -> Result<String, ApiError> {
+    if let Some(method) = params.get("payment_method").and_then(Value::as_str) {
+        return payments::resolve_method(ctx, method, "payment_method");
+    }
+    let customer = ctx
+        .store
+        .get("customer", str_of(invoice, "customer"))
+        .cloned()
+        .unwrap_or_default();
+    id_of(invoice.get("default_payment_method"))
+        .or_else(|| {
+            id_of(
+                customer
+                    .get("invoice_settings")
+                    .and_then(|s| s.get("default_payment_method")),
+            )
+        })
+        .or_else(|| id_of(customer.get("default_source")))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "This customer has no attached payment source or default payment method. Please \
+                 consider adding a default payment method.",
+            )
+        })
+}
+
 /// `POST /v1/invoices/{id}/pay`: open or uncollectible invoices, out of band or with a card.
 pub(crate) fn pay_invoice(
     ctx: &mut Ctx<'_>,
@@ -503,19 +548,7 @@ pub(crate) fn pay_invoice(
     params: &Map<String, Value>,
 ) -> Result<Map<String, Value>, ApiError> {
     let mut invoice = ctx.load("invoice", id, Some("invoice"))?;
-    match str_of(&invoice, "status") {
-        "open" | "uncollectible" => {}
-        "paid" => {
-            return Err(
-                ApiError::invalid("Invoice is already paid.").with_code("invoice_already_paid")
-            );
-        }
-        status => {
-            return Err(ApiError::invalid(format!(
-                "You can only pay an invoice that is open or uncollectible; this one is {status}."
-            )));
-        }
-    }
+    check_payable(&invoice)?;
     if params.get("paid_out_of_band").and_then(Value::as_bool) == Some(true) {
         invoice.insert("paid_out_of_band".into(), json!(true));
         mark_paid(ctx, &mut invoice);
@@ -525,29 +558,7 @@ pub(crate) fn pay_invoice(
         mark_paid(ctx, &mut invoice);
         return Ok(invoice);
     }
-    let customer = ctx
-        .store
-        .get("customer", str_of(&invoice, "customer"))
-        .cloned()
-        .unwrap_or_default();
-    let method = match params.get("payment_method").and_then(Value::as_str) {
-        Some(method) => Some(payments::resolve_method(ctx, method, "payment_method")?),
-        None => id_of(invoice.get("default_payment_method"))
-            .or_else(|| {
-                id_of(
-                    customer
-                        .get("invoice_settings")
-                        .and_then(|s| s.get("default_payment_method")),
-                )
-            })
-            .or_else(|| id_of(customer.get("default_source"))),
-    };
-    let Some(method) = method else {
-        return Err(ApiError::invalid(
-            "This customer has no attached payment source or default payment method. Please \
-             consider adding a default payment method.",
-        ));
-    };
+    let method = payment_method_for(ctx, &invoice, params)?;
     invoice.insert("attempted".into(), json!(true));
     invoice.insert(
         "attempt_count".into(),

@@ -143,6 +143,35 @@ impl Webhooks {
         store.newest_first("event").next().map(|(id, _)| id.clone())
     }
 
+    /// A webhook endpoint just created gets its signing secret, shown once in the answer as
+    /// Stripe does.
+    fn give_secret(
+        &self,
+        spec: &ConnectorSpec,
+        store: &mut Store,
+        call: &Call,
+        answer: &mut Value,
+    ) {
+        let Target::Entity {
+            entity,
+            kind: OperationKind::Create,
+        } = call.matched.target
+        else {
+            return;
+        };
+        if spec.entities.get(entity).map(|e| e.object.as_str()) != Some("webhook_endpoint") {
+            return;
+        }
+        let Some(id) = answer.get("id").and_then(Value::as_str) else {
+            return;
+        };
+        let secret = format!("{}{}", webhook::SECRET_PREFIX, store.random_text(32));
+        lock(&self.secrets).insert(id.to_owned(), secret.clone());
+        if let Value::Object(object) = answer {
+            object.insert("secret".to_owned(), Value::String(secret));
+        }
+    }
+
     /// After a successful call: a created endpoint gets its secret (in the answer), and the
     /// events the call recorded are sent to the endpoints that want them.
     pub fn after_call(
@@ -154,19 +183,7 @@ impl Webhooks {
         mark: Option<&str>,
         faults: &WebhookFaults,
     ) {
-        if let Target::Entity {
-            entity,
-            kind: OperationKind::Create,
-        } = call.matched.target
-            && spec.entities.get(entity).map(|e| e.object.as_str()) == Some("webhook_endpoint")
-            && let Some(id) = answer.get("id").and_then(Value::as_str)
-        {
-            let secret = format!("{}{}", webhook::SECRET_PREFIX, store.random_text(32));
-            lock(&self.secrets).insert(id.to_owned(), secret.clone());
-            if let Value::Object(object) = answer {
-                object.insert("secret".to_owned(), Value::String(secret));
-            }
-        }
+        self.give_secret(spec, store, call, answer);
         let mut recorded: Vec<Value> = store
             .newest_first("event")
             .take_while(|(id, _)| Some(id.as_str()) != mark)
@@ -176,27 +193,7 @@ impl Webhooks {
             return;
         }
         recorded.reverse();
-        let endpoints: Vec<(String, String, Vec<String>)> = store
-            .newest_first("webhook_endpoint")
-            .filter_map(|(id, record)| {
-                let object = &record.object;
-                if object.get("status").and_then(Value::as_str) == Some("disabled") {
-                    return None;
-                }
-                let url = object.get("url").and_then(Value::as_str)?.to_owned();
-                let types = object
-                    .get("enabled_events")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Some((id.clone(), url, types))
-            })
-            .collect();
+        let endpoints = enabled_endpoints(store);
         if endpoints.is_empty() {
             return;
         }
@@ -293,6 +290,31 @@ impl Webhooks {
             tracing::debug!(url = %delivery.url, "sandbox: a webhook delivery failed every attempt");
         });
     }
+}
+
+/// The endpoints that are not disabled: (id, url, enabled event types).
+fn enabled_endpoints(store: &Store) -> Vec<(String, String, Vec<String>)> {
+    store
+        .newest_first("webhook_endpoint")
+        .filter_map(|(id, record)| {
+            let object = &record.object;
+            if object.get("status").and_then(Value::as_str) == Some("disabled") {
+                return None;
+            }
+            let url = object.get("url").and_then(Value::as_str)?.to_owned();
+            let types = object
+                .get("enabled_events")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some((id.clone(), url, types))
+        })
+        .collect()
 }
 
 #[cfg(test)]
