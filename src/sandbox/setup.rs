@@ -99,6 +99,38 @@ pub(crate) fn confirm(
             .unwrap_or(&Value::Null),
         params,
     )?;
+    let method_id = method_to_confirm(ctx, &mut intent, params)?;
+    let behaviour = ctx
+        .store
+        .cards
+        .get(&method_id)
+        .copied()
+        .unwrap_or(CardBehaviour::Succeeds);
+    if behaviour == CardBehaviour::AuthenticationRequired && status != "requires_action" {
+        return Ok(require_authentication(ctx, id, intent, params));
+    }
+    // A card that attaches and only declines charges passes the setup check.
+    if behaviour != CardBehaviour::AttachesThenDeclines
+        && let Some(error) = cards::decline(behaviour)
+    {
+        return Err(fail_setup(ctx, intent, &method_id, error));
+    }
+    attach_to_customer(ctx, &intent, &method_id);
+    intent.insert("status".into(), json!("succeeded"));
+    intent.insert("last_setup_error".into(), Value::Null);
+    intent.insert("next_action".into(), Value::Null);
+    ctx.save(&intent);
+    ctx.event("setup_intent.succeeded", &intent, None);
+    Ok(intent)
+}
+
+/// The payment method the confirmation sets up: the one given (resolved and set on the intent)
+/// or the intent's own; refused when there is none or it was already used.
+fn method_to_confirm(
+    ctx: &mut Ctx<'_>,
+    intent: &mut Map<String, Value>,
+    params: &Map<String, Value>,
+) -> Result<String, ApiError> {
     if let Some(method) = params.get("payment_method").and_then(Value::as_str) {
         let resolved = payments::resolve_method(ctx, method, "payment_method")?;
         intent.insert("payment_method".into(), json!(resolved));
@@ -111,51 +143,51 @@ pub(crate) fn confirm(
         return Err(unexpected_state(
             "You cannot confirm this SetupIntent because it's missing a payment method. Update \
              the SetupIntent with a payment method and then confirm it again.",
-            &intent,
+            intent,
         ));
     };
     if ctx.store.spent.contains(&method_id) {
         return Err(payments::spent_error("payment_method"));
     }
-    let behaviour = ctx
-        .store
-        .cards
-        .get(&method_id)
-        .copied()
-        .unwrap_or(CardBehaviour::Succeeds);
-    if behaviour == CardBehaviour::AuthenticationRequired && status != "requires_action" {
-        let return_url = params
-            .get("return_url")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let next_action = payments::authentication_action(ctx, id, return_url);
-        intent.insert("status".into(), json!("requires_action"));
-        intent.insert("next_action".into(), next_action);
-        ctx.save(&intent);
-        ctx.event("setup_intent.requires_action", &intent, None);
-        return Ok(intent);
-    }
-    // A card that attaches and only declines charges passes the setup check.
-    if behaviour != CardBehaviour::AttachesThenDeclines
-        && let Some(error) = cards::decline(behaviour)
-    {
-        let mut last_error = error.as_last_payment_error();
-        last_error["payment_method"] = payments::method_object(ctx, &method_id);
-        intent.insert("status".into(), json!("requires_payment_method"));
-        intent.insert("last_setup_error".into(), last_error);
-        intent.insert("payment_method".into(), Value::Null);
-        intent.insert("next_action".into(), Value::Null);
-        ctx.save(&intent);
-        ctx.event("setup_intent.setup_failed", &intent, None);
-        return Err(error.with_extra("setup_intent", Value::Object(intent)));
-    }
-    attach_to_customer(ctx, &intent, &method_id);
-    intent.insert("status".into(), json!("succeeded"));
-    intent.insert("last_setup_error".into(), Value::Null);
+    Ok(method_id)
+}
+
+/// A card that asks for 3-D Secure: the intent waits in `requires_action` with the next action.
+fn require_authentication(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    mut intent: Map<String, Value>,
+    params: &Map<String, Value>,
+) -> Map<String, Value> {
+    let return_url = params
+        .get("return_url")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let next_action = payments::authentication_action(ctx, id, return_url);
+    intent.insert("status".into(), json!("requires_action"));
+    intent.insert("next_action".into(), next_action);
+    ctx.save(&intent);
+    ctx.event("setup_intent.requires_action", &intent, None);
+    intent
+}
+
+/// A declined card: the intent goes back to `requires_payment_method` with the error, which
+/// carries the intent.
+fn fail_setup(
+    ctx: &mut Ctx<'_>,
+    mut intent: Map<String, Value>,
+    method_id: &str,
+    error: ApiError,
+) -> ApiError {
+    let mut last_error = error.as_last_payment_error();
+    last_error["payment_method"] = payments::method_object(ctx, method_id);
+    intent.insert("status".into(), json!("requires_payment_method"));
+    intent.insert("last_setup_error".into(), last_error);
+    intent.insert("payment_method".into(), Value::Null);
     intent.insert("next_action".into(), Value::Null);
     ctx.save(&intent);
-    ctx.event("setup_intent.succeeded", &intent, None);
-    Ok(intent)
+    ctx.event("setup_intent.setup_failed", &intent, None);
+    error.with_extra("setup_intent", Value::Object(intent))
 }
 
 /// A successful setup attaches its method to the intent's customer, as Stripe does.
