@@ -217,6 +217,35 @@ pub(crate) fn delete_item(
     Ok(result)
 }
 
+/// The invoice line of an invoice item: its id (`il_` + the item's) and the line object.
+fn line_of(item: &Map<String, Value>) -> (String, Value) {
+    let item_id = str_of(item, "id");
+    let line_id = format!(
+        "il_{}",
+        item_id.split_once('_').map_or(item_id, |(_, rest)| rest)
+    );
+    let date = item.get("date").cloned().unwrap_or(Value::Null);
+    let amount = item.get("amount").cloned().unwrap_or(json!(0));
+    let unit = item
+        .get("unit_amount_decimal")
+        .cloned()
+        .unwrap_or_else(|| json!(amount.to_string()));
+    let metadata = match item.get("metadata") {
+        Some(Value::Object(metadata)) => Value::Object(metadata.clone()),
+        _ => json!({}),
+    };
+    let line = json!({
+        "id": line_id, "object": "line_item", "amount": amount, "amount_excluding_tax": amount,
+        "currency": item.get("currency"), "description": item.get("description"),
+        "discount_amounts": [], "discountable": true, "discounts": [], "invoice_item": item_id,
+        "livemode": false, "metadata": metadata, "period": {"start": date, "end": date},
+        "price": item.get("price"), "proration": false, "proration_details": {"credited_items": null},
+        "quantity": item.get("quantity"), "subscription": null, "tax_amounts": [], "tax_rates": [],
+        "type": "invoiceitem", "unit_amount_excluding_tax": unit,
+    });
+    (line_id, line)
+}
+
 /// Rebuilds an invoice's lines and totals from the items attached to it.
 fn recompute(ctx: &mut Ctx<'_>, invoice_id: &str) {
     let Some(mut invoice) = ctx.store.get("invoice", invoice_id).cloned() else {
@@ -239,30 +268,7 @@ fn recompute(ctx: &mut Ctx<'_>, invoice_id: &str) {
     }
     let mut lines = Vec::new();
     for item in items.iter().rev() {
-        let item_id = str_of(item, "id");
-        let line_id = format!(
-            "il_{}",
-            item_id.split_once('_').map_or(item_id, |(_, rest)| rest)
-        );
-        let date = item.get("date").cloned().unwrap_or(Value::Null);
-        let amount = item.get("amount").cloned().unwrap_or(json!(0));
-        let unit = item
-            .get("unit_amount_decimal")
-            .cloned()
-            .unwrap_or_else(|| json!(amount.to_string()));
-        let metadata = match item.get("metadata") {
-            Some(Value::Object(metadata)) => Value::Object(metadata.clone()),
-            _ => json!({}),
-        };
-        let line = json!({
-            "id": line_id, "object": "line_item", "amount": amount, "amount_excluding_tax": amount,
-            "currency": item.get("currency"), "description": item.get("description"),
-            "discount_amounts": [], "discountable": true, "discounts": [], "invoice_item": item_id,
-            "livemode": false, "metadata": metadata, "period": {"start": date, "end": date},
-            "price": item.get("price"), "proration": false, "proration_details": {"credited_items": null},
-            "quantity": item.get("quantity"), "subscription": null, "tax_amounts": [], "tax_rates": [],
-            "type": "invoiceitem", "unit_amount_excluding_tax": unit,
-        });
+        let (line_id, line) = line_of(item);
         if let Value::Object(line) = line.clone() {
             ctx.store.insert(
                 "line_item",
