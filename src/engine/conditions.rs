@@ -76,100 +76,105 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, ParseError> {
     let chars: Vec<(usize, char)> = input.char_indices().collect();
     let mut tokens = Vec::new();
     let mut i = 0;
-    let err = |offset: usize, message: &str| ParseError {
-        offset,
-        message: message.to_owned(),
-    };
     while i < chars.len() {
         let (offset, c) = chars[i];
-        match c {
-            c if c.is_whitespace() => i += 1,
-            '(' => {
-                tokens.push((offset, Token::LParen));
+        let (token, next) = match c {
+            c if c.is_whitespace() => {
                 i += 1;
+                continue;
             }
-            ')' => {
-                tokens.push((offset, Token::RParen));
-                i += 1;
-            }
-            ',' => {
-                tokens.push((offset, Token::Comma));
-                i += 1;
-            }
-            '\'' => {
-                let mut text = String::new();
-                i += 1;
-                loop {
-                    match chars.get(i) {
-                        None => return Err(err(offset, "unterminated string")),
-                        Some((_, '\'')) if matches!(chars.get(i + 1), Some((_, '\''))) => {
-                            text.push('\'');
-                            i += 2;
-                        }
-                        Some((_, '\'')) => {
-                            i += 1;
-                            break;
-                        }
-                        Some((_, ch)) => {
-                            text.push(*ch);
-                            i += 1;
-                        }
-                    }
-                }
-                tokens.push((offset, Token::Str(text)));
-            }
-            '=' => {
-                tokens.push((offset, Token::Op(Op::Eq)));
-                i += 1;
-            }
-            '!' | '<' | '>' => {
-                let next = chars.get(i + 1).map(|(_, ch)| *ch);
-                let (op, len) = match (c, next) {
-                    ('!', Some('=')) => (Op::Ne, 2),
-                    ('<', Some('>')) => (Op::Ne, 2),
-                    ('<', Some('=')) => (Op::Le, 2),
-                    ('>', Some('=')) => (Op::Ge, 2),
-                    ('<', _) => (Op::Lt, 1),
-                    ('>', _) => (Op::Gt, 1),
-                    _ => return Err(err(offset, "expected '!='")),
-                };
-                tokens.push((offset, Token::Op(op)));
-                i += len;
-            }
-            c if c.is_ascii_digit() || c == '-' => {
-                let start = i;
-                i += 1;
-                while i < chars.len() && (chars[i].1.is_ascii_digit() || chars[i].1 == '.') {
-                    i += 1;
-                }
-                let text: String = chars[start..i].iter().map(|(_, ch)| ch).collect();
-                let number = if let Ok(n) = text.parse::<i64>() {
-                    Value::from(n)
-                } else {
-                    text.parse::<f64>()
-                        .ok()
-                        .and_then(serde_json::Number::from_f64)
-                        .map(Value::Number)
-                        .ok_or_else(|| err(offset, "invalid number"))?
-                };
-                tokens.push((offset, Token::Num(number)));
-            }
-            c if c.is_alphabetic() || c == '_' => {
-                let start = i;
-                while i < chars.len()
-                    && (chars[i].1.is_alphanumeric() || matches!(chars[i].1, '_' | '.' | '-'))
-                {
-                    i += 1;
-                }
-                tokens.push((
+            '(' => (Token::LParen, i + 1),
+            ')' => (Token::RParen, i + 1),
+            ',' => (Token::Comma, i + 1),
+            '=' => (Token::Op(Op::Eq), i + 1),
+            '\'' => string_literal(&chars, i)?,
+            '!' | '<' | '>' => comparison(&chars, i)?,
+            c if c.is_ascii_digit() || c == '-' => number(&chars, i)?,
+            c if c.is_alphabetic() || c == '_' => identifier(&chars, i),
+            other => {
+                return Err(parse_error(
                     offset,
-                    Token::Ident(chars[start..i].iter().map(|(_, ch)| ch).collect()),
+                    &format!("unexpected character {other:?}"),
                 ));
             }
-            other => return Err(err(offset, &format!("unexpected character {other:?}"))),
-        }
+        };
+        tokens.push((offset, token));
+        i = next;
     }
     Ok(tokens)
+}
+
+fn parse_error(offset: usize, message: &str) -> ParseError {
+    ParseError {
+        offset,
+        message: message.to_owned(),
+    }
+}
+
+/// A quoted string starting at `chars[start]` (`''` is a quote inside it), and the index after it.
+fn string_literal(chars: &[(usize, char)], start: usize) -> Result<(Token, usize), ParseError> {
+    let mut text = String::new();
+    let mut i = start + 1;
+    loop {
+        match chars.get(i) {
+            None => return Err(parse_error(chars[start].0, "unterminated string")),
+            Some((_, '\'')) if matches!(chars.get(i + 1), Some((_, '\''))) => {
+                text.push('\'');
+                i += 2;
+            }
+            Some((_, '\'')) => return Ok((Token::Str(text), i + 1)),
+            Some((_, ch)) => {
+                text.push(*ch);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// `!=`, `<>`, `<=`, `>=`, `<` or `>` at `chars[start]`, and the index after it.
+fn comparison(chars: &[(usize, char)], start: usize) -> Result<(Token, usize), ParseError> {
+    let next = chars.get(start + 1).map(|(_, ch)| *ch);
+    let (op, len) = match (chars[start].1, next) {
+        ('!', Some('=')) => (Op::Ne, 2),
+        ('<', Some('>')) => (Op::Ne, 2),
+        ('<', Some('=')) => (Op::Le, 2),
+        ('>', Some('=')) => (Op::Ge, 2),
+        ('<', _) => (Op::Lt, 1),
+        ('>', _) => (Op::Gt, 1),
+        _ => return Err(parse_error(chars[start].0, "expected '!='")),
+    };
+    Ok((Token::Op(op), start + len))
+}
+
+/// An integer or decimal number at `chars[start]` (a leading `-` allowed), and the index after it.
+fn number(chars: &[(usize, char)], start: usize) -> Result<(Token, usize), ParseError> {
+    let mut i = start + 1;
+    while i < chars.len() && (chars[i].1.is_ascii_digit() || chars[i].1 == '.') {
+        i += 1;
+    }
+    let text: String = chars[start..i].iter().map(|(_, ch)| ch).collect();
+    let number = if let Ok(n) = text.parse::<i64>() {
+        Value::from(n)
+    } else {
+        text.parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .ok_or_else(|| parse_error(chars[start].0, "invalid number"))?
+    };
+    Ok((Token::Num(number), i))
+}
+
+/// A field name or keyword at `chars[start]` (letters, digits, `_`, `.` and `-`), and the index
+/// after it.
+fn identifier(chars: &[(usize, char)], start: usize) -> (Token, usize) {
+    let mut i = start;
+    while i < chars.len() && (chars[i].1.is_alphanumeric() || matches!(chars[i].1, '_' | '.' | '-'))
+    {
+        i += 1;
+    }
+    let text = chars[start..i].iter().map(|(_, ch)| ch).collect();
+    (Token::Ident(text), i)
 }
 
 /// Longest clause accepted, in bytes.
