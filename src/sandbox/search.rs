@@ -102,38 +102,14 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, SearchError> {
     let mut i = 0;
     while i < chars.len() {
         let (at, c) = chars[i];
-        match c {
-            c if c.is_whitespace() => i += 1,
-            '\'' | '"' => {
-                let quote = c;
-                let mut text = String::new();
+        let (token, next) = match c {
+            c if c.is_whitespace() => {
                 i += 1;
-                loop {
-                    let Some(&(_, next)) = chars.get(i) else {
-                        return Err(SearchError::Unterminated(at));
-                    };
-                    i += 1;
-                    if next == '\\' {
-                        if let Some(&(_, escaped)) = chars.get(i) {
-                            text.push(escaped);
-                            i += 1;
-                        }
-                    } else if next == quote {
-                        break;
-                    } else {
-                        text.push(next);
-                    }
-                }
-                tokens.push((at, Token::Str(text)));
+                continue;
             }
-            ':' => {
-                tokens.push((at, Token::Op(Op::Eq)));
-                i += 1;
-            }
-            '~' => {
-                tokens.push((at, Token::Op(Op::Contains)));
-                i += 1;
-            }
+            '\'' | '"' => quoted(&chars, i)?,
+            ':' => (Token::Op(Op::Eq), i + 1),
+            '~' => (Token::Op(Op::Contains), i + 1),
             '>' | '<' => {
                 let or_equal = chars.get(i + 1).is_some_and(|&(_, n)| n == '=');
                 let op = match (c, or_equal) {
@@ -142,43 +118,61 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, SearchError> {
                     ('<', false) => Op::Lt,
                     _ => Op::Lte,
                 };
-                tokens.push((at, Token::Op(op)));
-                i += if or_equal { 2 } else { 1 };
+                (Token::Op(op), i + if or_equal { 2 } else { 1 })
             }
-            '[' => {
-                tokens.push((at, Token::OpenBracket));
-                i += 1;
-            }
-            ']' => {
-                tokens.push((at, Token::CloseBracket));
-                i += 1;
-            }
+            '[' => (Token::OpenBracket, i + 1),
+            ']' => (Token::CloseBracket, i + 1),
             '-' if !chars.get(i + 1).is_some_and(|&(_, n)| n.is_ascii_digit()) => {
-                tokens.push((at, Token::Minus));
-                i += 1;
+                (Token::Minus, i + 1)
             }
-            _ => {
-                let start = i;
-                while i < chars.len() {
-                    let ch = chars[i].1;
-                    if ch.is_whitespace()
-                        || matches!(ch, ':' | '~' | '>' | '<' | '[' | ']' | '\'' | '"')
-                    {
-                        break;
-                    }
-                    i += 1;
-                }
-                let word: String = chars[start..i].iter().map(|&(_, ch)| ch).collect();
-                match word.parse::<f64>() {
-                    Ok(n) if word.bytes().any(|b| b.is_ascii_digit()) => {
-                        tokens.push((at, Token::Num(n)))
-                    }
-                    _ => tokens.push((at, Token::Word(word))),
-                }
-            }
-        }
+            _ => word(&chars, i),
+        };
+        tokens.push((at, token));
+        i = next;
     }
     Ok(tokens)
+}
+
+/// A string in single or double quotes at `chars[start]` (a backslash escapes the next
+/// character), and the index after it.
+fn quoted(chars: &[(usize, char)], start: usize) -> Result<(Token, usize), SearchError> {
+    let (at, quote) = chars[start];
+    let mut text = String::new();
+    let mut i = start + 1;
+    loop {
+        let Some(&(_, next)) = chars.get(i) else {
+            return Err(SearchError::Unterminated(at));
+        };
+        i += 1;
+        if next == '\\' {
+            if let Some(&(_, escaped)) = chars.get(i) {
+                text.push(escaped);
+                i += 1;
+            }
+        } else if next == quote {
+            return Ok((Token::Str(text), i));
+        } else {
+            text.push(next);
+        }
+    }
+}
+
+/// A bare word or number at `chars[start]`, up to whitespace or punctuation, and the index after
+/// it.
+fn word(chars: &[(usize, char)], start: usize) -> (Token, usize) {
+    let mut i = start;
+    while i < chars.len() {
+        let ch = chars[i].1;
+        if ch.is_whitespace() || matches!(ch, ':' | '~' | '>' | '<' | '[' | ']' | '\'' | '"') {
+            break;
+        }
+        i += 1;
+    }
+    let word: String = chars[start..i].iter().map(|&(_, ch)| ch).collect();
+    match word.parse::<f64>() {
+        Ok(n) if word.bytes().any(|b| b.is_ascii_digit()) => (Token::Num(n), i),
+        _ => (Token::Word(word), i),
+    }
 }
 
 struct Parser {
