@@ -24,7 +24,8 @@ use tokio::task::JoinHandle;
 
 use super::EventHub;
 use super::store::NewEvent;
-use crate::registry::Registry;
+use crate::registry::{ConnectionView, Registry};
+use crate::secrets::Secret;
 use crate::stripe::{event, webhook};
 
 /// What the listener needs.
@@ -105,57 +106,80 @@ async fn receive(
             );
         }
     };
-    let mut secrets = Vec::new();
-    for reference in &view.stored.spec.webhook_signing_secrets {
-        match listener.registry.secrets().resolve(reference) {
-            Ok(secret) => secrets.push(secret),
-            Err(error) => {
-                tracing::error!(%connection, %error, "a webhook signing secret does not resolve")
+    match listener.verified_event(&connection, &view, &headers, &body) {
+        Ok(new) => listener.store(new).await,
+        Err(reason) => refuse(&connection, &reason),
+    }
+}
+
+impl Listener {
+    /// The event a delivery carries, once its signature verifies against one of the connection's
+    /// signing secrets; why it is refused otherwise.
+    fn verified_event(
+        &self,
+        connection: &str,
+        view: &ConnectionView,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<NewEvent, String> {
+        let secrets = self.signing_secrets(connection, view);
+        let exposed: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+        let signature = headers
+            .get(webhook::SIGNATURE_HEADER)
+            .map(|v| v.to_str().unwrap_or("\u{0}"));
+        let tolerance = self.hub.settings().signature_tolerance.as_secs();
+        webhook::verify(signature, body, &exposed, unix_now(), tolerance)
+            .map_err(|error| error.to_string())?;
+        let (_, summary) = event::parse(body).map_err(|error| error.to_string())?;
+        let payload =
+            String::from_utf8(body.to_vec()).map_err(|_| "the body is not UTF-8".to_owned())?;
+        let entity_name = match (&summary.object_type, &summary.object_id) {
+            (Some(object_type), Some(id)) => self.hub.entity_name(connection, object_type, id),
+            _ => None,
+        };
+        Ok(NewEvent {
+            id: summary.id,
+            connection: connection.to_owned(),
+            event_type: summary.event_type,
+            created: summary.created,
+            entity_name,
+            payload,
+            source: "webhook",
+        })
+    }
+
+    /// The connection's signing secrets that resolve (one that does not is logged, not fatal:
+    /// another may still verify the delivery).
+    fn signing_secrets(&self, connection: &str, view: &ConnectionView) -> Vec<Secret> {
+        let mut secrets = Vec::new();
+        for reference in &view.stored.spec.webhook_signing_secrets {
+            match self.registry.secrets().resolve(reference) {
+                Ok(secret) => secrets.push(secret),
+                Err(error) => {
+                    tracing::error!(%connection, %error, "a webhook signing secret does not resolve")
+                }
             }
         }
+        secrets
     }
-    let exposed: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
-    let signature = headers
-        .get(webhook::SIGNATURE_HEADER)
-        .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let tolerance = listener.hub.settings().signature_tolerance.as_secs();
-    if let Err(error) = webhook::verify(signature, &body, &exposed, unix_now(), tolerance) {
-        return refuse(&connection, &error.to_string());
-    }
-    let (_, summary) = match event::parse(&body) {
-        Ok(parsed) => parsed,
-        Err(error) => return refuse(&connection, &error.to_string()),
-    };
-    let payload = match String::from_utf8(body.to_vec()) {
-        Ok(text) => text,
-        Err(_) => return refuse(&connection, "the body is not UTF-8"),
-    };
-    let entity_name = match (&summary.object_type, &summary.object_id) {
-        (Some(object_type), Some(id)) => listener.hub.entity_name(&connection, object_type, id),
-        _ => None,
-    };
-    let new = NewEvent {
-        id: summary.id,
-        connection: connection.clone(),
-        event_type: summary.event_type,
-        created: summary.created,
-        entity_name,
-        payload,
-        source: "webhook",
-    };
-    let id = new.id.clone();
-    match listener.hub.record(new).await {
-        Ok(inserted) => {
-            tracing::debug!(%connection, event = %id, fresh = inserted.fresh, "webhook stored");
-            (StatusCode::OK, axum::Json(json!({"received": true}))).into_response()
-        }
-        Err(error) => {
-            tracing::error!(%connection, event = %id, %error, "webhook not stored; the sender will retry");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                axum::Json(json!({"error": {"message": "the event could not be stored"}})),
-            )
-                .into_response()
+
+    /// Stores the event and answers the sender: 200 once it is stored (a repeat included), 500
+    /// when it could not be, so the sender retries.
+    async fn store(&self, new: NewEvent) -> Response {
+        let (connection, id) = (new.connection.clone(), new.id.clone());
+        match self.hub.record(new).await {
+            Ok(inserted) => {
+                tracing::debug!(%connection, event = %id, fresh = inserted.fresh, "webhook stored");
+                (StatusCode::OK, axum::Json(json!({"received": true}))).into_response()
+            }
+            Err(error) => {
+                tracing::error!(%connection, event = %id, %error, "webhook not stored; the sender will retry");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({"error": {"message": "the event could not be stored"}})),
+                )
+                    .into_response()
+            }
         }
     }
 }
