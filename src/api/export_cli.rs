@@ -124,6 +124,7 @@ impl Checkpoint {
         }
     }
 
+    /// Marks the partitions the service reports finished.
     fn finished(&mut self, indexes: &[i32]) {
         for state in &mut self.partitions {
             if indexes.contains(&state.index) {
