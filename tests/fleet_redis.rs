@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, free_port, reason, wait_for_port};
+use common::{ChildGuard, free_port, reason, wait_for_port, wait_for_port_within};
 use connector_runtime::api::convert::to_proto_struct;
 use connector_runtime::api::pb;
 use connector_runtime::api::pb::connection_service_client::ConnectionServiceClient;
@@ -151,7 +151,7 @@ api_base_url = "{sandbox}"
         .spawn()
         .expect("starting a replica");
     assert!(
-        accepts_within(port, Duration::from_secs(60)).await,
+        wait_for_port_within(port, Duration::from_secs(60)).await,
         "replica {name} did not start:\n{}",
         std::fs::read_to_string(&stderr).unwrap_or_default()
     );
@@ -166,21 +166,6 @@ api_base_url = "{sandbox}"
         entities: EntityServiceClient::new(channel.clone()),
         connections: ConnectionServiceClient::new(channel),
     }
-}
-
-/// A debug build starting on a busy machine can take a while: wait longer than for a helper.
-async fn accepts_within(port: u16, bound: Duration) -> bool {
-    let until = Instant::now() + bound;
-    while Instant::now() < until {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 async fn start_sandbox() -> SandboxHandle {

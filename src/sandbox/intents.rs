@@ -180,6 +180,34 @@ pub(crate) fn check_confirmable(
     Ok(())
 }
 
+/// The payment method a confirmation charges or sets up: the intent's (`name`: `PaymentIntent`
+/// or `SetupIntent`), refused as the flow's `unexpected_state` when there is none, and refused
+/// when it was already used once.
+pub(crate) fn confirming_method(
+    ctx: &Ctx<'_>,
+    intent: &Map<String, Value>,
+    name: &str,
+    unexpected_state: fn(&str, &Map<String, Value>) -> ApiError,
+) -> Result<String, ApiError> {
+    let Some(method_id) = intent
+        .get("payment_method")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return Err(unexpected_state(
+            &format!(
+                "You cannot confirm this {name} because it's missing a payment method. Update \
+                 the {name} with a payment method and then confirm it again."
+            ),
+            intent,
+        ));
+    };
+    if ctx.store.spent.contains(&method_id) {
+        return Err(payments::spent_error("payment_method"));
+    }
+    Ok(method_id)
+}
+
 /// `payment_method_options` with Stripe's card defaults, merged with the given options' `card`.
 pub(crate) fn card_options(given: Option<&Value>, for_payment: bool) -> Value {
     let mut card = if for_payment {

@@ -443,20 +443,7 @@ pub(crate) fn confirm(
     )?;
     let options = ConfirmOptions::of(params);
     apply_confirm_params(ctx, &mut intent, params)?;
-    let Some(method_id) = intent
-        .get("payment_method")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-    else {
-        return Err(unexpected_state(
-            "You cannot confirm this PaymentIntent because it's missing a payment method. Update \
-             the PaymentIntent with a payment method and then confirm it again.",
-            &intent,
-        ));
-    };
-    if ctx.store.spent.contains(&method_id) {
-        return Err(spent_error("payment_method"));
-    }
+    let method_id = intents::confirming_method(ctx, &intent, "PaymentIntent", unexpected_state)?;
     let behaviour = ctx
         .store
         .cards

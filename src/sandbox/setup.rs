@@ -135,21 +135,7 @@ fn method_to_confirm(
         let resolved = payments::resolve_method(ctx, method, "payment_method")?;
         intent.insert("payment_method".into(), json!(resolved));
     }
-    let Some(method_id) = intent
-        .get("payment_method")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-    else {
-        return Err(unexpected_state(
-            "You cannot confirm this SetupIntent because it's missing a payment method. Update \
-             the SetupIntent with a payment method and then confirm it again.",
-            intent,
-        ));
-    };
-    if ctx.store.spent.contains(&method_id) {
-        return Err(payments::spent_error("payment_method"));
-    }
-    Ok(method_id)
+    intents::confirming_method(ctx, intent, "SetupIntent", unexpected_state)
 }
 
 /// A card that asks for 3-D Secure: the intent waits in `requires_action` with the next action.

@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 
 mod process;
 #[allow(unused_imports)]
-pub use process::{ChildGuard, free_port, wait_for_port};
+pub use process::{ChildGuard, free_port, wait_for_port, wait_for_port_within};
 
 pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
 pub const INVOKER_TOKEN: &str = "invoker-token-0123456789";

@@ -24,9 +24,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Waits (bounded, about 10 s) until a process accepts connections on a loopback port.
+/// Waits (about 10 s at most) until a process accepts connections on a loopback port.
 pub async fn wait_for_port(port: u16) -> bool {
-    for _ in 0..200 {
+    wait_for_port_within(port, Duration::from_secs(10)).await
+}
+
+/// Waits at most `bound` until a process accepts connections on a loopback port (a debug build
+/// starting on a busy machine may want longer than a helper).
+pub async fn wait_for_port_within(port: u16, bound: Duration) -> bool {
+    let until = std::time::Instant::now() + bound;
+    while std::time::Instant::now() < until {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
