@@ -7,6 +7,7 @@
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::HeaderValue;
 use rand::Rng;
 use serde_json::Value;
@@ -18,6 +19,7 @@ use super::dialect::{Credentials, Dialect};
 use super::error::UpstreamError;
 use super::form;
 use super::retry::{self, Decision};
+use super::transport::{self, Transport};
 use crate::connections::model::LogLevel;
 use crate::engine::error::EngineError;
 use crate::engine::request::UpstreamRequest;
@@ -142,7 +144,7 @@ pub fn ensure_crypto_provider() {
 /// The client of one connection.
 #[derive(Debug, Clone)]
 pub struct UpstreamClient {
-    http: reqwest::Client,
+    transport: Transport,
     /// `base_url` parsed once; a request's URL is this with its path appended.
     base: reqwest::Url,
     /// The dialect's authorising headers, built once from the key (secret values sensitive).
@@ -177,33 +179,7 @@ impl UpstreamClient {
             .ok()
             .filter(|url| !url.cannot_be_a_base())
             .ok_or_else(|| ClientBuildError::BaseUrl(options.base_url.clone()))?;
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            // An API answers where it is asked; a redirect is an error, not a hop to follow with
-            // the key.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .user_agent(concat!("connector-runtime/", env!("CARGO_PKG_VERSION")));
-        builder = match &options.proxy {
-            Some(proxy) => {
-                let mut p = reqwest::Proxy::all(&proxy.url)
-                    .map_err(|e| ClientBuildError::Proxy(e.to_string()))?;
-                if let Some((user, password)) = &proxy.basic_auth {
-                    p = p.basic_auth(user, password.expose());
-                }
-                builder.proxy(p)
-            }
-            None => builder.no_proxy(),
-        };
-        if let Some(pem) = &options.extra_ca_pem {
-            let cert = reqwest::Certificate::from_pem(pem)
-                .map_err(|e| ClientBuildError::Certificate(e.to_string()))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| ClientBuildError::Build(e.to_string()))?;
+        let transport = Transport::new(&options)?;
         let auth_headers = dialect
             .auth_headers(&Credentials {
                 api_key: options.api_key.expose(),
@@ -212,7 +188,7 @@ impl UpstreamClient {
             })
             .ok_or(ClientBuildError::ApiKey)?;
         Ok(Self {
-            http,
+            transport,
             base,
             auth_headers,
             options,
@@ -404,14 +380,16 @@ impl UpstreamClient {
         timeout: Duration,
     ) -> Result<Attempt, EngineError> {
         self.log_request(request);
-        let builder = self.request(request, call, timeout);
-        let response = builder.send().await.map_err(|e| transport_error(&e))?;
-        let status = response.status().as_u16();
-        let meta = self.dialect.response_meta(response.headers());
+        let answer = self
+            .transport
+            .send(self.request(request, call)?, timeout)
+            .await?;
+        let status = answer.status.as_u16();
+        let meta = self.dialect.response_meta(&answer.headers);
         let request_id = meta.request_id;
-        let decision = (!(200..300).contains(&status))
-            .then(|| self.dialect.classify(status, response.headers()));
-        let bytes = response.bytes().await.map_err(|e| transport_error(&e))?;
+        let decision =
+            (!(200..300).contains(&status)).then(|| self.dialect.classify(status, &answer.headers));
+        let bytes = answer.body;
         if self.options.verbosity >= 5 && self.logs(LogLevel::Debug) {
             tracing::debug!(connection = %self.options.connection, status, request_id = ?request_id, body = %redact_body(&bytes), "upstream response detail");
         }
@@ -436,51 +414,64 @@ impl UpstreamClient {
         }
     }
 
-    /// The HTTP request: the base URL with the request's path, the dialect's authorising headers,
-    /// the query, a POST's body (JSON or form, always with a content type) and idempotency key.
+    /// The HTTP request: the base URL with the request's path and query, the dialect's
+    /// authorising headers, a POST's body (JSON or form, always with a content type) and its
+    /// idempotency key.
     fn request(
         &self,
         request: &UpstreamRequest,
         call: &CallOptions,
-        timeout: Duration,
-    ) -> reqwest::RequestBuilder {
+    ) -> Result<http::Request<Bytes>, EngineError> {
         let mut url = self.base.clone();
         url.set_path(&format!(
             "{}{}",
             self.base.path().trim_end_matches('/'),
             request.path
         ));
-        let method = match request.method {
-            HttpMethod::Get => reqwest::Method::GET,
-            HttpMethod::Post => reqwest::Method::POST,
-            HttpMethod::Delete => reqwest::Method::DELETE,
-        };
-        let mut builder = self
-            .http
-            .request(method, url)
-            .timeout(timeout)
-            .headers(self.auth_headers.clone());
         if !request.query.is_empty() {
-            builder = builder.query(&request.query);
+            url.query_pairs_mut().extend_pairs(&request.query);
         }
-        if request.method == HttpMethod::Post {
-            // Always send a content type, even with an empty body: strict servers reject none.
-            builder = match &request.json {
-                Some(object) => builder.json(object),
-                None => builder
-                    .header(
-                        http::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .body(form::encode(&request.form)),
-            };
+        let method = match request.method {
+            HttpMethod::Get => http::Method::GET,
+            HttpMethod::Post => http::Method::POST,
+            HttpMethod::Delete => http::Method::DELETE,
+        };
+        let mut headers = self.auth_headers.clone();
+        headers.insert(http::header::USER_AGENT, transport::user_agent());
+        let body = if request.method == HttpMethod::Post {
             if let (Some(key), Some(idempotency)) =
                 (&call.idempotency_key, self.dialect.idempotency())
             {
-                builder = builder.header(idempotency.header, key);
+                let value = HeaderValue::from_str(key).map_err(|_| {
+                    EngineError::invalid("request_id", "cannot be sent in an HTTP header")
+                })?;
+                headers.insert(idempotency.header, value);
             }
-        }
-        builder
+            // Always send a content type, even with an empty body: strict servers reject none.
+            let (content_type, body) = match &request.json {
+                Some(object) => (
+                    "application/json",
+                    Bytes::from(serde_json::to_vec(object).unwrap_or_default()),
+                ),
+                None => (
+                    "application/x-www-form-urlencoded",
+                    Bytes::from(form::encode(&request.form)),
+                ),
+            };
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type),
+            );
+            body
+        } else {
+            Bytes::new()
+        };
+        let mut built = http::Request::new(body);
+        *built.method_mut() = method;
+        *built.uri_mut() = http::Uri::try_from(url.as_str())
+            .map_err(|e| EngineError::invalid("name", format!("not a request URL: {e}")))?;
+        *built.headers_mut() = headers;
+        Ok(built)
     }
 
     /// Logs the request as the connection's verbosity and log level ask (secrets redacted).
@@ -525,32 +516,6 @@ fn method_name(method: HttpMethod) -> &'static str {
 }
 
 /// reqwest's error text can include the URL but never headers, so it carries no key.
-fn transport_error(error: &reqwest::Error) -> EngineError {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "connection failed"
-    } else {
-        "transport error"
-    };
-    let mut message = format!("{kind}: {error}");
-    let mut source = std::error::Error::source(error);
-    while let Some(inner) = source {
-        message.push_str(&format!(": {inner}"));
-        source = inner.source();
-    }
-    // The proxy answered the tunnel's CONNECT with 407.
-    if message.contains("proxy authorization required") {
-        return EngineError::ProxyAuthentication(
-            "the CONNECT tunnel was refused with HTTP 407".to_owned(),
-        );
-    }
-    EngineError::Unavailable {
-        message,
-        retry_after: None,
-    }
-}
-
 /// Names whose values are never logged, in form pairs or JSON bodies.
 const SENSITIVE: [&str; 8] = [
     "number",
