@@ -147,8 +147,9 @@ pub struct UpstreamClient {
     transport: Transport,
     /// `base_url` parsed once; a request's URL is this with its path appended.
     base: reqwest::Url,
-    /// The dialect's authorising headers, built once from the key (secret values sensitive).
-    auth_headers: http::HeaderMap,
+    /// The headers every request carries, built once: the dialect's authorising ones (from the
+    /// key; secret values sensitive) and the User-Agent.
+    headers: http::HeaderMap,
     options: ClientOptions,
     dialect: Arc<dyn Dialect>,
 }
@@ -180,17 +181,21 @@ impl UpstreamClient {
             .filter(|url| !url.cannot_be_a_base())
             .ok_or_else(|| ClientBuildError::BaseUrl(options.base_url.clone()))?;
         let transport = Transport::new(&options)?;
-        let auth_headers = dialect
+        let mut headers = dialect
             .auth_headers(&Credentials {
                 api_key: options.api_key.expose(),
                 account_id: options.account_id.as_deref(),
                 api_version: &options.api_version,
             })
             .ok_or(ClientBuildError::ApiKey)?;
+        headers.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(transport::USER_AGENT),
+        );
         Ok(Self {
             transport,
             base,
-            auth_headers,
+            headers,
             options,
             dialect,
         })
@@ -436,8 +441,7 @@ impl UpstreamClient {
             HttpMethod::Post => http::Method::POST,
             HttpMethod::Delete => http::Method::DELETE,
         };
-        let mut headers = self.auth_headers.clone();
-        headers.insert(http::header::USER_AGENT, transport::user_agent());
+        let mut headers = self.headers.clone();
         let body = if request.method == HttpMethod::Post {
             if let (Some(key), Some(idempotency)) =
                 (&call.idempotency_key, self.dialect.idempotency())

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderValue;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as PooledClient;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -109,7 +108,6 @@ impl Transport {
 /// roots plus the extra CA, HTTP/2 or HTTP/1.1 as the server's TLS negotiates, plain HTTP for
 /// `http://` upstreams.
 fn direct(options: &ClientOptions) -> Result<DirectClient, ClientBuildError> {
-    super::client::ensure_crypto_provider();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let extra_roots = match &options.extra_ca_pem {
         Some(pem) => CertificateDer::pem_slice_iter(pem)
@@ -173,11 +171,6 @@ fn proxied(options: &ClientOptions) -> Result<reqwest::Client, ClientBuildError>
     builder
         .build()
         .map_err(|e| ClientBuildError::Build(e.to_string()))
-}
-
-/// The `User-Agent` header value.
-pub fn user_agent() -> HeaderValue {
-    HeaderValue::from_static(USER_AGENT)
 }
 
 fn direct_error(error: &(dyn std::error::Error + 'static)) -> EngineError {
