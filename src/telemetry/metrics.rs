@@ -7,10 +7,12 @@
 //! [`MAX_SERIES`] label sets; further ones fold into one overflow series, so a caller sending
 //! arbitrary names cannot grow memory.
 
-use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
+
+use hashbrown::{Equivalent, HashMap};
 
 /// Most label sets one metric family keeps.
 pub const MAX_SERIES: usize = 2000;
@@ -163,16 +165,16 @@ impl<V: Default> Family<V> {
     }
 
     /// The series of these label values (one per label name), created on first use.
+    /// Finding a series allocates nothing; only a new one copies its label values.
     pub fn with(&self, values: &[&str]) -> Arc<V> {
-        let key: Box<[String]> = values.iter().map(|v| (*v).to_owned()).collect();
         let mut series = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = series.get(&key) {
+        if let Some(found) = series.get(&Labels(values)) {
             return Arc::clone(found);
         }
-        let key = if series.len() >= MAX_SERIES {
+        let key: Box<[String]> = if series.len() >= MAX_SERIES {
             values.iter().map(|_| OVERFLOW.to_owned()).collect()
         } else {
-            key
+            values.iter().map(|v| (*v).to_owned()).collect()
         };
         Arc::clone(series.entry(key).or_default())
     }
@@ -186,6 +188,22 @@ impl<V: Default> Family<V> {
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
+    }
+}
+
+/// Label values as a caller passes them, looked up among a family's owned keys. A slice of
+/// `&str` hashes as the slice of `String` with the same values.
+struct Labels<'a>(&'a [&'a str]);
+
+impl Hash for Labels<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl Equivalent<Box<[String]>> for Labels<'_> {
+    fn equivalent(&self, key: &Box<[String]>) -> bool {
+        key.len() == self.0.len() && key.iter().zip(self.0).all(|(k, v)| k == v)
     }
 }
 
@@ -294,16 +312,43 @@ mod tests {
         assert!((s.sum_seconds - 60.0033).abs() < 1e-9);
     }
 
+    static DEF: MetricDef = MetricDef {
+        prometheus: "t",
+        otel: "t",
+        help: "",
+        unit: "1",
+        labels: &["a"],
+        attributes: &["a"],
+    };
+
+    #[test]
+    fn label_values_find_their_own_series_and_only_theirs() {
+        let family: Family<Counter> = Family::new(&DEF);
+        family.with(&["conn", "GetEntity"]).add(1);
+        family.with(&["conn", "GetEntity"]).add(2);
+        family.with(&["conn", "ListEntities"]).add(4);
+        // The same strings split differently are another series.
+        family.with(&["connGet", "Entity"]).add(8);
+        family.with(&["conn"]).add(16);
+        let all: Vec<(Vec<String>, u64)> = family
+            .snapshot()
+            .into_iter()
+            .map(|(k, v)| (k.into_vec(), v.get()))
+            .collect();
+        let key = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            all,
+            vec![
+                (key(&["conn"]), 16),
+                (key(&["conn", "GetEntity"]), 3),
+                (key(&["conn", "ListEntities"]), 4),
+                (key(&["connGet", "Entity"]), 8),
+            ]
+        );
+    }
+
     #[test]
     fn a_family_stops_growing_at_its_series_limit() {
-        static DEF: MetricDef = MetricDef {
-            prometheus: "t",
-            otel: "t",
-            help: "",
-            unit: "1",
-            labels: &["a"],
-            attributes: &["a"],
-        };
         let family: Family<Counter> = Family::new(&DEF);
         for i in 0..MAX_SERIES + 50 {
             family.with(&[&i.to_string()]).add(1);
