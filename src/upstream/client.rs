@@ -472,7 +472,7 @@ impl UpstreamClient {
         };
         let mut built = http::Request::new(body);
         *built.method_mut() = method;
-        *built.uri_mut() = http::Uri::try_from(url.as_str())
+        *built.uri_mut() = http::Uri::try_from(String::from(url))
             .map_err(|e| EngineError::invalid("name", format!("not a request URL: {e}")))?;
         *built.headers_mut() = headers;
         Ok(built)
@@ -519,7 +519,6 @@ fn method_name(method: HttpMethod) -> &'static str {
     }
 }
 
-/// reqwest's error text can include the URL but never headers, so it carries no key.
 /// Names whose values are never logged, in form pairs or JSON bodies.
 const SENSITIVE: [&str; 8] = [
     "number",

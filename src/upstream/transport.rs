@@ -207,7 +207,8 @@ fn proxied_error(error: &reqwest::Error) -> EngineError {
     failed
 }
 
-/// A transport failure, with the chain of its causes in the message.
+/// A transport failure, with the chain of its causes in the message. hyper's and reqwest's error
+/// texts can include the URL but never headers, so the message carries no key.
 fn unavailable(kind: &str, error: &(dyn std::error::Error + 'static)) -> EngineError {
     let mut message = format!("{kind}: {error}");
     let mut source = error.source();
